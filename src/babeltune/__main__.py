@@ -1,0 +1,5 @@
+import sys
+
+from babeltune.cli import main
+
+sys.exit(main())

@@ -1,0 +1,163 @@
+"""The ``babeltune`` command: thin, it parses arguments and calls the experiment runner.
+
+Every command takes an experiment YAML (default: ./configs/default.yaml) and ``--group.field=value``
+overrides, e.g. ``babeltune run configs/quick.yaml --train.epochs=1``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+from babeltune.registry import BabeltuneError
+
+STAGES = ["data", "mix", "train", "generate", "evaluate", "report"]
+DEFAULT_CONFIG = Path("configs/default.yaml")
+
+STAGE_HELP = {
+    "data": "load training examples and test prompts into the run directory",
+    "mix": "compose the training mixtures (monolingual, multilingual, english-only, downsampled) under the budget",
+    "train": "fine-tune every model x method x mixture of the grid (LoRA or full-parameter)",
+    "generate": "answer the test prompts with every tuned model",
+    "evaluate": "language ID, chrF and the LLM judge for every answer",
+    "report": "tables, plots and the HTML report over all runs",
+}
+
+
+def _overrides_epilog() -> str:
+    from babeltune.config import describe
+
+    rows = describe()
+    width = max(len(name) for name, _, _ in rows) + 2
+    lines = ["config fields (set in the YAML, or override with --FIELD=VALUE):"]
+    lines += [f"  {name:<{width}}{help} [default: {default}]" for name, default, help in rows]
+    return "\n".join(lines)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="babeltune",
+        description="Monolingual or multilingual instruction tuning under a fixed budget: build data, compose "
+        "mixtures, fine-tune, generate, evaluate (LLM judge + language ID + chrF) and report, from one YAML file.",
+        epilog="Start with `babeltune run` (the offline demo in configs/default.yaml), then open the printed report.",
+    )
+    parser.add_argument("--debug", action="store_true", help="show Python tracebacks for errors")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, help: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(
+            name, help=help, description=help, epilog=_overrides_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter
+        )
+        p.add_argument("config", nargs="?", type=Path, help=f"experiment YAML (default: {DEFAULT_CONFIG})")
+        p.add_argument("--debug", action="store_true", help="show Python tracebacks for errors")
+        return p
+
+    add("run", "run the whole experiment grid, reusing every finished stage")
+    add("plan", "print the grid's tasks, mixtures and budget (in units of C) and what is already done")
+    add("show-config", "print the fully resolved configuration (defaults + YAML + overrides)")
+    for stage in STAGES:
+        add(stage, f"{STAGE_HELP[stage]} (runs earlier stages first when needed)")
+    return parser
+
+
+def _load(args: argparse.Namespace, overrides: list[str]):
+    from babeltune import config
+
+    path = args.config
+    if path is None:
+        if not DEFAULT_CONFIG.exists():
+            raise BabeltuneError(f"no config given and {DEFAULT_CONFIG} does not exist here; pass a YAML file")
+        path = DEFAULT_CONFIG
+    bad = [o for o in overrides if not o.startswith("--") or "=" not in o]
+    if bad:
+        raise BabeltuneError(f"unrecognised argument {bad[0]!r}; overrides look like --train.epochs=1")
+    return config.load(path, overrides)
+
+
+def _print_plan(plan) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    table = Table(title=f"mixtures of {plan.cfg.name} (C = one monolingual run)")
+    for col in ("mixture", "regime", "examples", "cost (C)"):
+        table.add_column(col)
+    for m in plan.mixtures:
+        table.add_row(m["name"], m["regime"], str(m["examples"]), str(m["cost_in_C"]))
+    console.print(table)
+    tasks = Table(title=f"tasks in {plan.cfg.run_dir}")
+    for col in ("stage", "name", "key", "status"):
+        tasks.add_column(col)
+    for t in plan.tasks:
+        tasks.add_row(t.stage, t.name, t.key, "done" if t.done else "to do")
+    console.print(tasks)
+
+
+def _print_summary(plan, seconds: float) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from babeltune.io import read_jsonl
+    from babeltune.report.aggregate import cells
+
+    scores = {r.name: read_jsonl(r.scores) for r in plan.results}
+    table_cells = cells(scores, set(plan.cfg.data.languages))
+    langs = list(dict.fromkeys(c.lang for c in table_cells))
+    by = {(c.run, c.lang): c for c in table_cells}
+    table = Table(title="language consistency % / chrF / mean score (judge x match) per language")
+    table.add_column("run")
+    for lang in langs:
+        seen = next(c.seen for c in table_cells if c.lang == lang)
+        table.add_column(lang if seen else f"{lang}*", justify="right")
+    for run in scores:
+        row = []
+        for lang in langs:
+            c = by[run, lang]
+            score = "–" if c.score_mean is None else f"{c.score_mean:.2f}"
+            row.append(f"{100 * c.consistency:.0f} / {c.chrf or 0:.1f} / {score}")
+        table.add_row(run, *row)
+    console = Console()
+    console.print(table)
+    console.print("* unseen in training")
+    console.print(f"done in {seconds:.0f} s; report: {plan.report_dir / 'report.html'}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args, overrides = _parser().parse_known_args(argv)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.set_verbosity_error()
+        cfg = _load(args, overrides)
+        if args.command == "show-config":
+            from babeltune.config import dump_yaml
+
+            print(dump_yaml(cfg), end="")
+            return 0
+        from babeltune.experiment import build_plan, execute
+
+        plan = build_plan(cfg)
+        if args.command == "plan":
+            _print_plan(plan)
+            return 0
+        if args.command in STAGES:
+            last = STAGES.index(args.command)
+            plan.tasks = [t for t in plan.tasks if STAGES.index(t.stage) <= last]
+        start = time.perf_counter()
+        execute(plan)
+        if args.command in ("run", "report"):
+            _print_summary(plan, time.perf_counter() - start)
+        return 0
+    except BabeltuneError as err:
+        if args.debug:
+            raise
+        print(f"babeltune: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

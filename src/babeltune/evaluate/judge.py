@@ -1,0 +1,181 @@
+"""LLM judges. A judge is data (a prompt file and a parser name) plus a backend that runs it.
+
+Backends: ``openai`` (any OpenAI-compatible endpoint: OpenAI, vLLM, llama.cpp, Ollama) and ``local``
+(a transformers model). An unparsable judgement is recorded as ``None`` with the raw text, never a
+sentinel number.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+
+import yaml
+
+from babeltune import languages
+from babeltune.config import JudgeArgs
+from babeltune.registry import BabeltuneError, Registry, unknown_name_error
+
+JUDGES_DIR = resources.files("babeltune") / "resources" / "judges"
+
+
+@dataclass(frozen=True)
+class JudgePrompt:
+    name: str
+    version: int
+    parser: str
+    scale: tuple[int, int]
+    system: str
+    user: str
+    rating_prefix: str
+
+    def messages(self, question: str, answer: str, lang: str) -> list[dict]:
+        user = self.user.format(question=question, answer=answer, language=languages.get(lang).name)
+        return [{"role": "system", "content": self.system}, {"role": "user", "content": user}]
+
+    @property
+    def fingerprint(self) -> str:
+        """Changes whenever the prompt text changes, so cached judgements are never reused across versions."""
+        blob = json.dumps([self.name, self.version, self.system, self.user, self.scale], ensure_ascii=False)
+        return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def load_prompt(name: str) -> JudgePrompt:
+    available = [p.name.removesuffix(".yaml") for p in JUDGES_DIR.iterdir() if p.name.endswith(".yaml")]
+    if name not in available:
+        raise unknown_name_error("judge prompt", name, available)
+    data = yaml.safe_load((JUDGES_DIR / f"{name}.yaml").read_text(encoding="utf-8"))
+    PARSERS.get(data["parser"])
+    return JudgePrompt(
+        name=data["name"],
+        version=data["version"],
+        parser=data["parser"],
+        scale=tuple(data["scale"]),
+        system=data["system"],
+        user=data["user"],
+        rating_prefix=data["rating_prefix"],
+    )
+
+
+# --- parsers: raw judge text -> rating or None ---------------------------------------------------
+
+PARSERS: Registry[Callable[[str, tuple[int, int]], int | None]] = Registry("judge parser")
+
+
+@PARSERS.register("bracket-rating")
+def parse_bracket_rating(text: str, scale: tuple[int, int]) -> int | None:
+    """The last ``[[n]]`` in the text, if it lies on the scale.
+
+    >>> parse_bracket_rating("Fine answer. Rating: [[3]]", (1, 3))
+    3
+    >>> parse_bracket_rating("Rating: [[7]]", (1, 3)) is None
+    True
+    >>> parse_bracket_rating("no rating here", (1, 3)) is None
+    True
+    """
+    found = re.findall(r"\[\[\s*(\d+(?:\.\d+)?)\s*\]\]", text)
+    if not found:
+        return None
+    value = float(found[-1])
+    if value != int(value) or not scale[0] <= value <= scale[1]:
+        return None
+    return int(value)
+
+
+@dataclass
+class Judgement:
+    score: int | None
+    raw: str  # what the judge said (or, for next-token rating, the rating distribution)
+
+
+@dataclass(frozen=True)
+class JudgeItem:
+    key: str
+    question: str
+    answer: str
+    lang: str
+
+
+def item_key(prompt: JudgePrompt, model: str, question: str, answer: str, lang: str) -> str:
+    blob = json.dumps([prompt.fingerprint, model, question, answer, lang], ensure_ascii=False)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+# --- backends -------------------------------------------------------------------------------------
+
+Backend = Callable[[JudgeArgs, JudgePrompt, list[JudgeItem], Callable[[JudgeItem, Judgement], None]], None]
+BACKENDS: Registry[Backend] = Registry("judge backend")
+
+
+@BACKENDS.register("openai")
+def openai_judge(cfg: JudgeArgs, prompt: JudgePrompt, items: list[JudgeItem], done: Callable) -> None:
+    """Concurrent chat-completion calls; the client retries 429/5xx/timeouts with backoff."""
+    from openai import OpenAI
+
+    key = os.environ.get(cfg.api_key_env)
+    if not key:
+        raise BabeltuneError(f"evaluate.judge.api_key_env: environment variable {cfg.api_key_env} is not set")
+    client = OpenAI(base_url=cfg.base_url, api_key=key, max_retries=5, timeout=120)
+
+    def call(item: JudgeItem) -> tuple[JudgeItem, Judgement]:
+        reply = client.chat.completions.create(
+            model=cfg.model,
+            messages=prompt.messages(item.question, item.answer, item.lang),
+            temperature=0,
+            max_tokens=cfg.max_new_tokens,
+        )
+        text = reply.choices[0].message.content or ""
+        return item, Judgement(PARSERS.get(prompt.parser)(text, prompt.scale), text)
+
+    with ThreadPoolExecutor(max_workers=cfg.concurrency) as pool:
+        for item, judgement in pool.map(call, items):
+            done(item, judgement)
+
+
+@cache
+def _local_model(name: str):
+    from babeltune.models import load_model, load_tokenizer
+
+    return load_tokenizer(name, padding_side="left"), load_model(name).eval()
+
+
+def _chat_text(tokenizer, messages: list[dict]) -> str:
+    if tokenizer.chat_template:
+        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    return "\n\n".join(m["content"] for m in messages) + "\n\n"
+
+
+@BACKENDS.register("local")
+def local_judge(cfg: JudgeArgs, prompt: JudgePrompt, items: list[JudgeItem], done: Callable) -> None:
+    """A transformers model as judge. ``next-token`` mode appends the rating prefix and reads the most
+    probable rating from one forward pass: cheap, and always parsable."""
+    import torch
+
+    tokenizer, model = _local_model(cfg.model)
+    low, high = prompt.scale
+    digit_ids = [tokenizer(str(v), add_special_tokens=False)["input_ids"][0] for v in range(low, high + 1)]
+    for start in range(0, len(items), 8):
+        batch = items[start : start + 8]
+        texts = [_chat_text(tokenizer, prompt.messages(i.question, i.answer, i.lang)) for i in batch]
+        if cfg.rating_mode == "next-token":
+            texts = [t + prompt.rating_prefix for t in texts]
+        enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+        with torch.inference_mode():
+            if cfg.rating_mode == "next-token":
+                probs = model(**enc).logits[:, -1, digit_ids].softmax(-1)
+                for item, p in zip(batch, probs, strict=True):
+                    dist = {str(low + k): round(float(v), 3) for k, v in enumerate(p)}
+                    done(item, Judgement(low + int(p.argmax()), f"next-token rating probabilities {dist}"))
+            else:
+                out = model.generate(**enc, max_new_tokens=cfg.max_new_tokens, do_sample=False,
+                                     pad_token_id=tokenizer.pad_token_id)
+                for item, ids in zip(batch, out[:, enc["input_ids"].shape[1] :], strict=True):
+                    text = tokenizer.decode(ids, skip_special_tokens=True)
+                    done(item, Judgement(PARSERS.get(prompt.parser)(text, prompt.scale), text))

@@ -1,0 +1,156 @@
+"""Experiment grid -> plan of stage tasks -> execution with caching and resume.
+
+Each task's output folder is named by a key hashed from its settings and its inputs' keys, so an
+unchanged task is never redone, a changed setting redoes exactly what depends on it, and a killed run
+continues where it stopped (stages that append as they go resume mid-way).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from babeltune import data as data_stage
+from babeltune import evaluate as evaluate_stage
+from babeltune import generate as generate_stage
+from babeltune import mix as mix_stage
+from babeltune import report as report_stage
+from babeltune import train as train_stage
+from babeltune.config import ExperimentConfig, dump_yaml
+from babeltune.io import atomic_write_text, write_json
+
+DONE = ".done.json"
+
+
+def stage_key(*parts: object) -> str:
+    blob = json.dumps(parts, sort_keys=True, default=lambda o: asdict(o) if hasattr(o, "__dataclass_fields__") else str(o))
+    return hashlib.sha256(blob.encode()).hexdigest()[:10]
+
+
+def model_slug(name: str) -> str:
+    """A short, path-safe model name.
+
+    >>> model_slug("builtin:smollm2-135m"), model_slug("EleutherAI/pythia-70m"), model_slug("/tmp/x/tiny/")
+    ('smollm2-135m', 'pythia-70m', 'tiny')
+    """
+    return name.removeprefix("builtin:").rstrip("/").split("/")[-1]
+
+
+@dataclass
+class Task:
+    stage: str
+    name: str
+    key: str
+    out_dir: Path
+    action: Callable[[], object]
+    deps: list[str] = field(default_factory=list)
+
+    @property
+    def done(self) -> bool:
+        return (self.out_dir / DONE).exists()
+
+
+@dataclass
+class Plan:
+    cfg: ExperimentConfig
+    tasks: list[Task]
+    results: list[report_stage.stage.RunResult]
+    report_dir: Path
+    mixtures: list[dict]  # name, regime, examples, cost in C
+
+
+def build_plan(cfg: ExperimentConfig) -> Plan:
+    """Expand the grid (models x methods x mixtures) into tasks; nothing runs here except the mixture sizing."""
+    root = cfg.run_dir
+    tasks: list[Task] = []
+
+    data_key = stage_key("data", cfg.data)
+    data_dir = root / "data" / data_key
+    tasks.append(Task("data", "training examples", data_key, data_dir, lambda: data_stage.run(cfg.data, data_dir)))
+    test_key = stage_key("tests", cfg.test)
+    test_dir = root / "tests" / test_key
+    tasks.append(Task("data", "test prompts", test_key, test_dir, lambda: data_stage.stage.run_tests(cfg.test, test_dir)))
+
+    mix_key = stage_key("mix", cfg.mix, data_key)
+    mix_dir = root / "mix" / mix_key
+    tasks.append(
+        Task("mix", "mixtures", mix_key, mix_dir, lambda: mix_stage.run(cfg.mix, data_dir / "examples.jsonl", cfg.data.languages, mix_dir), [data_key])
+    )
+    mixtures = _mixture_table(cfg)
+
+    results = []
+    for model in cfg.models:
+        for method in cfg.train.methods:
+            for m in mixtures:
+                name = f"{model_slug(model.name)}/{method}/{m['name']}"
+                job = train_stage.TrainJob(mix_dir / m["name"] / "mixture.jsonl", model, method, cfg.lora, cfg.train)
+                train_key = stage_key("train", model, method, cfg.lora, cfg.train, mix_key, m["name"])
+                train_dir = root / "train" / f"{name.replace('/', '-')}-{train_key}"
+                tasks.append(Task("train", name, train_key, train_dir, lambda j=job, d=train_dir: train_stage.run(j, d), [mix_key]))
+
+                weights = train_dir / ("adapter" if method == "lora" else "model")
+                gen_job = generate_stage.GenerateJob(
+                    test_dir / "test_prompts.jsonl", model,
+                    adapter=weights if method == "lora" else None,
+                    checkpoint=weights if method == "full" else None,
+                    run_name=name, gen=cfg.generate,
+                )
+                gen_key = stage_key("generate", train_key, test_key, cfg.generate)
+                gen_dir = root / "generate" / f"{name.replace('/', '-')}-{gen_key}"
+                tasks.append(Task("generate", name, gen_key, gen_dir, lambda j=gen_job, d=gen_dir: generate_stage.run(j, d), [train_key, test_key]))
+
+                eval_key = stage_key("evaluate", gen_key, cfg.evaluate)
+                eval_dir = root / "evaluate" / f"{name.replace('/', '-')}-{eval_key}"
+                tasks.append(
+                    Task("evaluate", name, eval_key, eval_dir,
+                         lambda d=eval_dir, g=gen_dir: evaluate_stage.run(cfg.evaluate, g / "responses.jsonl", d), [gen_key])
+                )
+                results.append(
+                    report_stage.stage.RunResult(
+                        name, m["regime"], gen_dir / "responses.jsonl", eval_dir / "scores.jsonl",
+                        eval_dir / "evaluation.json", train_dir / "metrics.json", mix_dir / m["name"] / "manifest.json",
+                    )
+                )
+
+    eval_keys = [t.key for t in tasks if t.stage == "evaluate"]
+    report_key = stage_key("report", cfg.report, eval_keys)
+    report_dir = root / "report" / report_key
+    settings = dump_yaml(cfg)
+    tasks.append(
+        Task("report", "report", report_key, report_dir,
+             lambda: report_stage.run(cfg.report, results, set(cfg.data.languages), settings, report_dir), eval_keys)
+    )
+    return Plan(cfg, tasks, results, report_dir, mixtures)
+
+
+def _mixture_table(cfg: ExperimentConfig) -> list[dict]:
+    """Names and sizes of the grid's mixtures, computed from the data without writing anything."""
+    examples = data_stage.stage.load_examples(cfg.data)
+    mixes, budget = mix_stage.mixtures(examples, cfg.data.languages, cfg.mix)
+    return [
+        {"name": m.name, "regime": m.regime, "examples": len(m.examples), "cost_in_C": round(len(m.examples) / budget, 3)}
+        for m in mixes
+    ]
+
+
+def execute(plan: Plan, log: Callable[[str], None] = print) -> dict[str, float]:
+    """Run every task that is not done yet; returns seconds spent per stage."""
+    root = plan.cfg.run_dir
+    root.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(root / "config.yaml", dump_yaml(plan.cfg))
+    timings: dict[str, float] = {}
+    todo = [t for t in plan.tasks if not t.done]
+    log(f"{len(plan.tasks) - len(todo)} of {len(plan.tasks)} tasks already done; running {len(todo)}")
+    for i, task in enumerate(todo, 1):
+        log(f"[{i}/{len(todo)}] {task.stage}: {task.name}")
+        start = time.perf_counter()
+        task.out_dir.mkdir(parents=True, exist_ok=True)
+        task.action()
+        seconds = time.perf_counter() - start
+        write_json(task.out_dir / DONE, {"stage": task.stage, "name": task.name, "key": task.key, "seconds": round(seconds, 2)})
+        timings[task.stage] = timings.get(task.stage, 0.0) + seconds
+    return timings

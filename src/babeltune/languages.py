@@ -1,0 +1,77 @@
+"""The one table of languages babeltune knows.
+
+Every per-language behaviour (language-ID labels, judge prompt wording, test splits) is derived
+from this table, so adding a language is one row here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from babeltune.registry import unknown_name_error
+
+
+@dataclass(frozen=True)
+class Language:
+    code: str  # ISO 639-1
+    name: str  # English name, used in judge prompts and reports
+    script: str  # ISO 15924
+    lid176: str  # label of fastText's lid.176 model
+    openlid: tuple[str, ...]  # labels of OpenLID / GlotLID style models (ISO 639-3 + script)
+    paper_train: bool = False  # one of the paper's 9 training languages
+    paper_test: bool = False  # one of the paper's 8 test languages
+
+
+LANGUAGES: dict[str, Language] = {
+    lang.code: lang
+    for lang in [
+        Language("en", "English", "Latn", "en", ("eng_Latn",), paper_train=True, paper_test=True),
+        Language("bg", "Bulgarian", "Cyrl", "bg", ("bul_Cyrl",), paper_train=True, paper_test=True),
+        Language("cs", "Czech", "Latn", "cs", ("ces_Latn",), paper_train=True),
+        Language("de", "German", "Latn", "de", ("deu_Latn",), paper_train=True),
+        Language("es", "Spanish", "Latn", "es", ("spa_Latn",), paper_train=True, paper_test=True),
+        Language("fi", "Finnish", "Latn", "fi", ("fin_Latn",), paper_train=True),
+        Language("fr", "French", "Latn", "fr", ("fra_Latn",), paper_train=True, paper_test=True),
+        Language("ru", "Russian", "Cyrl", "ru", ("rus_Cyrl",), paper_train=True, paper_test=True),
+        Language("zh", "Chinese", "Hans", "zh", ("zho_Hans", "zho_Hant", "cmn_Hani"), paper_train=True, paper_test=True),
+        Language("bn", "Bengali", "Beng", "bn", ("ben_Beng",), paper_test=True),
+        Language("no", "Norwegian", "Latn", "no", ("nob_Latn", "nno_Latn", "nor_Latn"), paper_test=True),
+        Language("hi", "Hindi", "Deva", "hi", ("hin_Deva",)),
+        Language("it", "Italian", "Latn", "it", ("ita_Latn",)),
+        Language("pt", "Portuguese", "Latn", "pt", ("por_Latn",)),
+        Language("nl", "Dutch", "Latn", "nl", ("nld_Latn",)),
+        Language("pl", "Polish", "Latn", "pl", ("pol_Latn",)),
+        Language("uk", "Ukrainian", "Cyrl", "uk", ("ukr_Cyrl",)),
+        Language("sv", "Swedish", "Latn", "sv", ("swe_Latn",)),
+        Language("da", "Danish", "Latn", "da", ("dan_Latn",)),
+        Language("ja", "Japanese", "Jpan", "ja", ("jpn_Jpan",)),
+        Language("ar", "Arabic", "Arab", "ar", ("arb_Arab",)),
+    ]
+}
+
+PAPER_TRAIN = tuple(code for code, lang in LANGUAGES.items() if lang.paper_train)
+PAPER_TEST = tuple(code for code, lang in LANGUAGES.items() if lang.paper_test)
+
+_BY_LABEL = {label: lang.code for lang in LANGUAGES.values() for label in (lang.lid176, *lang.openlid)}
+
+
+def get(code: str) -> Language:
+    """Look a language up by ISO 639-1 code.
+
+    >>> get("zh").name
+    'Chinese'
+    """
+    try:
+        return LANGUAGES[code]
+    except KeyError:
+        raise unknown_name_error("language", code, LANGUAGES) from None
+
+
+def from_lid_label(label: str) -> str:
+    """Map a language-ID label (``__label__nob_Latn``, ``nn``) to a table code; unknown labels pass through.
+
+    >>> from_lid_label("__label__zho_Hans"), from_lid_label("nob_Latn"), from_lid_label("xx")
+    ('zh', 'no', 'xx')
+    """
+    label = label.removeprefix("__label__")
+    return _BY_LABEL.get(label, {"nn": "no", "nb": "no"}.get(label, label))

@@ -1,0 +1,68 @@
+"""Aggregation: per-response scores -> one row per (run, language)."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from statistics import mean
+
+
+@dataclass
+class Cell:
+    run: str
+    lang: str
+    seen: bool  # the language was in the training data
+    n: int
+    consistency: float  # share of answers identified as the prompt's language
+    judged: int
+    unparsable: int
+    score_sum: float | None  # the paper's number: sum of judge x match over judged prompts
+    score_mean: float | None
+    judge_mean: float | None  # before the language check
+    robustness: float | None  # mean judge score before minus after the language check
+    chrf: float | None
+
+
+def _mean(values: list[float]) -> float | None:
+    return round(mean(values), 3) if values else None
+
+
+def cell(run: str, lang: str, seen: bool, rows: list[dict]) -> Cell:
+    """Aggregate the scores of one run in one language.
+
+    >>> rows = [{"lang_match": True, "judge_score": 3, "judge_raw": "[[3]]", "final_score": 3, "chrf": 40.0},
+    ...         {"lang_match": False, "judge_score": 2, "judge_raw": "[[2]]", "final_score": 0, "chrf": 20.0}]
+    >>> c = cell("r", "es", True, rows)
+    >>> c.consistency, c.score_sum, c.judge_mean, c.robustness, c.chrf
+    (0.5, 3, 2.5, 1.0, 30.0)
+    """
+    judged = [r for r in rows if r["judge_raw"] is not None]
+    scored = [r for r in judged if r["judge_score"] is not None]
+    finals = [r["final_score"] for r in scored]
+    befores = [r["judge_score"] for r in scored]
+    chrfs = [r["chrf"] for r in rows if r["chrf"] is not None]
+    return Cell(
+        run=run,
+        lang=lang,
+        seen=seen,
+        n=len(rows),
+        consistency=round(sum(r["lang_match"] for r in rows) / len(rows), 3),
+        judged=len(judged),
+        unparsable=len(judged) - len(scored),
+        score_sum=sum(finals) if scored else None,
+        score_mean=_mean(finals),
+        judge_mean=_mean(befores),
+        robustness=round(mean(befores) - mean(finals), 3) if scored else None,
+        chrf=_mean(chrfs),
+    )
+
+
+def cells(scores: dict[str, list[dict]], seen_langs: set[str]) -> list[Cell]:
+    """One cell per (run, language), in run order then language order of first appearance."""
+    out = []
+    for run, rows in scores.items():
+        by_lang: dict[str, list[dict]] = defaultdict(list)
+        for r in rows:
+            by_lang[r["lang"]].append(r)
+        out += [cell(run, lang, lang in seen_langs, lang_rows) for lang, lang_rows in by_lang.items()]
+    return out

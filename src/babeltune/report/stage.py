@@ -1,0 +1,108 @@
+"""Report stage: all runs' scores -> ``summary.csv``, ``summary.md``, plots and ``report.html``."""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from babeltune.config import ReportArgs
+from babeltune.io import atomic_write_text, read_json, read_jsonl
+from babeltune.report import html, plots
+from babeltune.report.aggregate import Cell, cells
+
+
+@dataclass
+class RunResult:
+    name: str  # e.g. "smollm2-135m/lora/mono-es"
+    regime: str
+    responses: Path
+    scores: Path
+    evaluation: Path
+    train_metrics: Path | None  # None for an untuned baseline
+    manifest: Path | None
+
+
+def summary_csv(table: list[Cell]) -> str:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(asdict(table[0])))
+    writer.writeheader()
+    writer.writerows(asdict(c) for c in table)
+    return buf.getvalue()
+
+
+def summary_md(table: list[Cell]) -> str:
+    keys = [k for k, _ in html.COLUMNS]
+    lines = ["| " + " | ".join(label for _, label in html.COLUMNS) + " |", "|" + "---|" * len(keys)]
+    for c in table:
+        lang = c.lang if c.seen else f"{c.lang} (unseen)"
+        values = [lang if k == "lang" else html._fmt(getattr(c, k)) for k in keys]
+        lines.append("| " + " | ".join(values) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def budget_rows(results: list[RunResult]) -> list[dict]:
+    rows = []
+    for r in results:
+        man = read_json(r.manifest) if r.manifest else {}
+        met = read_json(r.train_metrics) if r.train_metrics else {}
+        rows.append(
+            {
+                "run": r.name,
+                "regime": r.regime,
+                "examples": man.get("examples"),
+                "per language": ", ".join(f"{k}:{v}" for k, v in man.get("per_language", {}).items()),
+                "cost (C)": man.get("cost_in_C"),
+                "loss before": met.get("probe_loss_before"),
+                "loss after": met.get("probe_loss_after"),
+                "train s": met.get("seconds"),
+                "tokens/s": met.get("tokens_per_second"),
+            }
+        )
+    return rows
+
+
+def notes_for(results: list[RunResult]) -> list[str]:
+    notes = []
+    evaluation = read_json(results[0].evaluation)["judge"]
+    if evaluation["pipeline_check_only"]:
+        notes.append(
+            f"The judge here is the embedded {evaluation['model']} model: a pipeline check, not a meaningful "
+            "judge. Use a strong model through an OpenAI-compatible endpoint for real judge scores."
+        )
+    if evaluation["prompt"] is None:
+        notes.append("The LLM judge was disabled: scores are language consistency and chrF only.")
+    return notes
+
+
+def run(cfg: ReportArgs, results: list[RunResult], seen_langs: set[str], settings_yaml: str, out_dir: Path) -> Path:
+    """Aggregate every run's scores and write the report files; returns ``report.html``."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    scores = {r.name: read_jsonl(r.scores) for r in results}
+    table = cells(scores, seen_langs)
+    atomic_write_text(out_dir / "summary.csv", summary_csv(table))
+    atomic_write_text(out_dir / "summary.md", summary_md(table))
+    figures = plots.grouped_bars(table, "consistency", "language consistency (share)", out_dir / "consistency")
+    figures += plots.grouped_bars(table, "chrf", "chrF vs reference", out_dir / "chrf")
+    if any(c.score_mean is not None for c in table):
+        figures += plots.grouped_bars(table, "score_mean", "mean score (judge x match)", out_dir / "score")
+    prompts = {r["id"]: r["prompt"] for res in results for r in read_jsonl(res.responses)}
+    browser = [
+        {k: row[k] for k in ("run", "lang", "source_id", "response", "detected_lang", "lang_match", "judge_score", "chrf")}
+        | {"prompt": prompts[row["id"]]}
+        for rows in scores.values()
+        for row in rows
+    ]
+    page = html.render(
+        cfg.title,
+        table,
+        [p for p in figures if p.suffix == ".png"],
+        budget_rows(results),
+        notes_for(results),
+        settings_yaml,
+        browser,
+    )
+    path = out_dir / "report.html"
+    atomic_write_text(path, page)
+    return path
