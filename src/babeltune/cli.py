@@ -49,7 +49,11 @@ def _parser() -> argparse.ArgumentParser:
 
     def add(name: str, help: str) -> argparse.ArgumentParser:
         p = sub.add_parser(
-            name, help=help, description=help, epilog=_overrides_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter
+            name,
+            help=help,
+            description=help,
+            epilog=_overrides_epilog(),
+            formatter_class=argparse.RawDescriptionHelpFormatter,
         )
         p.add_argument("config", nargs="?", type=Path, help=f"experiment YAML (default: {DEFAULT_CONFIG})")
         p.add_argument("--debug", action="store_true", help="show Python tracebacks for errors")
@@ -69,7 +73,9 @@ def _load(args: argparse.Namespace, overrides: list[str]):
     path = args.config
     if path is None:
         if not DEFAULT_CONFIG.exists():
-            raise BabeltuneError(f"no config given and {DEFAULT_CONFIG} does not exist here; pass a YAML file")
+            raise BabeltuneError(
+                f"no config given and {DEFAULT_CONFIG} does not exist here; pass a YAML file"
+            )
         path = DEFAULT_CONFIG
     bad = [o for o in overrides if not o.startswith("--") or "=" not in o]
     if bad:

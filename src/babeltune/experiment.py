@@ -27,7 +27,9 @@ DONE = ".done.json"
 
 
 def stage_key(*parts: object) -> str:
-    blob = json.dumps(parts, sort_keys=True, default=lambda o: asdict(o) if hasattr(o, "__dataclass_fields__") else str(o))
+    blob = json.dumps(
+        parts, sort_keys=True, default=lambda o: asdict(o) if hasattr(o, "__dataclass_fields__") else str(o)
+    )
     return hashlib.sha256(blob.encode()).hexdigest()[:10]
 
 
@@ -70,15 +72,28 @@ def build_plan(cfg: ExperimentConfig) -> Plan:
 
     data_key = stage_key("data", cfg.data)
     data_dir = root / "data" / data_key
-    tasks.append(Task("data", "training examples", data_key, data_dir, lambda: data_stage.run(cfg.data, data_dir)))
+    tasks.append(
+        Task("data", "training examples", data_key, data_dir, lambda: data_stage.run(cfg.data, data_dir))
+    )
     test_key = stage_key("tests", cfg.test)
     test_dir = root / "tests" / test_key
-    tasks.append(Task("data", "test prompts", test_key, test_dir, lambda: data_stage.stage.run_tests(cfg.test, test_dir)))
+    tasks.append(
+        Task(
+            "data", "test prompts", test_key, test_dir, lambda: data_stage.stage.run_tests(cfg.test, test_dir)
+        )
+    )
 
     mix_key = stage_key("mix", cfg.mix, data_key)
     mix_dir = root / "mix" / mix_key
     tasks.append(
-        Task("mix", "mixtures", mix_key, mix_dir, lambda: mix_stage.run(cfg.mix, data_dir / "examples.jsonl", cfg.data.languages, mix_dir), [data_key])
+        Task(
+            "mix",
+            "mixtures",
+            mix_key,
+            mix_dir,
+            lambda: mix_stage.run(cfg.mix, data_dir / "examples.jsonl", cfg.data.languages, mix_dir),
+            [data_key],
+        )
     )
     mixtures = _mixture_table(cfg)
 
@@ -87,32 +102,67 @@ def build_plan(cfg: ExperimentConfig) -> Plan:
         for method in cfg.train.methods:
             for m in mixtures:
                 name = f"{model_slug(model.name)}/{method}/{m['name']}"
-                job = train_stage.TrainJob(mix_dir / m["name"] / "mixture.jsonl", model, method, cfg.lora, cfg.train)
+                job = train_stage.TrainJob(
+                    mix_dir / m["name"] / "mixture.jsonl", model, method, cfg.lora, cfg.train
+                )
                 train_key = stage_key("train", model, method, cfg.lora, cfg.train, mix_key, m["name"])
                 train_dir = root / "train" / f"{name.replace('/', '-')}-{train_key}"
-                tasks.append(Task("train", name, train_key, train_dir, lambda j=job, d=train_dir: train_stage.run(j, d), [mix_key]))
+                tasks.append(
+                    Task(
+                        "train",
+                        name,
+                        train_key,
+                        train_dir,
+                        lambda j=job, d=train_dir: train_stage.run(j, d),
+                        [mix_key],
+                    )
+                )
 
                 weights = train_dir / ("adapter" if method == "lora" else "model")
                 gen_job = generate_stage.GenerateJob(
-                    test_dir / "test_prompts.jsonl", model,
+                    test_dir / "test_prompts.jsonl",
+                    model,
                     adapter=weights if method == "lora" else None,
                     checkpoint=weights if method == "full" else None,
-                    run_name=name, gen=cfg.generate,
+                    run_name=name,
+                    gen=cfg.generate,
                 )
                 gen_key = stage_key("generate", train_key, test_key, cfg.generate)
                 gen_dir = root / "generate" / f"{name.replace('/', '-')}-{gen_key}"
-                tasks.append(Task("generate", name, gen_key, gen_dir, lambda j=gen_job, d=gen_dir: generate_stage.run(j, d), [train_key, test_key]))
+                tasks.append(
+                    Task(
+                        "generate",
+                        name,
+                        gen_key,
+                        gen_dir,
+                        lambda j=gen_job, d=gen_dir: generate_stage.run(j, d),
+                        [train_key, test_key],
+                    )
+                )
 
                 eval_key = stage_key("evaluate", gen_key, cfg.evaluate)
                 eval_dir = root / "evaluate" / f"{name.replace('/', '-')}-{eval_key}"
                 tasks.append(
-                    Task("evaluate", name, eval_key, eval_dir,
-                         lambda d=eval_dir, g=gen_dir: evaluate_stage.run(cfg.evaluate, g / "responses.jsonl", d), [gen_key])
+                    Task(
+                        "evaluate",
+                        name,
+                        eval_key,
+                        eval_dir,
+                        lambda d=eval_dir, g=gen_dir: evaluate_stage.run(
+                            cfg.evaluate, g / "responses.jsonl", d
+                        ),
+                        [gen_key],
+                    )
                 )
                 results.append(
                     report_stage.stage.RunResult(
-                        name, m["regime"], gen_dir / "responses.jsonl", eval_dir / "scores.jsonl",
-                        eval_dir / "evaluation.json", train_dir / "metrics.json", mix_dir / m["name"] / "manifest.json",
+                        name,
+                        m["regime"],
+                        gen_dir / "responses.jsonl",
+                        eval_dir / "scores.jsonl",
+                        eval_dir / "evaluation.json",
+                        train_dir / "metrics.json",
+                        mix_dir / m["name"] / "manifest.json",
                     )
                 )
 
@@ -121,8 +171,14 @@ def build_plan(cfg: ExperimentConfig) -> Plan:
     report_dir = root / "report" / report_key
     settings = dump_yaml(cfg)
     tasks.append(
-        Task("report", "report", report_key, report_dir,
-             lambda: report_stage.run(cfg.report, results, set(cfg.data.languages), settings, report_dir), eval_keys)
+        Task(
+            "report",
+            "report",
+            report_key,
+            report_dir,
+            lambda: report_stage.run(cfg.report, results, set(cfg.data.languages), settings, report_dir),
+            eval_keys,
+        )
     )
     return Plan(cfg, tasks, results, report_dir, mixtures)
 
@@ -132,7 +188,12 @@ def _mixture_table(cfg: ExperimentConfig) -> list[dict]:
     examples = data_stage.stage.load_examples(cfg.data)
     mixes, budget = mix_stage.mixtures(examples, cfg.data.languages, cfg.mix)
     return [
-        {"name": m.name, "regime": m.regime, "examples": len(m.examples), "cost_in_C": round(len(m.examples) / budget, 3)}
+        {
+            "name": m.name,
+            "regime": m.regime,
+            "examples": len(m.examples),
+            "cost_in_C": round(len(m.examples) / budget, 3),
+        }
         for m in mixes
     ]
 
@@ -151,6 +212,9 @@ def execute(plan: Plan, log: Callable[[str], None] = print) -> dict[str, float]:
         task.out_dir.mkdir(parents=True, exist_ok=True)
         task.action()
         seconds = time.perf_counter() - start
-        write_json(task.out_dir / DONE, {"stage": task.stage, "name": task.name, "key": task.key, "seconds": round(seconds, 2)})
+        write_json(
+            task.out_dir / DONE,
+            {"stage": task.stage, "name": task.name, "key": task.key, "seconds": round(seconds, 2)},
+        )
         timings[task.stage] = timings.get(task.stage, 0.0) + seconds
     return timings

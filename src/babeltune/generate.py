@@ -70,7 +70,9 @@ def hf_generate(job: GenerateJob, todo: list[TestPrompt], log: AppendLog) -> Non
     texts = {p.id: build_prompt(job.model.template, tokenizer, p.prompt) for p in todo}
     bar = tqdm(total=len(todo), desc=f"generate {job.run_name}", unit="answer")
     for batch in length_sorted_batches(todo, lambda p: len(texts[p.id]), gen.batch_size):
-        enc = tokenizer([texts[p.id] for p in batch], return_tensors="pt", padding=True, add_special_tokens=False)
+        enc = tokenizer(
+            [texts[p.id] for p in batch], return_tensors="pt", padding=True, add_special_tokens=False
+        )
         with torch.inference_mode():
             out = model.generate(
                 **enc,

@@ -47,7 +47,10 @@ def _shuffled(examples: list[Example], seed: int, name: str) -> tuple[Example, .
 @REGIMES.register("monolingual")
 def monolingual(pool: Pool, cfg: MixArgs, budget: int) -> list[Mixture]:
     langs = cfg.monolingual_languages or list(pool)
-    return [Mixture(f"mono-{lang}", "monolingual", (lang,), _shuffled(pool[lang], cfg.seed, f"mono-{lang}")) for lang in langs]
+    return [
+        Mixture(f"mono-{lang}", "monolingual", (lang,), _shuffled(pool[lang], cfg.seed, f"mono-{lang}"))
+        for lang in langs
+    ]
 
 
 @REGIMES.register("multilingual")

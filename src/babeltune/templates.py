@@ -49,7 +49,9 @@ def build_prompt(template: str, tokenizer: object, instruction: str, input: str 
     return TEMPLATES.get(template)(tokenizer, instruction, input)
 
 
-def build_training_text(template: str, tokenizer: object, instruction: str, input: str, output: str) -> tuple[str, str]:
+def build_training_text(
+    template: str, tokenizer: object, instruction: str, input: str, output: str
+) -> tuple[str, str]:
     """(prompt, full text): the full text is the prompt, the answer and the end-of-sequence token."""
     prompt = build_prompt(template, tokenizer, instruction, input)
     return prompt, prompt + output + tokenizer.eos_token  # type: ignore[attr-defined]

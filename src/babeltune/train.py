@@ -29,7 +29,9 @@ class TrainJob:
     train: TrainArgs
 
 
-def tokenize(examples: list[Example], tokenizer, template: str, max_length: int, loss_on_prompt: bool) -> list[dict]:
+def tokenize(
+    examples: list[Example], tokenizer, template: str, max_length: int, loss_on_prompt: bool
+) -> list[dict]:
     """Token ids and labels per example; prompt tokens get label -100 unless the loss covers them."""
     rows = []
     for ex in examples:
@@ -52,7 +54,11 @@ def _with_adapter(model, method: str, lora: LoraArgs):
 
     targets = lora.target_modules or lora_targets(model.config.model_type)
     peft_cfg = LoraConfig(
-        r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=targets, task_type="CAUSAL_LM"
+        r=lora.r,
+        lora_alpha=lora.alpha,
+        lora_dropout=lora.dropout,
+        target_modules=targets,
+        task_type="CAUSAL_LM",
     )
     return get_peft_model(model, peft_cfg)
 

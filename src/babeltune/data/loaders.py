@@ -25,10 +25,16 @@ def builtin_examples(langs: list[str]) -> list[Example]:
     for lang in langs:
         if lang not in rows[0]:
             have = sorted(k for k in rows[0] if len(k) == 2)
-            raise BabeltuneError(f"data.languages: the built-in sample has no {lang!r}; it has {', '.join(have)}")
+            raise BabeltuneError(
+                f"data.languages: the built-in sample has no {lang!r}; it has {', '.join(have)}"
+            )
         for row in rows:
             item = row[lang]
-            out.append(Example(f"{row['id']}:{lang}", row["id"], lang, item["instruction"], item["input"], item["output"]))
+            out.append(
+                Example(
+                    f"{row['id']}:{lang}", row["id"], lang, item["instruction"], item["input"], item["output"]
+                )
+            )
     return out
 
 
@@ -38,8 +44,13 @@ def builtin_test_prompts(langs: list[str]) -> list[TestPrompt]:
     for lang in langs:
         if lang not in rows[0]:
             have = sorted(k for k in rows[0] if len(k) == 2)
-            raise BabeltuneError(f"test.languages: the built-in test set has no {lang!r}; it has {', '.join(have)}")
-        out += [TestPrompt(f"{r['id']}:{lang}", r["id"], lang, r[lang]["prompt"], r[lang]["reference"]) for r in rows]
+            raise BabeltuneError(
+                f"test.languages: the built-in test set has no {lang!r}; it has {', '.join(have)}"
+            )
+        out += [
+            TestPrompt(f"{r['id']}:{lang}", r["id"], lang, r[lang]["prompt"], r[lang]["reference"])
+            for r in rows
+        ]
     return out
 
 
@@ -61,7 +72,9 @@ def alpaca_examples(path: Path, lang: str) -> list[Example]:
         if missing:
             raise BabeltuneError(f"{path}:{n}: missing or non-string field(s): {', '.join(missing)}")
         sid = str(row.get("id", f"{path.stem}-{n:06d}"))
-        out.append(Example(f"{sid}:{lang}", sid, lang, row["instruction"], row.get("input") or "", row["output"]))
+        out.append(
+            Example(f"{sid}:{lang}", sid, lang, row["instruction"], row.get("input") or "", row["output"])
+        )
     return out
 
 

@@ -37,7 +37,10 @@ def run(cfg: DataArgs, out_dir: Path) -> Path:
     examples = load_examples(cfg)
     path = out_dir / "examples.jsonl"
     write_jsonl(path, (ex.to_dict() for ex in examples))
-    write_json(out_dir / "data_manifest.json", {"source": cfg.source, "per_language": Counter(e.lang for e in examples)})
+    write_json(
+        out_dir / "data_manifest.json",
+        {"source": cfg.source, "per_language": Counter(e.lang for e in examples)},
+    )
     return path
 
 

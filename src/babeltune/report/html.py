@@ -42,9 +42,17 @@ langSel.onchange = show; runSel.onchange = show; show();
 """
 
 COLUMNS = [
-    ("run", "run"), ("lang", "language"), ("n", "prompts"), ("consistency", "language consistency"),
-    ("chrf", "chrF"), ("judged", "judged"), ("unparsable", "unparsable"), ("score_sum", "score sum (judge x match)"),
-    ("score_mean", "mean score"), ("judge_mean", "mean judge before LID"), ("robustness", "robustness (before - after)"),
+    ("run", "run"),
+    ("lang", "language"),
+    ("n", "prompts"),
+    ("consistency", "language consistency"),
+    ("chrf", "chrF"),
+    ("judged", "judged"),
+    ("unparsable", "unparsable"),
+    ("score_sum", "score sum (judge x match)"),
+    ("score_mean", "mean score"),
+    ("judge_mean", "mean judge before LID"),
+    ("robustness", "robustness (before - after)"),
 ]
 
 
@@ -61,7 +69,9 @@ def table(cells: list[Cell]) -> str:
     body = []
     for c in cells:
         tds = "".join(
-            f"<td class='num'>{_fmt(getattr(c, k))}</td>" if k not in ("run", "lang") else f"<td>{_fmt(getattr(c, k))}</td>"
+            f"<td class='num'>{_fmt(getattr(c, k))}</td>"
+            if k not in ("run", "lang")
+            else f"<td>{_fmt(getattr(c, k))}</td>"
             for k, _ in COLUMNS
         )
         label = "" if c.seen else " unseen"
@@ -92,13 +102,13 @@ def render(
 <html lang="en"><head><meta charset="utf-8"><title>{escape(title)}</title><style>{CSS}</style></head>
 <body>
 <h1>{escape(title)}</h1>
-{''.join(f"<div class='note'>{escape(n)}</div>" for n in notes)}
+{"".join(f"<div class='note'>{escape(n)}</div>" for n in notes)}
 <h2>Results per run and language</h2>
 <p>Unseen languages (not in the training data) are shaded. Score = judge score x language match (an answer in the
 wrong language scores 0); the paper sums it over prompts.</p>
 {table(cells)}
 <h2>Plots</h2>
-{''.join(_img(p) for p in plots)}
+{"".join(_img(p) for p in plots)}
 <h2>Training runs and budget</h2>
 <table id="budget"><thead><tr>{budget_head}</tr></thead><tbody>{budget_body}</tbody></table>
 <h2>Responses</h2>

@@ -30,7 +30,9 @@ def grouped_bars(cells: list[Cell], metric: str, ylabel: str, out: Path) -> list
     ax.set_ylabel(ylabel)
     ax.grid(axis="y", alpha=0.3)
     ax.set_axisbelow(True)
-    ax.legend(fontsize=8, ncol=min(len(runs), 3), loc="upper center", bbox_to_anchor=(0.5, -0.18), frameon=False)
+    ax.legend(
+        fontsize=8, ncol=min(len(runs), 3), loc="upper center", bbox_to_anchor=(0.5, -0.18), frameon=False
+    )
     fig.tight_layout()
     paths = [out.with_suffix(".png"), out.with_suffix(".svg")]
     for p in paths:

@@ -76,20 +76,36 @@ def notes_for(results: list[RunResult]) -> list[str]:
     return notes
 
 
-def run(cfg: ReportArgs, results: list[RunResult], seen_langs: set[str], settings_yaml: str, out_dir: Path) -> Path:
+def run(
+    cfg: ReportArgs, results: list[RunResult], seen_langs: set[str], settings_yaml: str, out_dir: Path
+) -> Path:
     """Aggregate every run's scores and write the report files; returns ``report.html``."""
     out_dir.mkdir(parents=True, exist_ok=True)
     scores = {r.name: read_jsonl(r.scores) for r in results}
     table = cells(scores, seen_langs)
     atomic_write_text(out_dir / "summary.csv", summary_csv(table))
     atomic_write_text(out_dir / "summary.md", summary_md(table))
-    figures = plots.grouped_bars(table, "consistency", "language consistency (share)", out_dir / "consistency")
+    figures = plots.grouped_bars(
+        table, "consistency", "language consistency (share)", out_dir / "consistency"
+    )
     figures += plots.grouped_bars(table, "chrf", "chrF vs reference", out_dir / "chrf")
     if any(c.score_mean is not None for c in table):
         figures += plots.grouped_bars(table, "score_mean", "mean score (judge x match)", out_dir / "score")
     prompts = {r["id"]: r["prompt"] for res in results for r in read_jsonl(res.responses)}
     browser = [
-        {k: row[k] for k in ("run", "lang", "source_id", "response", "detected_lang", "lang_match", "judge_score", "chrf")}
+        {
+            k: row[k]
+            for k in (
+                "run",
+                "lang",
+                "source_id",
+                "response",
+                "detected_lang",
+                "lang_match",
+                "judge_score",
+                "chrf",
+            )
+        }
         | {"prompt": prompts[row["id"]]}
         for rows in scores.values()
         for row in rows

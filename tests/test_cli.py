@@ -1,0 +1,64 @@
+import subprocess
+import sys
+
+import pytest
+
+from babeltune.cli import STAGES, main
+
+COMMANDS = ["run", "plan", "show-config", *STAGES]
+
+
+def test_top_level_help_lists_every_command(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert all(cmd in out for cmd in COMMANDS)
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_command_help_explains_every_config_field(command, capsys):
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    out = capsys.readouterr().out
+    for field in (
+        "train.epochs",
+        "mix.regimes",
+        "evaluate.judge.backend",
+        "models.N.name",
+        "generate.num_beams",
+    ):
+        assert field in out
+
+
+def test_bad_input_is_one_line_and_exit_2(tmp_path):
+    bad = tmp_path / "exp.yaml"
+    bad.write_text("# babeltune run exp.yaml\nmix:\n  regimes: [monolingal]\n")
+    proc = subprocess.run(
+        [sys.executable, "-m", "babeltune", "plan", str(bad)], capture_output=True, text=True
+    )
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.strip() == (
+        f"babeltune: error: {bad}: unknown regime 'monolingal'; did you mean 'monolingual', 'multilingual'? "
+        "choices: english-only, monolingual, multilingual, multilingual-downsampled"
+    )
+
+
+def test_stray_argument_is_rejected(capsys):
+    assert main(["plan", "configs/quick.yaml", "train.epochs=1"]) == 2
+    assert "overrides look like --train.epochs=1" in capsys.readouterr().err
+
+
+def test_show_config_applies_overrides(capsys):
+    assert main(["show-config", "configs/quick.yaml", "--train.epochs=5", "--name=abc"]) == 0
+    out = capsys.readouterr().out
+    assert "name: abc" in out and "epochs: 5.0" in out
+
+
+def test_plan_prints_the_budget_table(capsys, tmp_path):
+    assert main(["plan", "configs/default.yaml", f"--output_dir={tmp_path}"]) == 0
+    out = capsys.readouterr().out
+    for mixture in ("en-only", "multi-down", "mono-es"):
+        assert mixture in out
+    assert "to do" in out

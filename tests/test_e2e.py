@@ -1,0 +1,69 @@
+"""End to end: `babeltune run configs/quick.yaml` through the CLI with the embedded model, then a rerun."""
+
+import csv
+import subprocess
+import sys
+import time
+
+import pytest
+
+from babeltune.io import read_json
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("quick")
+    start = time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, "-m", "babeltune", "run", "configs/quick.yaml", f"--output_dir={out}"],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return out, proc, time.perf_counter() - start
+
+
+def test_report_has_every_language_and_regime(quick_run):
+    out, proc, _ = quick_run
+    (report_dir,) = (out / "report").iterdir()
+    rows = list(csv.DictReader((report_dir / "summary.csv").open()))
+    runs = {r["run"] for r in rows}
+    assert runs == {"smollm2-135m/lora/en-only", "smollm2-135m/lora/multi-down", "smollm2-135m/lora/mono-es"}
+    for run in runs:
+        mine = {r["lang"]: r for r in rows if r["run"] == run}
+        assert set(mine) == {"en", "es", "ru", "no"}
+        for r in mine.values():
+            assert 0.0 <= float(r["consistency"]) <= 1.0
+            assert float(r["chrf"]) > 0
+            assert int(r["judged"]) == 1 and r["score_mean"] != ""
+    assert {r["seen"] for r in rows if r["lang"] == "no"} == {"False"}
+    html = (report_dir / "report.html").read_text()
+    assert "pipeline check, not a meaningful judge" in html
+    assert "report.html" in proc.stdout and "unseen in training" in proc.stdout
+
+
+def test_training_lowered_the_loss(quick_run):
+    out, _, _ = quick_run
+    metrics = [read_json(p) for p in (out / "train").glob("*/metrics.json")]
+    assert len(metrics) == 3
+    for m in metrics:
+        assert m["probe_loss_after"] < m["probe_loss_before"]
+    assert all((p / "adapter" / "adapter_model.safetensors").exists() for p in (out / "train").iterdir())
+
+
+def test_rerun_reuses_every_stage(quick_run):
+    out, _, first_seconds = quick_run
+    start = time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, "-m", "babeltune", "run", "configs/quick.yaml", f"--output_dir={out}"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "13 of 13 tasks already done; running 0" in proc.stdout
+    assert time.perf_counter() - start < first_seconds / 2
+    assert (out / "config.yaml").exists()

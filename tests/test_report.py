@@ -1,0 +1,72 @@
+import csv
+
+from babeltune.config import ReportArgs
+from babeltune.io import write_json, write_jsonl
+from babeltune.report import run
+from babeltune.report.stage import RunResult
+
+
+def _run(tmp_path, name, match_es):
+    d = tmp_path / name
+    responses, scores = [], []
+    for lang in ("en", "es", "bn"):
+        for k in range(4):
+            rid = f"p{k}:{lang}"
+            ok = lang != "es" or match_es
+            responses.append({"id": rid, "prompt": f"question {k} in {lang}"})
+            scores.append(
+                {
+                    "id": rid,
+                    "source_id": f"p{k}",
+                    "lang": lang,
+                    "run": name,
+                    "response": f"answer {k}",
+                    "detected_lang": lang if ok else "en",
+                    "lid_confidence": 0.9,
+                    "lang_match": ok,
+                    "judge_score": 2 if k < 3 else None,
+                    "judge_raw": "[[2]]" if k < 3 else "??",
+                    "final_score": (2 * ok) if k < 3 else None,
+                    "chrf": 10.0 * (k + 1),
+                }
+            )
+    write_jsonl(d / "responses.jsonl", responses)
+    write_jsonl(d / "scores.jsonl", scores)
+    write_json(
+        d / "evaluation.json",
+        {"judge": {"pipeline_check_only": True, "model": "builtin:x", "prompt": "paper-1to3"}},
+    )
+    write_json(d / "manifest.json", {"examples": 10, "per_language": {"en": 10}, "cost_in_C": 1.0})
+    write_json(
+        d / "metrics.json",
+        {"probe_loss_before": 3.0, "probe_loss_after": 2.0, "seconds": 5, "tokens_per_second": 100},
+    )
+    return RunResult(
+        name,
+        "x",
+        d / "responses.jsonl",
+        d / "scores.jsonl",
+        d / "evaluation.json",
+        d / "metrics.json",
+        d / "manifest.json",
+    )
+
+
+def test_report_tables_plots_and_page(tmp_path):
+    results = [_run(tmp_path, "en-only", match_es=False), _run(tmp_path, "multi-down", match_es=True)]
+    page = run(ReportArgs(title="T"), results, {"en", "es"}, "name: t\n", tmp_path / "report")
+    rows = list(csv.DictReader((tmp_path / "report" / "summary.csv").open()))
+    assert len(rows) == 6
+    es = {r["run"]: r for r in rows if r["lang"] == "es"}
+    assert float(es["en-only"]["consistency"]) == 0.0 and float(es["multi-down"]["consistency"]) == 1.0
+    assert float(es["en-only"]["score_sum"]) == 0 and float(es["multi-down"]["score_sum"]) == 6
+    assert float(es["en-only"]["robustness"]) == 2.0 and int(es["en-only"]["unparsable"]) == 1
+    assert {r["seen"] for r in rows if r["lang"] == "bn"} == {"False"}
+    for name in ("consistency", "chrf", "score"):
+        assert (tmp_path / "report" / f"{name}.png").stat().st_size > 5000
+        assert (tmp_path / "report" / f"{name}.svg").exists()
+    html = page.read_text()
+    assert html.count("<tr class='cell") == 6 and "pipeline check, not a meaningful judge" in html
+    assert "data:image/png;base64," in html and "question 3 in bn" in html
+    md = (tmp_path / "report" / "summary.md").read_text()
+    assert "bn (unseen)" in md and md.count("\n") == 8
