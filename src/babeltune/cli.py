@@ -102,7 +102,15 @@ def _print_plan(plan) -> None:
     console.print(tasks)
 
 
+SUMMARY_METRICS = [
+    ("consistency", "language consistency (% of answers in the prompt's language)", lambda v: f"{100 * v:.0f}"),
+    ("chrf", "chrF against the reference answer", lambda v: f"{v:.1f}"),
+    ("score_mean", "mean score (judge x language match)", lambda v: f"{v:.2f}"),
+]
+
+
 def _print_summary(plan, seconds: float) -> None:
+    """One small table per metric: runs as rows, languages as columns (unseen ones starred)."""
     from rich.console import Console
     from rich.table import Table
 
@@ -112,21 +120,18 @@ def _print_summary(plan, seconds: float) -> None:
     scores = {r.name: read_jsonl(r.scores) for r in plan.results}
     table_cells = cells(scores, set(plan.cfg.data.languages))
     langs = list(dict.fromkeys(c.lang for c in table_cells))
+    seen = {c.lang: c.seen for c in table_cells}
     by = {(c.run, c.lang): c for c in table_cells}
-    table = Table(title="language consistency % / chrF / mean score (judge x match) per language")
-    table.add_column("run")
-    for lang in langs:
-        seen = next(c.seen for c in table_cells if c.lang == lang)
-        table.add_column(lang if seen else f"{lang}*", justify="right")
-    for run in scores:
-        row = []
-        for lang in langs:
-            c = by[run, lang]
-            score = "–" if c.score_mean is None else f"{c.score_mean:.2f}"
-            row.append(f"{100 * c.consistency:.0f} / {c.chrf or 0:.1f} / {score}")
-        table.add_row(run, *row)
     console = Console()
-    console.print(table)
+    for metric, title, fmt in SUMMARY_METRICS:
+        table = Table(title=title, title_justify="left")
+        table.add_column("run")
+        for lang in langs:
+            table.add_column(lang if seen[lang] else f"{lang}*", justify="right")
+        for run in scores:
+            values = [getattr(by[run, lang], metric) if (run, lang) in by else None for lang in langs]
+            table.add_row(run, *("–" if v is None else fmt(v) for v in values))
+        console.print(table)
     console.print("* unseen in training")
     console.print(f"done in {seconds:.0f} s; report: {plan.report_dir / 'report.html'}")
 
