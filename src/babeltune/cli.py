@@ -103,7 +103,11 @@ def _print_plan(plan) -> None:
 
 
 SUMMARY_METRICS = [
-    ("consistency", "language consistency (% of answers in the prompt's language)", lambda v: f"{100 * v:.0f}"),
+    (
+        "consistency",
+        "language consistency (% of answers in the prompt's language)",
+        lambda v: f"{100 * v:.0f}",
+    ),
     ("chrf", "chrF against the reference answer", lambda v: f"{v:.1f}"),
     ("score_mean", "mean score (judge x language match)", lambda v: f"{v:.2f}"),
 ]
@@ -122,7 +126,8 @@ def _print_summary(plan, seconds: float) -> None:
     langs = list(dict.fromkeys(c.lang for c in table_cells))
     seen = {c.lang: c.seen for c in table_cells}
     by = {(c.run, c.lang): c for c in table_cells}
-    console = Console()
+    needed = max(len(run) for run in scores) + 8 * len(langs) + 8
+    console = Console(width=max(Console().width, needed))  # never truncate run names in a log file
     for metric, title, fmt in SUMMARY_METRICS:
         table = Table(title=title, title_justify="left")
         table.add_column("run")

@@ -113,6 +113,7 @@ def run(job: TrainJob, out_dir: Path) -> Path:
         bf16=job.model.dtype == "bfloat16",
         fp16=job.model.dtype == "float16",
         include_num_input_tokens_seen="non_padding",
+        prediction_loss_only=True,  # evaluate() would otherwise keep every logit: GBs for a 49k vocabulary
     )
     trainer = Trainer(
         model=model,
