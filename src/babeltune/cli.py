@@ -122,7 +122,7 @@ def _print_summary(plan, seconds: float) -> None:
     from babeltune.report.aggregate import cells
 
     scores = {r.name: read_jsonl(r.scores) for r in plan.results}
-    table_cells = cells(scores, set(plan.cfg.data.languages))
+    table_cells = cells(scores, set(plan.cfg.data.languages), plan.cfg.test.languages)
     langs = list(dict.fromkeys(c.lang for c in table_cells))
     seen = {c.lang: c.seen for c in table_cells}
     by = {(c.run, c.lang): c for c in table_cells}

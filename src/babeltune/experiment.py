@@ -176,7 +176,9 @@ def build_plan(cfg: ExperimentConfig) -> Plan:
             "report",
             report_key,
             report_dir,
-            lambda: report_stage.run(cfg.report, results, set(cfg.data.languages), settings, report_dir),
+            lambda: report_stage.run(
+                cfg.report, results, set(cfg.data.languages), settings, report_dir, cfg.test.languages
+            ),
             eval_keys,
         )
     )

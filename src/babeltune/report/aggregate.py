@@ -57,12 +57,14 @@ def cell(run: str, lang: str, seen: bool, rows: list[dict]) -> Cell:
     )
 
 
-def cells(scores: dict[str, list[dict]], seen_langs: set[str]) -> list[Cell]:
-    """One cell per (run, language), in run order then language order of first appearance."""
+def cells(scores: dict[str, list[dict]], seen_langs: set[str], lang_order: list[str] = ()) -> list[Cell]:
+    """One cell per (run, language), in run order, then in ``lang_order`` (other languages last)."""
+    rank = {lang: i for i, lang in enumerate(lang_order)}
     out = []
     for run, rows in scores.items():
         by_lang: dict[str, list[dict]] = defaultdict(list)
         for r in rows:
             by_lang[r["lang"]].append(r)
-        out += [cell(run, lang, lang in seen_langs, lang_rows) for lang, lang_rows in by_lang.items()]
+        ordered = sorted(by_lang, key=lambda lang: rank.get(lang, len(rank)))
+        out += [cell(run, lang, lang in seen_langs, by_lang[lang]) for lang in ordered]
     return out
