@@ -13,45 +13,37 @@ from babeltune.registry import BabeltuneError
 BUILTIN = resources.files("babeltune") / "resources" / "builtin"
 
 
-def _builtin_rows(name: str) -> list[dict]:
-    path = BUILTIN / name
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+def _builtin_rows(name: str, langs: list[str], field: str) -> list[dict]:
+    """Rows of a built-in file (one item per line, every language inside), checking ``langs`` exist."""
+    rows = [
+        json.loads(line) for line in (BUILTIN / name).read_text(encoding="utf-8").splitlines() if line.strip()
+    ]
+    have = sorted(k for k in rows[0] if len(k) == 2)
+    for lang in langs:
+        if lang not in have:
+            raise BabeltuneError(f"{field}: the built-in {name} has no {lang!r}; it has {', '.join(have)}")
+    return rows
 
 
 def builtin_examples(langs: list[str]) -> list[Example]:
     """The team-written parallel sample: the same items in every training language."""
-    rows = _builtin_rows("instructions.jsonl")
-    out = []
-    for lang in langs:
-        if lang not in rows[0]:
-            have = sorted(k for k in rows[0] if len(k) == 2)
-            raise BabeltuneError(
-                f"data.languages: the built-in sample has no {lang!r}; it has {', '.join(have)}"
-            )
-        for row in rows:
-            item = row[lang]
-            out.append(
-                Example(
-                    f"{row['id']}:{lang}", row["id"], lang, item["instruction"], item["input"], item["output"]
-                )
-            )
-    return out
+    rows = _builtin_rows("instructions.jsonl", langs, "data.languages")
+    return [
+        Example(
+            f"{r['id']}:{lang}", r["id"], lang, r[lang]["instruction"], r[lang]["input"], r[lang]["output"]
+        )
+        for lang in langs
+        for r in rows
+    ]
 
 
 def builtin_test_prompts(langs: list[str]) -> list[TestPrompt]:
-    rows = _builtin_rows("test_prompts.jsonl")
-    out = []
-    for lang in langs:
-        if lang not in rows[0]:
-            have = sorted(k for k in rows[0] if len(k) == 2)
-            raise BabeltuneError(
-                f"test.languages: the built-in test set has no {lang!r}; it has {', '.join(have)}"
-            )
-        out += [
-            TestPrompt(f"{r['id']}:{lang}", r["id"], lang, r[lang]["prompt"], r[lang]["reference"])
-            for r in rows
-        ]
-    return out
+    rows = _builtin_rows("test_prompts.jsonl", langs, "test.languages")
+    return [
+        TestPrompt(f"{r['id']}:{lang}", r["id"], lang, r[lang]["prompt"], r[lang]["reference"])
+        for lang in langs
+        for r in rows
+    ]
 
 
 def alpaca_examples(path: Path, lang: str) -> list[Example]:
