@@ -54,9 +54,11 @@ def _run(tmp_path, name, match_es):
 
 def test_report_tables_plots_and_page(tmp_path):
     results = [_run(tmp_path, "en-only", match_es=False), _run(tmp_path, "multi-down", match_es=True)]
-    page = run(ReportArgs(title="T"), results, {"en", "es"}, "name: t\n", tmp_path / "report")
+    page = run(
+        ReportArgs(title="T"), results, {"en", "es"}, "name: t\n", tmp_path / "report", ["bn", "en", "es"]
+    )
     rows = list(csv.DictReader((tmp_path / "report" / "summary.csv").open()))
-    assert len(rows) == 6
+    assert [r["lang"] for r in rows] == ["bn", "en", "es"] * 2  # the configured language order
     es = {r["run"]: r for r in rows if r["lang"] == "es"}
     assert float(es["en-only"]["consistency"]) == 0.0 and float(es["multi-down"]["consistency"]) == 1.0
     assert float(es["en-only"]["score_sum"]) == 0 and float(es["multi-down"]["score_sum"]) == 6

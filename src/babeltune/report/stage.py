@@ -77,12 +77,17 @@ def notes_for(results: list[RunResult]) -> list[str]:
 
 
 def run(
-    cfg: ReportArgs, results: list[RunResult], seen_langs: set[str], settings_yaml: str, out_dir: Path
+    cfg: ReportArgs,
+    results: list[RunResult],
+    seen_langs: set[str],
+    settings_yaml: str,
+    out_dir: Path,
+    lang_order: list[str] = (),
 ) -> Path:
     """Aggregate every run's scores and write the report files; returns ``report.html``."""
     out_dir.mkdir(parents=True, exist_ok=True)
     scores = {r.name: read_jsonl(r.scores) for r in results}
-    table = cells(scores, seen_langs)
+    table = cells(scores, seen_langs, lang_order)
     atomic_write_text(out_dir / "summary.csv", summary_csv(table))
     atomic_write_text(out_dir / "summary.md", summary_md(table))
     figures = plots.grouped_bars(
