@@ -1,7 +1,3 @@
-import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
 import pytest
 
 from babeltune.config import EvaluateArgs, JudgeArgs, LangIdArgs
@@ -25,51 +21,20 @@ def test_language_id_on_real_sentences():
     assert found == ["en", "es", "ru", "zh", "no", TOO_SHORT, TOO_SHORT]
 
 
-class JudgeServer(BaseHTTPRequestHandler):
-    """A real HTTP endpoint speaking the chat-completions protocol, with a rule-based 'judge'."""
-
-    calls = 0
-
-    def do_POST(self):  # noqa: N802 - http.server's naming
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        type(self).calls += 1
-        user = body["messages"][-1]["content"]
-        answer = user.split("[The start of the assistant's answer]")[1]
-        if "Paris" in answer:
-            text = "Correct and concise. Rating: [[3]]"
-        elif "???" in answer:
-            text = "I cannot decide."
-        else:
-            text = "Unhelpful. Rating: [[1]]"
-        reply = {
-            "id": "x",
-            "object": "chat.completion",
-            "created": 0,
-            "model": body["model"],
-            "choices": [
-                {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
-            ],
-            "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15},
-        }
-        data = json.dumps(reply).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args):
-        pass
+def judge_reply(body, attempt):
+    """A rule-based 'judge' behind the chat-completions protocol."""
+    answer = body["messages"][-1]["content"].split("[The start of the assistant's answer]")[1]
+    if "Paris" in answer:
+        return "Correct and concise. Rating: [[3]]"
+    if "???" in answer:
+        return "I cannot decide."
+    return "Unhelpful. Rating: [[1]]"
 
 
 @pytest.fixture()
-def judge_server(monkeypatch):
-    server = ThreadingHTTPServer(("127.0.0.1", 0), JudgeServer)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+def judge_server(chat_server, monkeypatch):
     monkeypatch.setenv("BT_TEST_KEY", "sk-test-not-a-real-key")
-    JudgeServer.calls = 0
-    yield f"http://127.0.0.1:{server.server_address[1]}/v1"
-    server.shutdown()
+    return chat_server(judge_reply)
 
 
 def _responses(tmp_path):
@@ -124,7 +89,7 @@ def _responses(tmp_path):
 
 def test_paper_score_is_judge_times_language_match(tmp_path, judge_server):
     cfg = EvaluateArgs(
-        judge=JudgeArgs(backend="openai", base_url=judge_server, model="judge", api_key_env="BT_TEST_KEY")
+        judge=JudgeArgs(backend="openai", base_url=judge_server.url, model="judge", api_key_env="BT_TEST_KEY")
     )
     scores = {r["id"]: r for r in read_jsonl(run(cfg, _responses(tmp_path), tmp_path / "eval"))}
     assert scores["q1:en"]["judge_score"] == 3 and scores["q1:en"]["final_score"] == 3
@@ -137,10 +102,10 @@ def test_paper_score_is_judge_times_language_match(tmp_path, judge_server):
     assert read_json(tmp_path / "eval" / "evaluation.json")["judge"]["unparsable"] == 1
     assert scores["q3:en"]["final_score"] == 1
     assert scores["q1:en"]["chrf"] > scores["q3:en"]["chrf"]
-    assert JudgeServer.calls == 4
+    assert judge_server.calls == 4
     # A rerun answers from the judgement cache: zero new calls.
     run(cfg, _responses(tmp_path), tmp_path / "eval")
-    assert JudgeServer.calls == 4
+    assert judge_server.calls == 4
     # The key never reaches a file.
     assert not any("sk-test-not-a-real-key" in p.read_text() for p in (tmp_path / "eval").iterdir())
 
@@ -149,7 +114,9 @@ def test_missing_api_key_is_a_clear_error(tmp_path, judge_server, monkeypatch):
     from babeltune.registry import BabeltuneError
 
     monkeypatch.delenv("BT_TEST_KEY")
-    cfg = EvaluateArgs(judge=JudgeArgs(backend="openai", base_url=judge_server, api_key_env="BT_TEST_KEY"))
+    cfg = EvaluateArgs(
+        judge=JudgeArgs(backend="openai", base_url=judge_server.url, api_key_env="BT_TEST_KEY")
+    )
     with pytest.raises(BabeltuneError, match="BT_TEST_KEY is not set"):
         run(cfg, _responses(tmp_path), tmp_path / "eval")
 

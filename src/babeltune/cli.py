@@ -14,11 +14,12 @@ from pathlib import Path
 
 from babeltune.registry import BabeltuneError
 
-STAGES = ["data", "mix", "train", "generate", "evaluate", "report"]
+STAGES = ["data", "translate", "mix", "train", "generate", "evaluate", "report"]
 DEFAULT_CONFIG = Path("configs/default.yaml")
 
 STAGE_HELP = {
     "data": "load training examples and test prompts into the run directory",
+    "translate": "machine-translate the source-language data into the other languages (cached, filtered)",
     "mix": "compose the training mixtures (monolingual, multilingual, english-only, downsampled) under the budget",
     "train": "fine-tune every model x method x mixture of the grid (LoRA or full-parameter)",
     "generate": "answer the test prompts with every tuned model",
@@ -102,6 +103,46 @@ def _print_plan(plan) -> None:
     console.print(tasks)
 
 
+def _print_translation(plan) -> None:
+    """Per-language counts of the translate stage: what was kept, filtered, failed, cached, and at what cost."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from babeltune.io import read_json
+
+    (task,) = [t for t in plan.tasks if t.stage == "translate"]
+    report = read_json(task.out_dir / "translate_report.json")
+    quality = (
+        read_json(task.out_dir / "mt_quality.json") if (task.out_dir / "mt_quality.json").exists() else {}
+    )
+    table = Table(
+        title=f"translation {report['source_language']} -> ... with {report['backend']}:{report['model']}"
+    )
+    columns = [
+        "items",
+        "accepted",
+        "rejected",
+        "failed",
+        "segments",
+        "cache_hits",
+        "translated_now",
+        "seconds",
+    ]
+    for col in ["language", *columns, "chrF", "top rejection reasons"]:
+        table.add_column(col)
+    for lang, rep in report["languages"].items():
+        reasons = ", ".join(f"{k} {v}" for k, v in sorted(rep["reasons"].items(), key=lambda kv: -kv[1])[:3])
+        chrf = str(quality[lang]["chrF"]) if lang in quality else "–"
+        table.add_row(lang, *(str(rep[c]) for c in columns), chrf, reasons or "–")
+    console = Console(width=max(Console().width, 160))  # a wide table is easier to read than a wrapped one
+    console.print(table)
+    usage = report["usage"]
+    console.print(
+        f"calls {usage['calls']}, retries {usage['retries']}, tokens {usage['input_tokens']} in / "
+        f"{usage['output_tokens']} out, cost {usage['cost']}; files in {task.out_dir}"
+    )
+
+
 SUMMARY_METRICS = [
     (
         "consistency",
@@ -160,6 +201,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "plan":
             _print_plan(plan)
             return 0
+        if args.command == "translate" and not cfg.translate.enabled:
+            raise BabeltuneError(
+                "translate.enabled is false: set it in the YAML or pass --translate.enabled=true"
+            )
         if args.command in STAGES:
             last = STAGES.index(args.command)
             plan.tasks = [t for t in plan.tasks if STAGES.index(t.stage) <= last]
@@ -167,6 +212,8 @@ def main(argv: list[str] | None = None) -> int:
         execute(plan)
         if args.command in ("run", "report"):
             _print_summary(plan, time.perf_counter() - start)
+        if args.command == "translate":
+            _print_translation(plan)
         return 0
     except BabeltuneError as err:
         if args.debug:

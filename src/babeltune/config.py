@@ -31,8 +31,15 @@ def _f(default: Any, help: str, **kw: Any) -> Any:
 @dataclass
 class DataArgs:
     source: str = _f(
-        "builtin", "'builtin' (the bundled parallel sample) or a path to an Alpaca JSON / JSONL file"
+        "builtin",
+        "'builtin' (the bundled parallel sample), a file (Alpaca JSON, JSONL, ShareGPT), a datasets "
+        "save_to_disk folder, or hf:<hub id>",
     )
+    format: Literal["auto", "alpaca", "jsonl", "sharegpt", "hf"] = _f(
+        "auto", "format of `source` (auto: guess)"
+    )
+    column_map: dict[str, str] = _f({}, "field renames, e.g. {instruction: question, output: answer}")
+    split: str = _f("train", "split of a datasets source")
     languages: list[str] = _f(
         list(languages.PAPER_TRAIN), "training languages (ISO 639-1); English is in the pool"
     )
@@ -46,11 +53,45 @@ class DataArgs:
 
 
 @dataclass
+class TranslateArgs:
+    enabled: bool = _f(False, "machine-translate the source-language examples into the other data.languages")
+    backend: str = _f(
+        "hf", "hf (transformers seq2seq MT: Marian, NLLB, M2M100) or openai (any compatible chat endpoint)"
+    )
+    model: str = _f(
+        "Helsinki-NLP/opus-mt-{src}-{tgt}",
+        "MT model id or folder ({src}/{tgt} are filled per pair), or the served model",
+    )
+    batch_size: int = _f(16, "hf: texts per batch (batches are sorted by length)")
+    num_beams: int = _f(1, "hf: beam width")
+    max_length: int = _f(512, "hf: maximum tokens in and out")
+    base_url: str | None = _f(None, "openai: endpoint, e.g. http://127.0.0.1:8000/v1")
+    api_key_env: str = _f("OPENAI_API_KEY", "openai: environment variable holding the API key (never stored)")
+    prompt: str = _f("chat-translate", "openai: prompt file in resources/translate (without .yaml)")
+    concurrency: int = _f(8, "openai: requests in flight at once")
+    max_retries: int = _f(
+        4, "openai: retries per text on 429/5xx/timeouts, with exponential backoff and jitter"
+    )
+    timeout: float = _f(60.0, "openai: seconds per request")
+    price_per_million_input: float = _f(0.0, "openai: price per million prompt tokens, for the cost summary")
+    price_per_million_output: float = _f(0.0, "openai: price per million completion tokens")
+    check_language: bool = _f(True, "reject translations whose language ID is not the target language")
+    min_length_ratio: float = _f(0.25, "reject translations shorter than this x the source (characters)")
+    max_length_ratio: float = _f(4.0, "reject translations longer than this x the source (characters)")
+    cache: str | None = _f(None, "SQLite translation cache (default: <run dir>/translation-cache.sqlite)")
+
+
+@dataclass
 class TestArgs:
     __test__ = False  # not a pytest test class, despite the name
     source: str = _f(
         "builtin", "'builtin' test prompts with references, or a folder of test_<lang>.jsonl files"
     )
+    files: dict[str, str] = _f(
+        {}, "test file per language, e.g. {bn: data/bengali.jsonl} (overrides `source`)"
+    )
+    on_error: Literal["fail", "skip"] = _f("fail", "bad lines in test files: fail, or skip and count them")
+    align: Literal["line", "id"] = _f("line", "join languages by line order (the paper's files) or by id")
     languages: list[str] = _f(
         ["en", "es", "fr", "ru", "zh", "bn", "no"], "test languages; unseen ones are fine"
     )
@@ -167,6 +208,7 @@ class ExperimentConfig:
     output_dir: str | None = _f(None, "run directory (default: runs/<name>)")
     models: list[ModelArgs] = _f([ModelArgs()], "base models in the grid")
     data: DataArgs = _f(DataArgs(), "training data")
+    translate: TranslateArgs = _f(TranslateArgs(), "machine translation of the training data")
     test: TestArgs = _f(TestArgs(), "test prompts")
     mix: MixArgs = _f(MixArgs(), "training mixtures under a budget")
     lora: LoraArgs = _f(LoraArgs(), "LoRA settings")
@@ -194,6 +236,8 @@ class ExperimentConfig:
             raise BabeltuneError(f"mix.budget: must be positive, got {self.mix.budget}")
         if self.train.epochs <= 0 and not self.train.max_steps:
             raise BabeltuneError("train.epochs: must be positive")
+        if self.translate.enabled and self.data.source_language not in self.data.languages:
+            raise BabeltuneError("data.source_language: must be one of data.languages when translate.enabled")
         if self.evaluate.judge.backend == "openai" and not self.evaluate.judge.base_url:
             raise BabeltuneError("evaluate.judge.base_url: required when evaluate.judge.backend is 'openai'")
 
@@ -230,6 +274,10 @@ def _convert(tp: Any, value: Any, path: str) -> Any:
         return _convert(inner, value, path)
     if dataclasses.is_dataclass(tp):
         return from_dict(tp, value, path)
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise BabeltuneError(f"{path}: expected a mapping, got {value!r}")
+        return {str(k): _convert(args[1], v, f"{path}.{k}") for k, v in value.items()}
     if origin is list:
         if not isinstance(value, list):
             value = [value]  # a single item where a list is expected

@@ -20,7 +20,9 @@ from babeltune import generate as generate_stage
 from babeltune import mix as mix_stage
 from babeltune import report as report_stage
 from babeltune import train as train_stage
+from babeltune import translate as translate_stage
 from babeltune.config import ExperimentConfig, dump_yaml
+from babeltune.data.schema import Example
 from babeltune.io import atomic_write_text, write_json
 
 DONE = ".done.json"
@@ -83,7 +85,27 @@ def build_plan(cfg: ExperimentConfig) -> Plan:
         )
     )
 
-    mix_key = stage_key("mix", cfg.mix, data_key)
+    examples_key, examples_path = data_key, data_dir / "examples.jsonl"
+    if cfg.translate.enabled:
+        src, targets = cfg.data.source_language, translation_targets(cfg)
+        examples_key = stage_key("translate", cfg.translate, data_key, src, targets)
+        tr_dir = root / "translate" / examples_key
+        cache = Path(cfg.translate.cache) if cfg.translate.cache else root / "translation-cache.sqlite"
+        tasks.append(
+            Task(
+                "translate",
+                f"{src} -> {', '.join(targets)}",
+                examples_key,
+                tr_dir,
+                lambda: translate_stage.run(
+                    cfg.translate, data_dir / "examples.jsonl", src, targets, tr_dir, cache
+                ),
+                [data_key],
+            )
+        )
+        examples_path = tr_dir / "examples.jsonl"
+
+    mix_key = stage_key("mix", cfg.mix, examples_key)
     mix_dir = root / "mix" / mix_key
     tasks.append(
         Task(
@@ -91,8 +113,8 @@ def build_plan(cfg: ExperimentConfig) -> Plan:
             "mixtures",
             mix_key,
             mix_dir,
-            lambda: mix_stage.run(cfg.mix, data_dir / "examples.jsonl", cfg.data.languages, mix_dir),
-            [data_key],
+            lambda: mix_stage.run(cfg.mix, examples_path, cfg.data.languages, mix_dir),
+            [examples_key],
         )
     )
     mixtures = _mixture_table(cfg)
@@ -185,9 +207,22 @@ def build_plan(cfg: ExperimentConfig) -> Plan:
     return Plan(cfg, tasks, results, report_dir, mixtures)
 
 
+def translation_targets(cfg: ExperimentConfig) -> list[str]:
+    return [lang for lang in cfg.data.languages if lang != cfg.data.source_language]
+
+
 def _mixture_table(cfg: ExperimentConfig) -> list[dict]:
-    """Names and sizes of the grid's mixtures, computed from the data without writing anything."""
+    """Names and sizes of the grid's mixtures, computed from the data without writing anything.
+
+    Before translation has run, every source example counts as translated (an upper bound)."""
     examples = data_stage.stage.load_examples(cfg.data)
+    if cfg.translate.enabled:
+        source = [e for e in examples if e.lang == cfg.data.source_language]
+        examples = source + [
+            Example(f"{e.source_id}:{t}", e.source_id, t, e.instruction, e.input, e.output)
+            for t in translation_targets(cfg)
+            for e in source
+        ]
     mixes, budget = mix_stage.mixtures(examples, cfg.data.languages, cfg.mix)
     return [
         {

@@ -28,7 +28,9 @@ def load_examples(cfg: DataArgs) -> list[Example]:
     if cfg.source == "builtin":
         examples = loaders.builtin_examples(cfg.languages)
     else:
-        examples = loaders.alpaca_examples(Path(cfg.source), cfg.source_language)
+        examples = loaders.examples_from_source(
+            cfg.source, cfg.source_language, cfg.format, cfg.column_map, cfg.split
+        )
     return first_n_per_language(examples, cfg.max_examples_per_language)
 
 
@@ -46,11 +48,18 @@ def run(cfg: DataArgs, out_dir: Path) -> Path:
 
 def run_tests(cfg: TestArgs, out_dir: Path) -> Path:
     """Load the test prompts of every test language into ``out_dir/test_prompts.jsonl``."""
-    if cfg.source == "builtin":
+    manifest: dict = {"source": cfg.source}
+    if cfg.source == "builtin" and not cfg.files:
         prompts = loaders.builtin_test_prompts(cfg.languages)
     else:
-        prompts = loaders.test_prompt_folder(Path(cfg.source), cfg.languages)
+        files = {
+            lang: Path(cfg.files.get(lang) or Path(cfg.source) / f"test_{lang}.jsonl")
+            for lang in cfg.languages
+        }
+        prompts, found = loaders.test_prompt_files(files, cfg.align, cfg.on_error)
+        manifest |= found
     prompts = first_n_per_language(prompts, cfg.max_prompts)
     path = out_dir / "test_prompts.jsonl"
     write_jsonl(path, (p.to_dict() for p in prompts))
+    write_json(out_dir / "test_manifest.json", manifest | {"prompts": Counter(p.lang for p in prompts)})
     return path

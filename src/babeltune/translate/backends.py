@@ -1,0 +1,177 @@
+"""Translation backends. Each takes unique texts for one language pair and reports results as they finish.
+
+``done(pairs)`` receives {source text: translation} per finished batch (the stage caches it at once);
+``failed(text, reason)`` receives what could not be translated after bounded retries.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from importlib import resources
+
+import yaml
+
+from babeltune import languages
+from babeltune.config import TranslateArgs
+from babeltune.registry import BabeltuneError, Registry
+
+Done = Callable[[dict[str, str]], None]
+Failed = Callable[[str, str], None]
+
+
+@dataclass
+class Usage:
+    calls: int = 0  # model forward batches or HTTP requests
+    retries: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def add(self, **counts: int) -> None:
+        with self._lock:
+            for key, value in counts.items():
+                setattr(self, key, getattr(self, key) + value)
+
+    def as_dict(self) -> dict:
+        return {k: getattr(self, k) for k in ("calls", "retries", "input_tokens", "output_tokens")}
+
+
+BACKENDS: Registry[type] = Registry("translation backend")
+
+
+def model_for_pair(template: str, src: str, tgt: str) -> str:
+    """Fill ``{src}``/``{tgt}`` in a model name: Marian models come one per language pair.
+
+    >>> model_for_pair("Helsinki-NLP/opus-mt-{src}-{tgt}", "en", "de")
+    'Helsinki-NLP/opus-mt-en-de'
+    """
+    return template.format(src=src, tgt=tgt)
+
+
+@BACKENDS.register("hf")
+class HFTranslator:
+    """transformers sequence-to-sequence MT (MarianMT/OPUS-MT, NLLB-200, M2M100), length-sorted batches."""
+
+    def __init__(self, cfg: TranslateArgs):
+        self.cfg = cfg
+        self.usage = Usage()
+        self._loaded: dict[str, tuple] = {}
+
+    def _load(self, name: str):
+        if name not in self._loaded:
+            from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
+
+            tokenizer = AutoTokenizer.from_pretrained(name)
+            model = AutoModelForSeq2SeqLM.from_pretrained(name).eval()
+            self._loaded[name] = (tokenizer, model)
+        return self._loaded[name]
+
+    def _codes(self, tokenizer, model, src: str, tgt: str) -> tuple[str, dict]:
+        """Per-family language codes: (text prefix, extra generate kwargs)."""
+        kind = type(tokenizer).__name__.lower()
+        if "nllb" in kind or model.config.model_type == "m2m_100":
+            code = (lambda c: languages.get(c).openlid[0]) if "nllb" in kind else (lambda c: c)
+            tokenizer.src_lang = code(src)
+            return "", {"forced_bos_token_id": tokenizer.convert_tokens_to_ids(code(tgt))}
+        target_token = f">>{tgt}<<"  # multi-target Marian models pick the language by a prefix token
+        if target_token in tokenizer.get_vocab():
+            return target_token + " ", {}
+        return "", {}
+
+    def translate(self, texts: list[str], src: str, tgt: str, done: Done, failed: Failed) -> None:
+        import torch
+
+        tokenizer, model = self._load(model_for_pair(self.cfg.model, src, tgt))
+        prefix, extra = self._codes(tokenizer, model, src, tgt)
+        ordered = sorted(texts, key=len, reverse=True)  # similar lengths per batch: little padding
+        for i in range(0, len(ordered), self.cfg.batch_size):
+            batch = ordered[i : i + self.cfg.batch_size]
+            enc = tokenizer(
+                [prefix + t for t in batch],
+                return_tensors="pt",
+                padding=True,
+                truncation=True,
+                max_length=self.cfg.max_length,
+            )
+            with torch.inference_mode():
+                out = model.generate(
+                    **enc, num_beams=self.cfg.num_beams, max_new_tokens=self.cfg.max_length, **extra
+                )
+            self.usage.add(
+                calls=1,
+                input_tokens=int(enc["attention_mask"].sum()),
+                output_tokens=int((out != tokenizer.pad_token_id).sum()),
+            )
+            done(dict(zip(batch, tokenizer.batch_decode(out, skip_special_tokens=True), strict=True)))
+
+
+@BACKENDS.register("openai")
+class OpenAITranslator:
+    """Any OpenAI-compatible chat endpoint; one text per request, concurrent, with bounded retries."""
+
+    def __init__(self, cfg: TranslateArgs):
+        import os
+
+        from openai import OpenAI
+
+        if not cfg.base_url:
+            raise BabeltuneError("translate.base_url: required for the openai backend")
+        key = os.environ.get(cfg.api_key_env)
+        if not key:
+            raise BabeltuneError(f"translate.api_key_env: environment variable {cfg.api_key_env} is not set")
+        # Retries are ours (bounded, counted, with jitter), so the client's own are off.
+        self.client = OpenAI(base_url=cfg.base_url, api_key=key, max_retries=0, timeout=cfg.timeout)
+        self.cfg = cfg
+        self.usage = Usage()
+        path = resources.files("babeltune") / "resources" / "translate" / f"{cfg.prompt}.yaml"
+        if not path.is_file():
+            raise BabeltuneError(f"translate.prompt: no prompt file {cfg.prompt}.yaml in resources/translate")
+        self.prompt = yaml.safe_load(path.read_text(encoding="utf-8"))
+
+    def _one(self, text: str, src: str, tgt: str) -> str:
+        user = self.prompt["user"].format(
+            source=languages.get(src).name, target=languages.get(tgt).name, text=text
+        )
+        reply = self.client.chat.completions.create(
+            model=self.cfg.model,
+            messages=[
+                {"role": "system", "content": self.prompt["system"]},
+                {"role": "user", "content": user},
+            ],
+            temperature=0,
+        )
+        content = reply.choices[0].message.content
+        if content is None:
+            raise ValueError("reply has no content")
+        usage = reply.usage
+        self.usage.add(
+            input_tokens=usage.prompt_tokens if usage else 0,
+            output_tokens=usage.completion_tokens if usage else 0,
+        )
+        return content.strip()
+
+    def translate(self, texts: list[str], src: str, tgt: str, done: Done, failed: Failed) -> None:
+        from babeltune.retry import GaveUp, call_with_retries, openai_retryable
+
+        def work(text: str) -> None:
+            def attempt() -> str:
+                self.usage.add(calls=1)
+                return self._one(text, src, tgt)
+
+            try:
+                result = call_with_retries(
+                    attempt,
+                    openai_retryable,
+                    self.cfg.max_retries,
+                    on_retry=lambda err: self.usage.add(retries=1),
+                )
+            except GaveUp as err:
+                failed(text, f"{err.reason} (after {err.attempts} attempts)")
+                return
+            done({text: result})
+
+        with ThreadPoolExecutor(max_workers=self.cfg.concurrency) as pool:
+            list(pool.map(work, texts))

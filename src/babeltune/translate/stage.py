@@ -1,0 +1,242 @@
+"""Translate stage: source-language examples -> examples in every target language, filtered and measured.
+
+Field by field (instruction, input, output); code blocks, numbers-only text, inline code, URLs and
+placeholders never pass through MT. Only unique prose segments are translated, each once per target
+language, through a persistent cache.
+
+Writes, in ``out_dir``: ``examples.jsonl`` (source + accepted translations), ``alpaca_<lang>.json``
+(Alpaca format per target language), ``rejected.jsonl`` (with reasons), ``failed.jsonl`` (with
+reasons), ``translate_report.json`` (per language counts, calls, cache hits, tokens, cost, time,
+filter reasons) and, when reference translations exist, ``mt_quality.json`` (chrF and BLEU per pair).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from babeltune.config import LangIdArgs, TranslateArgs
+from babeltune.data.schema import Example
+from babeltune.io import read_jsonl, write_json, write_jsonl
+from babeltune.translate import filters
+from babeltune.translate.backends import BACKENDS
+from babeltune.translate.cache import TranslationCache
+from babeltune.translate.protect import mask, split_segments, unmask
+
+FIELDS = ("instruction", "input", "output")
+
+
+@dataclass
+class Field:
+    """One field cut into pieces: verbatim text, or masked prose to translate."""
+
+    pieces: list[tuple[str, list[str] | None]]  # (text, kept strings) ; kept is None for verbatim
+
+    @classmethod
+    def parse(cls, text: str) -> Field:
+        pieces = []
+        for seg in split_segments(text):
+            if seg.translate:
+                lead = seg.text[: len(seg.text) - len(seg.text.lstrip())]
+                trail = seg.text[len(seg.text.rstrip()) :]
+                core, kept = mask(seg.text.strip())
+                pieces += [(lead, None), (core, kept), (trail, None)]
+            else:
+                pieces.append((seg.text, None))
+        return cls([(t, k) for t, k in pieces if t])
+
+    def to_translate(self) -> list[str]:
+        return [t for t, kept in self.pieces if kept is not None]
+
+    def assemble(self, translations: dict[str, str]) -> tuple[str, int] | None:
+        """The translated field and markers lost, or None if a piece has no translation."""
+        out, lost = [], 0
+        for text, kept in self.pieces:
+            if kept is None:
+                out.append(text)
+            elif text not in translations:
+                return None
+            else:
+                restored, n = unmask(translations[text], kept)
+                out.append(restored)
+                lost += n
+        return "".join(out), lost
+
+
+@dataclass
+class LanguageReport:
+    items: int = 0
+    accepted: int = 0
+    rejected: int = 0
+    failed: int = 0
+    source_characters: int = 0
+    segments: int = 0
+    cache_hits: int = 0
+    translated_now: int = 0
+    seconds: float = 0.0
+    reasons: Counter = field(default_factory=Counter)
+
+
+def check(
+    cfg: TranslateArgs, src: Example, out: dict[str, str], detected: str | None, tgt: str, lost: int
+) -> list[str]:
+    """Every filter reason that applies to one translated example."""
+    reasons = []
+    for name in FIELDS:
+        s, t = getattr(src, name), out[name]
+        reasons += [
+            r for r in (filters.empty(s, t), filters.untranslated(s, t), filters.repetition_loop(t)) if r
+        ]
+        if r := filters.length_ratio(s, t, cfg.min_length_ratio, cfg.max_length_ratio):
+            reasons.append(r)
+    if cfg.check_language and detected is not None and detected != tgt:
+        reasons.append(f"language-id:{detected}")
+    if lost:
+        reasons.append("lost-placeholder")
+    return sorted(set(reasons))
+
+
+def _translate_language(
+    cfg, backend, cache, source: list[Example], parsed, src: str, tgt: str, rep: LanguageReport
+):
+    """Translate every unique segment not yet cached; returns {segment: translation} and {segment: failure}."""
+    unique = list(dict.fromkeys(t for fields in parsed for f in fields.values() for t in f.to_translate()))
+    translations = cache.get_many(src, tgt, unique)
+    rep.segments, rep.cache_hits = len(unique), len(translations)
+    todo = [t for t in unique if t not in translations]
+    failures: dict[str, str] = {}
+    lock = threading.Lock()
+    bar = tqdm(total=len(todo), desc=f"translate {src}->{tgt}", unit="segment", disable=not todo)
+
+    def done(pairs: dict[str, str]) -> None:
+        with lock:
+            cache.put_many(src, tgt, pairs)
+            translations.update(pairs)
+            rep.translated_now += len(pairs)
+            bar.update(len(pairs))
+
+    def failed(text: str, reason: str) -> None:
+        with lock:
+            failures[text] = reason
+            bar.update(1)
+
+    if todo:
+        backend.translate(todo, src, tgt, done, failed)
+    bar.close()
+    return translations, failures
+
+
+def run(
+    cfg: TranslateArgs, examples_path: Path, src: str, targets: list[str], out_dir: Path, cache_path: Path
+) -> Path:
+    """Translate the ``src`` examples of ``examples_path`` into ``targets``; returns ``examples.jsonl``."""
+    from babeltune.evaluate.langid import detect
+
+    examples = [Example.from_dict(r) for r in read_jsonl(examples_path)]
+    source = [e for e in examples if e.lang == src]
+    references = {(e.source_id, e.lang): e for e in examples if e.lang != src}
+    parsed = [{name: Field.parse(getattr(e, name)) for name in FIELDS} for e in source]
+    backend = BACKENDS.get(cfg.backend)(cfg)
+    cache = TranslationCache(cache_path, cfg.backend, cfg.model)
+    kept, rejected, failed_rows, reports = list(source), [], [], {}
+    try:
+        for tgt in targets:
+            rep = reports[tgt] = LanguageReport(items=len(source))
+            rep.source_characters = sum(len(getattr(e, f)) for e in source for f in FIELDS)
+            start = time.perf_counter()
+            translations, failures = _translate_language(cfg, backend, cache, source, parsed, src, tgt, rep)
+            built = []
+            for ex, fields in zip(source, parsed, strict=True):
+                pieces = {name: f.assemble(translations) for name, f in fields.items()}
+                if any(p is None for p in pieces.values()):
+                    why = sorted(
+                        {
+                            failures.get(t, "not translated")
+                            for f in fields.values()
+                            for t in f.to_translate()
+                            if t not in translations
+                        }
+                    )
+                    failed_rows.append({"source_id": ex.source_id, "lang": tgt, "reasons": why})
+                    continue
+                built.append((ex, {n: p[0] for n, p in pieces.items()}, sum(p[1] for p in pieces.values())))
+            detected = detect([f"{o['instruction']} {o['output']}" for _, o, _ in built], LangIdArgs())
+            for (ex, out, lost), det in zip(built, detected, strict=True):
+                new = Example(
+                    f"{ex.source_id}:{tgt}",
+                    ex.source_id,
+                    tgt,
+                    out["instruction"],
+                    out["input"],
+                    out["output"],
+                )
+                reasons = check(cfg, ex, out, det.lang if det.lang != "too-short" else None, tgt, lost)
+                if reasons:
+                    rejected.append(new.to_dict() | {"reasons": reasons})
+                    rep.reasons.update(reasons)
+                else:
+                    kept.append(new)
+            rep.failed = len(source) - len(built)
+            rep.rejected = len(built) - sum(1 for e in kept if e.lang == tgt)
+            rep.accepted = len(built) - rep.rejected
+            rep.seconds = round(time.perf_counter() - start, 2)
+    finally:
+        cache.close()
+
+    write_jsonl(out_dir / "examples.jsonl", (e.to_dict() for e in kept))
+    write_jsonl(out_dir / "rejected.jsonl", rejected)
+    write_jsonl(out_dir / "failed.jsonl", failed_rows)
+    for tgt in targets:
+        write_json(
+            out_dir / f"alpaca_{tgt}.json",
+            [{f: getattr(e, f) for f in FIELDS} for e in kept if e.lang == tgt],
+        )
+    usage = backend.usage.as_dict()
+    cost = (
+        usage["input_tokens"] * cfg.price_per_million_input
+        + usage["output_tokens"] * cfg.price_per_million_output
+    ) / 1e6
+    write_json(
+        out_dir / "translate_report.json",
+        {
+            "backend": cfg.backend,
+            "model": cfg.model,
+            "source_language": src,
+            "usage": usage | {"cost": round(cost, 6)},
+            "languages": {t: dict(vars(r)) for t, r in reports.items()},
+        },
+    )
+    quality = mt_quality(kept + [Example.from_dict(r) for r in rejected], references)  # filters aside
+    if quality:
+        write_json(out_dir / "mt_quality.json", quality)
+    return out_dir / "examples.jsonl"
+
+
+def mt_quality(translated: list[Example], references: dict[tuple[str, str], Example]) -> dict:
+    """Corpus chrF and BLEU per language pair against reference translations of the same items."""
+    from sacrebleu.metrics import BLEU, CHRF
+
+    by_lang: dict[str, tuple[list[str], list[str]]] = {}
+    for ex in translated:
+        ref = references.get((ex.source_id, ex.lang))
+        if ref is None:
+            continue
+        hyps, refs = by_lang.setdefault(ex.lang, ([], []))
+        for name in FIELDS:
+            if getattr(ref, name):
+                hyps.append(getattr(ex, name))
+                refs.append(getattr(ref, name))
+    out = {}
+    for lang, (hyps, refs) in by_lang.items():
+        tokenize = "zh" if lang == "zh" else "13a"
+        out[lang] = {
+            "segments": len(hyps),
+            "chrF": round(CHRF().corpus_score(hyps, [refs]).score, 2),
+            "BLEU": round(BLEU(tokenize=tokenize).corpus_score(hyps, [refs]).score, 2),
+        }
+    return out
