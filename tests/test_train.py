@@ -21,7 +21,13 @@ def mixture(tmp_path_factory):
 
 def _job(mixture, tiny_model, method, **train):
     args = TrainArgs(
-        epochs=8, batch_size=4, learning_rate=3e-2, full_learning_rate=3e-3, max_length=96, **train
+        epochs=8,
+        grad_accum=1,
+        batch_size=4,
+        learning_rate=3e-2,
+        full_learning_rate=3e-3,
+        max_length=96,
+        **train,
     )
     # A random hidden-16 model learns little through attention alone: adapt the MLPs too.
     modules = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]

@@ -139,8 +139,10 @@ class TrainArgs:
     max_steps: int | None = _f(None, "stop after this many optimizer steps (overrides epochs)")
     learning_rate: float = _f(3e-4, "peak learning rate (the paper: 3e-4 for LoRA)")
     full_learning_rate: float = _f(2e-5, "peak learning rate for full-parameter runs")
-    batch_size: int = _f(8, "micro-batch size per device")
-    grad_accum: int = _f(1, "gradient accumulation steps (global batch = batch_size x grad_accum x devices)")
+    batch_size: int = _f(
+        4, "micro-batch size per device (on CPU, 4 beat 8: 287 vs 250 tokens/s, 2.8 vs 4.9 GB)"
+    )
+    grad_accum: int = _f(2, "gradient accumulation steps (global batch = batch_size x grad_accum x devices)")
     max_length: int = _f(256, "truncate training sequences to this many tokens")
     warmup_ratio: float = _f(0.05, "fraction of steps for linear warm-up")
     loss_on_prompt: bool = _f(True, "also train on prompt tokens (the paper's LoRA runs did)")

@@ -169,7 +169,9 @@ def local_judge(cfg: JudgeArgs, prompt: JudgePrompt, items: list[JudgeItem], don
         enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
         with torch.inference_mode():
             if cfg.rating_mode == "next-token":
-                probs = model(**enc).logits[:, -1, digit_ids].softmax(-1)
+                probs = (
+                    model(**enc, logits_to_keep=1).logits[:, -1, digit_ids].softmax(-1)
+                )  # one position, not all
                 for item, p in zip(batch, probs, strict=True):
                     dist = {str(low + k): round(float(v), 3) for k, v in enumerate(p)}
                     done(item, Judgement(low + int(p.argmax()), f"next-token rating probabilities {dist}"))
