@@ -13,39 +13,11 @@ import argparse
 import statistics
 import tempfile
 import time
+from pathlib import Path
 
 import torch
 
-
-def build_model(folder: str, vocab: int) -> None:
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import MarianConfig, MarianMTModel, PreTrainedTokenizerFast
-
-    from babeltune.data.loaders import builtin_examples
-
-    texts = [e.output for e in builtin_examples(["en", "de", "fr", "es"])]
-    bpe = Tokenizer(models.BPE())
-    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    bpe.decoder = decoders.ByteLevel()
-    bpe.train_from_iterator(texts, trainers.BpeTrainer(vocab_size=vocab, special_tokens=["<eos>", "<pad>"]))
-    tok = PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token="<eos>", pad_token="<pad>")
-    tok.save_pretrained(folder)
-    torch.manual_seed(0)
-    config = MarianConfig(
-        vocab_size=len(tok),
-        decoder_vocab_size=len(tok),
-        d_model=512,
-        encoder_layers=6,
-        decoder_layers=6,
-        encoder_attention_heads=8,
-        decoder_attention_heads=8,
-        encoder_ffn_dim=2048,
-        decoder_ffn_dim=2048,
-        pad_token_id=tok.pad_token_id,
-        eos_token_id=tok.eos_token_id,
-        decoder_start_token_id=tok.pad_token_id,
-    )
-    MarianMTModel(config).save_pretrained(folder)
+from babeltune import tiny
 
 
 def timed(translator, texts: list[str], repeats: int) -> list[float]:
@@ -74,7 +46,7 @@ def main() -> None:
     english = builtin_examples(["en"])
     texts = [t for e in english for t in (e.instruction, e.output)][: args.texts]
     with tempfile.TemporaryDirectory() as folder:
-        build_model(folder, vocab=8000)
+        tiny.marian(Path(folder), d_model=512, layers=6, heads=8, vocab_size=8000)  # OPUS-MT's shape
         results = {}
         for name, batch in (("one at a time", 1), (f"sorted batches of {args.batch_size}", args.batch_size)):
             cfg = TranslateArgs(model=folder, batch_size=batch, max_length=args.new_tokens)
