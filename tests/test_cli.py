@@ -40,7 +40,7 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path):
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
     assert proc.stderr.strip() == (
-        f"babeltune: error: {bad}: unknown regime 'monolingal'; did you mean 'monolingual', 'multilingual'? "
+        f"babeltune: error: {bad}: mix.regimes[0]: unknown regime 'monolingal'; did you mean 'monolingual', 'multilingual'? "
         "choices: english-only, monolingual, multilingual, multilingual-downsampled"
     )
 

@@ -61,3 +61,52 @@ def test_budget_cuts_every_language_and_too_large_fails(examples):
 def test_english_only_without_english_fails(examples):
     with pytest.raises(BabeltuneError, match="'english-only' needs 'en'"):
         mix.mixtures([e for e in examples if e.lang != "en"], ["es", "fr"], MixArgs(regimes=["english-only"]))
+
+
+def test_sampling_strategies(examples):
+    cfg = MixArgs(
+        regimes=[f"multilingual-downsampled:{s}" for s in ("stratified", "parallel-disjoint", "ratios")],
+        budget=90,
+        ratios={"en": 2, "de": 1},
+    )
+    mixes = {m.name: m for m in mix.mixtures(examples, LANGS, cfg)[0]}
+    strat = Counter(e.lang for e in mixes["multi-down-stratified"].examples)
+    assert strat == dict.fromkeys(LANGS, 10)  # an equal share per language
+    disjoint = mixes["multi-down-parallel-disjoint"].examples
+    assert len(disjoint) == 90 and len({e.source_id for e in disjoint}) == 90  # no translated duplicates
+    assert max(Counter(e.lang for e in disjoint).values()) == 10
+    assert Counter(e.lang for e in mixes["multi-down-ratios"].examples) == {"en": 60, "de": 30}
+
+
+def test_temperature_flattens_unequal_languages(examples):
+    uneven = [
+        e for e in examples if e.lang == "en" or int(e.source_id.split("-")[1]) <= 20
+    ]  # en 100, others 20
+    cfg = MixArgs(regimes=["multilingual-downsampled:temperature"], budget=20, alpha=0.0)
+    (flat,), _ = mix.mixtures(uneven, ["en", "de", "fr", "es"], cfg)
+    assert Counter(e.lang for e in flat.examples) == {"en": 5, "de": 5, "fr": 5, "es": 5}
+    cfg = MixArgs(regimes=["multilingual-downsampled:temperature"], budget=20, alpha=1.0)
+    (proportional,), _ = mix.mixtures(uneven, ["en", "de", "fr", "es"], cfg)
+    assert Counter(e.lang for e in proportional.examples)["en"] == 12  # 100 / 160 of 20
+
+
+def test_token_budgets_count_tokens_and_cost(examples):
+    words = lambda ex: len(f"{ex.instruction} {ex.input} {ex.output}") // 4  # noqa: E731 - a stand-in tokenizer
+    cfg = MixArgs(regimes=["monolingual", "multilingual-downsampled"], budget_unit="tokens", budget=2000)
+    mixes, budget = mix.mixtures(examples, LANGS, cfg, tokens=words)
+    assert budget == 2000
+    for m in mixes:
+        used = sum(words(e) for e in m.examples)
+        assert 2000 - 200 < used <= 2000  # filled up to the token budget
+        man = mix.manifest(m, budget, cfg, words)
+        assert man["tokens"] == used and man["cost_in_C"] == round(used / 2000, 3)
+        assert sum(man["tokens_per_language"].values()) == used
+    with pytest.raises(BabeltuneError, match="needs a tokenizer"):
+        mix.mixtures(examples, LANGS, cfg)
+
+
+def test_unknown_strategy_lists_choices(examples):
+    with pytest.raises(
+        BabeltuneError, match="unknown sampling strategy 'stratifed'; did you mean 'stratified'"
+    ):
+        mix.mixtures(examples, LANGS, MixArgs(regimes=["multilingual-downsampled:stratifed"]))

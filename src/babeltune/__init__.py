@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] = ()):

@@ -88,12 +88,38 @@ def _print_plan(plan) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    console = Console()
-    table = Table(title=f"mixtures of {plan.cfg.name} (C = one monolingual run)")
-    for col in ("mixture", "regime", "examples", "cost (C)"):
+    console = Console(width=max(Console().width, 140))
+    unit = plan.cfg.mix.budget_unit
+    budget = plan.mixtures[0]["budget_C"] if plan.mixtures else "?"
+    table = Table(
+        title=f"mixtures of {plan.cfg.name}: C = {budget} {unit} (one monolingual run)", title_justify="left"
+    )
+    for col in (
+        "mixture",
+        "regime",
+        "examples",
+        "tokens",
+        "cost (C)",
+        "runs",
+        "total cost (C)",
+        "per language",
+    ):
         table.add_column(col)
+    runs = len(plan.cfg.models) * len(plan.cfg.train.methods)
     for m in plan.mixtures:
-        table.add_row(m["name"], m["regime"], str(m["examples"]), str(m["cost_in_C"]))
+        langs = ", ".join(f"{k} {v}" for k, v in m["per_language"].items())
+        tokens = "–" if m["tokens"] is None else str(m["tokens"])
+        total = round(m["cost_in_C"] * runs, 3)
+        table.add_row(
+            m["name"],
+            m["regime"],
+            str(m["examples"]),
+            tokens,
+            str(m["cost_in_C"]),
+            str(runs),
+            str(total),
+            langs,
+        )
     console.print(table)
     tasks = Table(title=f"tasks in {plan.cfg.run_dir}")
     for col in ("stage", "name", "key", "status"):

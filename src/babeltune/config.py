@@ -110,7 +110,18 @@ class MixArgs:
     )
     monolingual_languages: list[str] | None = _f(None, "languages that get a monolingual run (default: all)")
     budget: int | None = _f(
-        None, "examples in one monolingual run, the budget unit C (default: smallest language)"
+        None, "size of one monolingual run, the budget unit C (default: smallest language)"
+    )
+    budget_unit: Literal["examples", "tokens"] = _f("examples", "what `budget` counts")
+    tokenizer: str | None = _f(
+        None, "tokenizer that counts tokens (default: the first model, if local or built in)"
+    )
+    strategy: str = _f(
+        "uniform", "how multilingual-downsampled draws C from the pool (or name it: regime:strategy)"
+    )
+    alpha: float = _f(0.3, "temperature strategy: language share proportional to size**alpha")
+    ratios: dict[str, float] = _f(
+        {}, "ratios strategy: share per language, e.g. {en: 0.5, de: 0.25, fr: 0.25}"
     )
     seed: int = _f(0, "seed for shuffling and downsampling; same seed, same mixture byte for byte")
 
@@ -227,10 +238,13 @@ class ExperimentConfig:
         """Cross-field checks that types alone cannot express."""
         self.data.check("data")
         self.test.check("test")
-        from babeltune.mix import REGIMES  # local import: mix imports config
+        from babeltune.mix import parse_regime  # local import: mix imports config
 
-        for regime in self.mix.regimes:
-            REGIMES.get(regime)
+        for i, regime in enumerate(self.mix.regimes):
+            try:
+                parse_regime(regime, self.mix.strategy)
+            except BabeltuneError as err:
+                raise BabeltuneError(f"mix.regimes[{i}]: {err}") from None
         for code in self.mix.monolingual_languages or []:
             if code not in self.data.languages:
                 raise BabeltuneError(f"mix.monolingual_languages: {code!r} is not in data.languages")

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from babeltune import __version__
 from babeltune import data as data_stage
 from babeltune import evaluate as evaluate_stage
 from babeltune import generate as generate_stage
@@ -29,6 +30,9 @@ DONE = ".done.json"
 
 
 def stage_key(*parts: object) -> str:
+    """A short hash of a task's settings, its inputs' keys and babeltune's version (a new release may
+    compute a stage differently, so it never reuses an older release's outputs)."""
+    parts = (__version__, *parts)
     blob = json.dumps(
         parts, sort_keys=True, default=lambda o: asdict(o) if hasattr(o, "__dataclass_fields__") else str(o)
     )
@@ -113,7 +117,7 @@ def build_plan(cfg: ExperimentConfig) -> Plan:
             "mixtures",
             mix_key,
             mix_dir,
-            lambda: mix_stage.run(cfg.mix, examples_path, cfg.data.languages, mix_dir),
+            lambda: mix_stage.run(cfg.mix, examples_path, cfg.data.languages, mix_dir, mix_tokenizer(cfg)),
             [examples_key],
         )
     )
@@ -207,6 +211,14 @@ def build_plan(cfg: ExperimentConfig) -> Plan:
     return Plan(cfg, tasks, results, report_dir, mixtures)
 
 
+def mix_tokenizer(cfg: ExperimentConfig) -> str | None:
+    """The tokenizer that counts mixture tokens: mix.tokenizer, else the first model when it needs no download."""
+    if cfg.mix.tokenizer:
+        return cfg.mix.tokenizer
+    first = cfg.models[0].name
+    return first if first.startswith("builtin:") or Path(first).is_dir() else None
+
+
 def translation_targets(cfg: ExperimentConfig) -> list[str]:
     return [lang for lang in cfg.data.languages if lang != cfg.data.source_language]
 
@@ -223,16 +235,10 @@ def _mixture_table(cfg: ExperimentConfig) -> list[dict]:
             for t in translation_targets(cfg)
             for e in source
         ]
-    mixes, budget = mix_stage.mixtures(examples, cfg.data.languages, cfg.mix)
-    return [
-        {
-            "name": m.name,
-            "regime": m.regime,
-            "examples": len(m.examples),
-            "cost_in_C": round(len(m.examples) / budget, 3),
-        }
-        for m in mixes
-    ]
+    name = mix_tokenizer(cfg)
+    tokens = mix_stage.token_sizer(name) if name else None
+    mixes, budget = mix_stage.mixtures(examples, cfg.data.languages, cfg.mix, tokens)
+    return [mix_stage.manifest(m, budget, cfg.mix, tokens) for m in mixes]
 
 
 def execute(plan: Plan, log: Callable[[str], None] = print) -> dict[str, float]:

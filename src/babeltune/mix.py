@@ -1,13 +1,20 @@
 """Mix stage: compose training mixtures under a fixed budget.
 
-C, the budget unit, is the size of one monolingual training set. The paper's four regimes:
+C, the budget unit, is the size of one monolingual training set, in examples or in tokens. The paper's
+four regimes:
 
-| regime                   | mixtures            | examples per mixture | cost   |
-|--------------------------|---------------------|----------------------|--------|
-| monolingual              | one per language    | C                    | N x C  |
-| multilingual             | 1                   | N x C                | N x C  |
-| english-only             | 1                   | C                    | C      |
-| multilingual-downsampled | 1                   | C (uniform from pool)| C      |
+| regime                   | mixtures         | size per mixture                 | cost   |
+|--------------------------|------------------|----------------------------------|--------|
+| monolingual              | one per language | C                                | N x C  |
+| multilingual             | 1                | C from every language, shuffled  | N x C  |
+| english-only             | 1                | C of English                     | C      |
+| multilingual-downsampled | 1                | C sampled from the pooled data   | C      |
+
+How the downsampled mixture is drawn is a sampling strategy: ``uniform`` (the paper: a uniform sample
+of the pool, so one source item may recur in several languages), ``stratified`` (an equal share per
+language), ``parallel-disjoint`` (each source item in one language only: no translated duplicates),
+``temperature`` (language shares proportional to size**alpha) and ``ratios`` (explicit shares). A regime
+may name one: ``multilingual-downsampled:stratified``.
 """
 
 from __future__ import annotations
@@ -23,6 +30,8 @@ from babeltune.data.schema import Example
 from babeltune.io import read_jsonl, write_json, write_jsonl
 from babeltune.registry import BabeltuneError, Registry
 
+Sizer = Callable[[Example], int]  # examples -> 1 each, or tokens -> token count
+
 
 @dataclass(frozen=True)
 class Mixture:
@@ -32,95 +41,233 @@ class Mixture:
     examples: tuple[Example, ...]
 
 
-Pool = dict[str, list[Example]]  # language -> its first C examples, in file order
-RegimeFn = Callable[[Pool, MixArgs, int], list[Mixture]]
+@dataclass
+class Pool:
+    by_lang: dict[str, list[Example]]  # every example of each training language, in file order
+    budget: int  # C, in the budget unit
+    size: Sizer
+    seed: int
+
+    def rng(self, name: str) -> random.Random:
+        # A string seed makes each mixture independent of which other mixtures exist in the grid.
+        return random.Random(f"{self.seed}:{name}")
+
+    def shuffled(self, examples: list[Example], name: str) -> list[Example]:
+        rows = list(examples)
+        self.rng(name).shuffle(rows)
+        return rows
+
+    def take(self, examples: list[Example], budget: int) -> list[Example]:
+        """The longest prefix that fits the budget."""
+        out, used = [], 0
+        for ex in examples:
+            if used + self.size(ex) > budget:
+                break
+            out.append(ex)
+            used += self.size(ex)
+        return out
+
+    def monolingual(self, lang: str) -> list[Example]:
+        """One language's C, in file order: the same items for every regime that uses this language."""
+        return self.take(self.by_lang[lang], self.budget)
+
+
+# --- sampling strategies: how C is drawn from the multilingual pool -----------------------------------
+
+Strategy = Callable[[Pool, MixArgs, str], list[Example]]
+STRATEGIES: Registry[Strategy] = Registry("sampling strategy")
+
+
+def _quotas(pool: Pool, weights: dict[str, float]) -> dict[str, int]:
+    total = sum(weights.values())
+    return {lang: int(pool.budget * w / total) for lang, w in weights.items()}
+
+
+def _by_quota(pool: Pool, quotas: dict[str, int], name: str) -> list[Example]:
+    picked = []
+    for lang, quota in quotas.items():
+        picked += pool.take(pool.shuffled(pool.by_lang[lang], f"{name}:{lang}"), quota)
+    return pool.shuffled(picked, name)
+
+
+@STRATEGIES.register("uniform")
+def uniform(pool: Pool, cfg: MixArgs, name: str) -> list[Example]:
+    merged = [ex for lang in pool.by_lang for ex in pool.by_lang[lang]]
+    return pool.take(pool.shuffled(merged, name), pool.budget)
+
+
+@STRATEGIES.register("stratified")
+def stratified(pool: Pool, cfg: MixArgs, name: str) -> list[Example]:
+    return _by_quota(pool, _quotas(pool, dict.fromkeys(pool.by_lang, 1.0)), name)
+
+
+@STRATEGIES.register("temperature")
+def temperature(pool: Pool, cfg: MixArgs, name: str) -> list[Example]:
+    sizes = {lang: sum(pool.size(e) for e in rows) for lang, rows in pool.by_lang.items()}
+    return _by_quota(pool, _quotas(pool, {lang: n**cfg.alpha for lang, n in sizes.items()}), name)
+
+
+@STRATEGIES.register("ratios")
+def ratios(pool: Pool, cfg: MixArgs, name: str) -> list[Example]:
+    unknown = set(cfg.ratios) - set(pool.by_lang)
+    if not cfg.ratios or unknown:
+        raise BabeltuneError(
+            f"mix.ratios: give a share for each language of data.languages (unknown: {sorted(unknown)})"
+        )
+    return _by_quota(pool, _quotas(pool, {lang: cfg.ratios.get(lang, 0.0) for lang in pool.by_lang}), name)
+
+
+@STRATEGIES.register("parallel-disjoint")
+def parallel_disjoint(pool: Pool, cfg: MixArgs, name: str) -> list[Example]:
+    """Each source item appears in one language only, languages taking turns."""
+    versions: dict[str, dict[str, Example]] = defaultdict(dict)
+    for lang, rows in pool.by_lang.items():
+        for ex in rows:
+            versions[ex.source_id][lang] = ex
+    langs = list(pool.by_lang)
+    picked = []
+    for i, sid in enumerate(pool.shuffled(sorted(versions), name)):
+        options = [
+            versions[sid][lang]
+            for lang in langs[i % len(langs) :] + langs[: i % len(langs)]
+            if lang in versions[sid]
+        ]
+        picked.append(options[0])
+    return pool.take(picked, pool.budget)
+
+
+# --- regimes: which mixtures the grid trains on -------------------------------------------------------
+
+RegimeFn = Callable[[Pool, MixArgs, str], list[Mixture]]
 REGIMES: Registry[RegimeFn] = Registry("regime")
 
 
-def _shuffled(examples: list[Example], seed: int, name: str) -> tuple[Example, ...]:
-    # A string seed makes each mixture's order independent of which other mixtures exist.
-    rows = list(examples)
-    random.Random(f"{seed}:{name}").shuffle(rows)
-    return tuple(rows)
-
-
 @REGIMES.register("monolingual")
-def monolingual(pool: Pool, cfg: MixArgs, budget: int) -> list[Mixture]:
-    langs = cfg.monolingual_languages or list(pool)
+def monolingual(pool: Pool, cfg: MixArgs, strategy: str) -> list[Mixture]:
+    langs = cfg.monolingual_languages or list(pool.by_lang)
     return [
-        Mixture(f"mono-{lang}", "monolingual", (lang,), _shuffled(pool[lang], cfg.seed, f"mono-{lang}"))
+        Mixture(
+            f"mono-{lang}",
+            "monolingual",
+            (lang,),
+            tuple(pool.shuffled(pool.monolingual(lang), f"mono-{lang}")),
+        )
         for lang in langs
     ]
 
 
 @REGIMES.register("multilingual")
-def multilingual(pool: Pool, cfg: MixArgs, budget: int) -> list[Mixture]:
-    merged = [ex for lang in pool for ex in pool[lang]]
-    return [Mixture("multi", "multilingual", tuple(pool), _shuffled(merged, cfg.seed, "multi"))]
+def multilingual(pool: Pool, cfg: MixArgs, strategy: str) -> list[Mixture]:
+    merged = [ex for lang in pool.by_lang for ex in pool.monolingual(lang)]
+    return [Mixture("multi", "multilingual", tuple(pool.by_lang), tuple(pool.shuffled(merged, "multi")))]
 
 
 @REGIMES.register("english-only")
-def english_only(pool: Pool, cfg: MixArgs, budget: int) -> list[Mixture]:
-    if "en" not in pool:
+def english_only(pool: Pool, cfg: MixArgs, strategy: str) -> list[Mixture]:
+    if "en" not in pool.by_lang:
         raise BabeltuneError("mix.regimes: 'english-only' needs 'en' in data.languages")
-    return [Mixture("en-only", "english-only", ("en",), _shuffled(pool["en"], cfg.seed, "en-only"))]
+    return [
+        Mixture("en-only", "english-only", ("en",), tuple(pool.shuffled(pool.monolingual("en"), "en-only")))
+    ]
 
 
 @REGIMES.register("multilingual-downsampled")
-def multilingual_downsampled(pool: Pool, cfg: MixArgs, budget: int) -> list[Mixture]:
-    # The paper: a uniform sample of the pooled data, not stratified, so one source item may recur in
-    # several languages and each language gets about C/N examples.
-    merged = [ex for lang in pool for ex in pool[lang]]
-    sample = random.Random(f"{cfg.seed}:multi-down").sample(merged, budget)
-    return [Mixture("multi-down", "multilingual-downsampled", tuple(pool), tuple(sample))]
+def multilingual_downsampled(pool: Pool, cfg: MixArgs, strategy: str) -> list[Mixture]:
+    name = "multi-down" if strategy == "uniform" else f"multi-down-{strategy}"
+    sample = STRATEGIES.get(strategy)(pool, cfg, name)
+    return [Mixture(name, "multilingual-downsampled", tuple(pool.by_lang), tuple(sample))]
 
 
-def build_pool(examples: list[Example], languages: list[str], budget: int | None) -> tuple[Pool, int]:
-    """Group examples by language and cut every language to the budget C (default: the smallest language)."""
+def parse_regime(spec: str, default_strategy: str) -> tuple[str, str]:
+    """``name[:strategy]`` -> (regime, strategy), both checked against their registries.
+
+    >>> parse_regime("multilingual-downsampled:stratified", "uniform")
+    ('multilingual-downsampled', 'stratified')
+    """
+    regime, _, strategy = spec.partition(":")
+    REGIMES.get(regime)
+    STRATEGIES.get(strategy or default_strategy)
+    return regime, strategy or default_strategy
+
+
+def build_pool(examples: list[Example], languages: list[str], cfg: MixArgs, size: Sizer) -> Pool:
+    """Group examples by language; C defaults to the smallest language's size in the budget unit."""
     by_lang: dict[str, list[Example]] = defaultdict(list)
     for ex in examples:
         by_lang[ex.lang].append(ex)
     missing = [lang for lang in languages if not by_lang.get(lang)]
     if missing:
         raise BabeltuneError(f"data.languages: no training examples for {', '.join(missing)}")
-    smallest = min(len(by_lang[lang]) for lang in languages)
-    budget = budget or smallest
-    if budget > smallest:
-        short = [lang for lang in languages if len(by_lang[lang]) < budget]
-        raise BabeltuneError(f"mix.budget: {budget} examples per language, but {', '.join(short)} have fewer")
-    return {lang: by_lang[lang][:budget] for lang in languages}, budget
+    totals = {lang: sum(size(e) for e in by_lang[lang]) for lang in languages}
+    budget = cfg.budget or min(totals.values())
+    short = [f"{lang} ({totals[lang]})" for lang in languages if totals[lang] < budget]
+    if short:
+        raise BabeltuneError(
+            f"mix.budget: {budget} {cfg.budget_unit} per language, but {', '.join(short)} have fewer"
+        )
+    return Pool({lang: by_lang[lang] for lang in languages}, budget, size, cfg.seed)
 
 
-def mixtures(examples: list[Example], languages: list[str], cfg: MixArgs) -> tuple[list[Mixture], int]:
-    pool, budget = build_pool(examples, languages, cfg.budget)
-    out = [m for regime in cfg.regimes for m in REGIMES.get(regime)(pool, cfg, budget)]
-    return out, budget
+def token_sizer(tokenizer_name: str) -> Sizer:
+    """Tokens of an example's text under a model's tokenizer (what the budget in tokens counts)."""
+    from babeltune.models import load_tokenizer
+
+    tok = load_tokenizer(tokenizer_name)
+    cache: dict[str, int] = {}
+
+    def size(ex: Example) -> int:
+        if ex.id not in cache:
+            cache[ex.id] = len(
+                tok(f"{ex.instruction}\n{ex.input}\n{ex.output}", add_special_tokens=False)["input_ids"]
+            )
+        return cache[ex.id]
+
+    return size
 
 
-def manifest(mix: Mixture, budget: int, seed: int) -> dict:
+def mixtures(
+    examples: list[Example], languages: list[str], cfg: MixArgs, tokens: Sizer | None = None
+) -> tuple[list[Mixture], int]:
+    if cfg.budget_unit == "tokens" and tokens is None:
+        raise BabeltuneError("mix.budget_unit: 'tokens' needs a tokenizer (mix.tokenizer or the first model)")
+    pool = build_pool(examples, languages, cfg, tokens if cfg.budget_unit == "tokens" else (lambda ex: 1))
+    out = []
+    for spec in cfg.regimes:
+        regime, strategy = parse_regime(spec, cfg.strategy)
+        out += REGIMES.get(regime)(pool, cfg, strategy)
+    return out, pool.budget
+
+
+def manifest(mix: Mixture, budget: int, cfg: MixArgs, tokens: Sizer | None) -> dict:
     counts = Counter(ex.lang for ex in mix.examples)
-    chars = Counter()
+    token_counts: Counter[str] = Counter()
     for ex in mix.examples:
-        chars[ex.lang] += len(ex.instruction) + len(ex.input) + len(ex.output)
+        token_counts[ex.lang] += tokens(ex) if tokens else 0
+    size = len(mix.examples) if cfg.budget_unit == "examples" else sum(token_counts.values())
     return {
         "name": mix.name,
         "regime": mix.regime,
         "languages": list(mix.languages),
         "examples": len(mix.examples),
         "per_language": dict(sorted(counts.items())),
-        "characters_per_language": dict(sorted(chars.items())),
-        "budget_unit_C": budget,
-        "cost_in_C": round(len(mix.examples) / budget, 3),
-        "seed": seed,
+        "tokens": sum(token_counts.values()) if tokens else None,
+        "tokens_per_language": dict(sorted(token_counts.items())) if tokens else None,
+        "budget_unit": cfg.budget_unit,
+        "budget_C": budget,
+        "cost_in_C": round(size / budget, 3),
+        "seed": cfg.seed,
         "distinct_source_items": len({ex.source_id for ex in mix.examples}),
     }
 
 
-def run(cfg: MixArgs, examples_path: Path, languages: list[str], out_dir: Path) -> Path:
+def run(
+    cfg: MixArgs, examples_path: Path, languages: list[str], out_dir: Path, tokenizer: str | None = None
+) -> Path:
     """Write ``<mixture>/mixture.jsonl`` and ``<mixture>/manifest.json`` for every mixture of the grid."""
     examples = [Example.from_dict(r) for r in read_jsonl(examples_path)]
-    mixes, budget = mixtures(examples, languages, cfg)
+    tokens = token_sizer(tokenizer) if tokenizer else None
+    mixes, budget = mixtures(examples, languages, cfg, tokens)
     for mix in mixes:
         write_jsonl(out_dir / mix.name / "mixture.jsonl", (ex.to_dict() for ex in mix.examples))
-        write_json(out_dir / mix.name / "manifest.json", manifest(mix, budget, cfg.seed))
+        write_json(out_dir / mix.name / "manifest.json", manifest(mix, budget, cfg, tokens))
     return out_dir
