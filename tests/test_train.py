@@ -77,3 +77,127 @@ def test_prompt_tokens_are_masked_when_loss_is_on_the_answer_only(mixture, tiny_
     answer = [t for t in masked["labels"] if t != -100]
     assert 0 < len(answer) < len(masked["input_ids"])
     assert tok.decode(answer).startswith("Hi there.")
+
+
+FAMILIES = ["llama", "qwen2", "gemma", "mistral", "gpt_neox", "bloom"]
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_lora_on_every_model_family(tmp_path, mixture, family):
+    """LoRA attaches to the family's default modules, the loss goes down, LoRA weights change, the base does not."""
+    from babeltune import tiny
+    from babeltune.models import LORA_TARGETS
+
+    folder = tiny.causal_lm(tmp_path / family, family)
+    job = TrainJob(
+        mixture,
+        ModelArgs(name=folder),
+        "lora",
+        LoraArgs(r=8, alpha=16, dropout=0.0),
+        TrainArgs(epochs=6, batch_size=4, grad_accum=1, learning_rate=5e-2, max_length=64),
+    )
+    target = run(job, tmp_path / "out")
+    metrics = read_json(tmp_path / "out" / "metrics.json")
+    assert metrics["probe_loss_after"] < metrics["probe_loss_before"]
+    weights = load_file(target / "adapter_model.safetensors")
+    adapted = {k.split(".lora_")[0].split(".")[-1] for k in weights}
+    assert adapted == set(LORA_TARGETS[family])
+    assert all(v.abs().sum() > 0 for k, v in weights.items() if "lora_B" in k)
+    base_before = load_model(folder).state_dict()
+    base_after = load_model(folder, adapter=target).get_base_model().state_dict()
+    base_after = {k.replace(".base_layer", ""): v for k, v in base_after.items() if "lora_" not in k}
+    assert all(base_before[k].equal(base_after[k]) for k in base_before)
+
+
+def test_validation_split_picks_the_best_checkpoint(tmp_path, mixture, tiny_model):
+    job = _job(mixture, tiny_model, "lora", val_size=0.25)
+    run(job, tmp_path)
+    metrics = read_json(tmp_path / "metrics.json")
+    assert metrics["validation_examples"] == 3 and metrics["examples"] == 9
+    assert metrics["probe"] == "validation split" and "checkpoint-" in metrics["best_checkpoint"]
+    evals = [r["eval_loss"] for r in read_jsonl(tmp_path / "train_log.jsonl") if "eval_loss" in r]
+    assert len(evals) == 8 and metrics["probe_loss_after"] == pytest.approx(min(evals), abs=1e-6)
+    assert not (tmp_path / "checkpoints").exists()  # cleaned up once the final weights are saved
+
+
+def test_useful_tokens_per_second_is_logged(tmp_path, mixture, tiny_model):
+    run(_job(mixture, tiny_model, "lora"), tmp_path)
+    steps = [r for r in read_jsonl(tmp_path / "train_log.jsonl") if "loss" in r]
+    assert all(r["useful_tokens_per_second"] > 0 for r in steps)
+    assert read_json(tmp_path / "metrics.json")["useful_tokens"] == steps[-1]["num_input_tokens_seen"]
+
+
+def test_merged_lora_gives_the_same_outputs(tmp_path, mixture, tiny_model):
+    import torch
+
+    run(_job(mixture, tiny_model, "lora", merge_lora=True), tmp_path)
+    ids = torch.tensor([[5, 17, 42, 99, 7]])
+    with torch.no_grad():
+        adapted = load_model(tiny_model, adapter=tmp_path / "adapter")(ids).logits
+        merged = load_model(str(tmp_path / "model"))(ids).logits
+    assert torch.allclose(adapted, merged, atol=1e-5)
+
+
+def test_two_process_ddp_matches_one_process(tmp_path, mixture, tiny_model):
+    """torchrun with 2 processes (gloo, CPU) against 1 process at the same global batch of 12."""
+    common = {"epochs": 4, "grad_accum": 1, "learning_rate": 1e-2, "max_length": 64, "length_grouping": False}
+    lora = LoraArgs(r=8, alpha=16, dropout=0.0)
+    run(
+        TrainJob(mixture, ModelArgs(name=tiny_model), "lora", lora, TrainArgs(batch_size=12, **common)),
+        tmp_path / "one",
+    )
+    run(
+        TrainJob(
+            mixture, ModelArgs(name=tiny_model), "lora", lora, TrainArgs(batch_size=6, nproc=2, **common)
+        ),
+        tmp_path / "two",
+    )
+    one, two = read_json(tmp_path / "one" / "metrics.json"), read_json(tmp_path / "two" / "metrics.json")
+    assert one["processes"] == 1 and two["processes"] == 2 and one["steps"] == two["steps"] == 4
+    losses = {
+        k: [r["loss"] for r in read_jsonl(tmp_path / k / "train_log.jsonl") if "loss" in r]
+        for k in ("one", "two")
+    }
+    assert losses["one"] == pytest.approx(losses["two"], rel=2e-3)
+    assert two["probe_loss_after"] == pytest.approx(one["probe_loss_after"], rel=2e-3)
+    assert two["probe_loss_after"] < two["probe_loss_before"]
+
+
+def test_a_killed_run_resumes_from_its_last_checkpoint_with_the_same_data_order(tmp_path, mixture):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import torch
+
+    from babeltune import tiny
+    from babeltune.config import dump_yaml
+
+    folder = tiny.llama(tmp_path / "model", hidden=512, layers=4, heads=8)  # slow enough to kill mid-run
+    args = TrainArgs(
+        max_steps=12, eval_every=3, batch_size=2, grad_accum=1, learning_rate=1e-3, max_length=96
+    )
+    job = TrainJob(mixture, ModelArgs(name=folder), "lora", LoraArgs(r=8, alpha=16, dropout=0.0), args)
+    run(job, tmp_path / "reference")
+
+    out = tmp_path / "killed"
+    out.mkdir()
+    (out / "job.yaml").write_text(dump_yaml(job))
+    proc = subprocess.Popen([sys.executable, "-m", "babeltune.train", str(out / "job.yaml"), str(out)])
+    deadline = time.time() + 300
+    while (
+        not (out / "checkpoints" / "checkpoint-6" / "trainer_state.json").exists() and time.time() < deadline
+    ):
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL and not (out / "metrics.json").exists()
+
+    run(job, out)
+    metrics = read_json(out / "metrics.json")
+    assert metrics["resumed_from"].endswith(("checkpoint-6", "checkpoint-9")) and metrics["steps"] == 12
+    resumed = load_file(out / "adapter" / "adapter_model.safetensors")
+    reference = load_file(tmp_path / "reference" / "adapter" / "adapter_model.safetensors")
+    assert resumed.keys() == reference.keys()
+    assert all(torch.allclose(resumed[k], reference[k], atol=1e-6) for k in reference)

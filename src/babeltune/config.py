@@ -133,6 +133,9 @@ class ModelArgs:
     dtype: Literal["float32", "bfloat16", "float16"] = _f(
         "float32", "weights dtype for training and generation"
     )
+    quantization: Literal["none", "8bit", "4bit"] = _f(
+        "none", "load the base in 8 or 4 bits (needs bitsandbytes + GPU)"
+    )
 
 
 @dataclass
@@ -156,7 +159,17 @@ class TrainArgs:
     grad_accum: int = _f(2, "gradient accumulation steps (global batch = batch_size x grad_accum x devices)")
     max_length: int = _f(256, "truncate training sequences to this many tokens")
     warmup_ratio: float = _f(0.05, "fraction of steps for linear warm-up")
+    scheduler: str = _f("cosine", "learning-rate schedule after warm-up: cosine, linear, constant, ...")
     loss_on_prompt: bool = _f(True, "also train on prompt tokens (the paper's LoRA runs did)")
+    length_grouping: bool = _f(
+        True, "batch sequences of similar length together (little compute spent on padding)"
+    )
+    val_size: float = _f(0.0, "held-out validation examples (count, or a fraction below 1); the paper: 1000")
+    eval_every: int | None = _f(None, "evaluate and checkpoint every N steps (default: every epoch)")
+    keep_best: bool = _f(True, "with validation: keep the checkpoint with the lowest validation loss")
+    merge_lora: bool = _f(False, "also save the LoRA adapter merged into the base weights (model/)")
+    report_to: list[str] = _f([], "trackers for training metrics, e.g. [tensorboard, wandb] (off by default)")
+    nproc: int = _f(1, "processes for data-parallel training (torchrun; gloo on CPU, nccl on GPUs)")
     seed: int = _f(0, "training seed")
     threads: int | None = _f(None, "torch CPU threads (default: torch's choice)")
 

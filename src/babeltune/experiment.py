@@ -45,7 +45,7 @@ def model_slug(name: str) -> str:
     >>> model_slug("builtin:smollm2-135m"), model_slug("EleutherAI/pythia-70m"), model_slug("/tmp/x/tiny/")
     ('smollm2-135m', 'pythia-70m', 'tiny')
     """
-    return name.removeprefix("builtin:").rstrip("/").split("/")[-1]
+    return name.removeprefix("builtin:").removeprefix("preset:").rstrip("/").split("/")[-1]
 
 
 @dataclass

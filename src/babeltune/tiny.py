@@ -35,32 +35,48 @@ def tokenizer(vocab_size: int = 400, languages: tuple[str, ...] = ("en", "es", "
     return tok
 
 
-def _save(folder: Path, tok, model_cls, config_cls, **config) -> str:
+def _save(folder: Path, tok, build, **config) -> str:
     import torch
 
     tok.save_pretrained(folder)
     torch.manual_seed(0)
-    ids = {"pad_token_id": tok.pad_token_id, "eos_token_id": tok.eos_token_id}
-    model_cls(config_cls(vocab_size=len(tok), **ids, **config)).save_pretrained(folder)
+    build(
+        vocab_size=len(tok), pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id, **config
+    ).save_pretrained(folder)
     return str(folder)
 
 
-def llama(folder: Path, hidden: int = 16, layers: int = 2, heads: int = 2, vocab_size: int = 400) -> str:
-    """A LlamaForCausalLM (hidden 16, 2 layers by default) saved with its tokenizer."""
-    from transformers import LlamaConfig, LlamaForCausalLM
+def causal_lm(
+    folder: Path,
+    model_type: str = "llama",
+    hidden: int = 16,
+    layers: int = 2,
+    heads: int = 2,
+    vocab_size: int = 400,
+) -> str:
+    """A causal LM of any transformers family (llama, qwen2, gemma, gpt_neox, bloom, ...) with its tokenizer."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    def build(**config):
+        return AutoModelForCausalLM.from_config(AutoConfig.for_model(model_type, **config))
 
     return _save(
         folder,
         tokenizer(vocab_size),
-        LlamaForCausalLM,
-        LlamaConfig,
+        build,
         hidden_size=hidden,
         intermediate_size=2 * hidden,
         num_hidden_layers=layers,
         num_attention_heads=heads,
         num_key_value_heads=heads,
+        head_dim=hidden // heads,
         max_position_embeddings=512,
     )
+
+
+def llama(folder: Path, hidden: int = 16, layers: int = 2, heads: int = 2, vocab_size: int = 400) -> str:
+    """A LlamaForCausalLM (hidden 16, 2 layers by default) saved with its tokenizer."""
+    return causal_lm(folder, "llama", hidden, layers, heads, vocab_size)
 
 
 def marian(folder: Path, d_model: int = 16, layers: int = 1, heads: int = 2, vocab_size: int = 400) -> str:
@@ -71,8 +87,7 @@ def marian(folder: Path, d_model: int = 16, layers: int = 1, heads: int = 2, voc
     return _save(
         folder,
         tok,
-        MarianMTModel,
-        MarianConfig,
+        lambda **config: MarianMTModel(MarianConfig(**config)),
         decoder_vocab_size=len(tok),
         d_model=d_model,
         encoder_layers=layers,

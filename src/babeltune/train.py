@@ -1,23 +1,35 @@
 """Train stage: supervised fine-tuning on one mixture, with LoRA (PEFT) or all parameters (transformers Trainer).
 
-Writes ``adapter/`` (LoRA, safetensors) or ``model/`` (full), ``train_log.jsonl`` (one line per logged
-step), ``metrics.json`` (loss on a fixed probe set before and after training, throughput) and
-``train_config.yaml`` (everything that shaped the run).
+Writes ``adapter/`` (LoRA, safetensors) or ``model/`` (full; also LoRA with ``merge_lora``),
+``train_log.jsonl`` (one line per logged step, with useful = non-padding tokens per second),
+``metrics.json`` (loss on a fixed probe set before and after training, throughput) and
+``train_config.yaml`` (everything that shaped the run). Checkpoints go to ``checkpoints/``; a killed
+run resumes from the last one with the same data order.
+
+With ``train.nproc > 1`` the run is relaunched under ``torchrun`` (data-parallel; gloo on CPU):
+``python -m babeltune.train JOB.yaml OUT_DIR`` is the entry point each process runs.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import random
+import shutil
+import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from babeltune.config import LoraArgs, ModelArgs, TrainArgs
+import yaml
+
+from babeltune.config import LoraArgs, ModelArgs, TrainArgs, dump_yaml, from_dict
 from babeltune.data.schema import Example
 from babeltune.io import atomic_write_text, read_jsonl, write_json
 from babeltune.templates import build_training_text
 
-PROBE_SIZE = 32  # examples whose loss is measured before and after training
+PROBE_SIZE = 32  # examples whose loss is measured before and after training (without validation)
 
 
 @dataclass
@@ -27,6 +39,17 @@ class TrainJob:
     method: str  # "lora" | "full"
     lora: LoraArgs
     train: TrainArgs
+
+    @classmethod
+    def from_yaml(cls, path: Path) -> TrainJob:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        return cls(
+            Path(data["mixture"]),
+            from_dict(ModelArgs, data["model"], "model"),
+            data["method"],
+            from_dict(LoraArgs, data["lora"], "lora"),
+            from_dict(TrainArgs, data["train"], "train"),
+        )
 
 
 def tokenize(
@@ -45,13 +68,35 @@ def tokenize(
     return rows
 
 
-def _with_adapter(model, method: str, lora: LoraArgs):
+def split_validation(rows: list, val_size: float, seed: int) -> tuple[list, list]:
+    """Hold out ``val_size`` rows (a count, or a fraction below 1), chosen by a seeded shuffle.
+
+    >>> train, val = split_validation(list(range(10)), 0.2, 0)
+    >>> len(train), len(val), sorted(train + val) == list(range(10))
+    (8, 2, True)
+    """
+    n = int(val_size * len(rows)) if val_size < 1 else int(val_size)
+    if n == 0:
+        return rows, []
+    if n >= len(rows):
+        from babeltune.registry import BabeltuneError
+
+        raise BabeltuneError(f"train.val_size: {val_size} leaves no training examples out of {len(rows)}")
+    order = list(range(len(rows)))
+    random.Random(f"{seed}:validation").shuffle(order)
+    held = set(order[:n])
+    return [r for i, r in enumerate(rows) if i not in held], [rows[i] for i in sorted(held)]
+
+
+def _with_adapter(model, method: str, lora: LoraArgs, quantized: bool):
     if method == "full":
         return model
-    from peft import LoraConfig, get_peft_model
+    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
 
     from babeltune.models import lora_targets
 
+    if quantized:
+        model = prepare_model_for_kbit_training(model)
     targets = lora.target_modules or lora_targets(model.config.model_type)
     peft_cfg = LoraConfig(
         r=lora.r,
@@ -67,17 +112,88 @@ def _log_callback(path: Path):
     from transformers import TrainerCallback
 
     class JsonlLog(TrainerCallback):
+        """One JSON line per logged step; useful tokens/s counts non-padding tokens only."""
+
+        def __init__(self):
+            self.last = (time.perf_counter(), 0)
+
         def on_log(self, args, state, control, logs=None, **kwargs):
+            if not state.is_world_process_zero:
+                return
+            now, seen = time.perf_counter(), state.num_input_tokens_seen
+            rate = (seen - self.last[1]) / max(now - self.last[0], 1e-9)
+            self.last = (now, seen)
+            row = {"step": state.global_step, "epoch": state.epoch, **(logs or {})}
+            if "loss" in row:
+                row["useful_tokens_per_second"] = round(rate, 1)
             with open(path, "a", encoding="utf-8") as fh:
-                fh.write(json.dumps({"step": state.global_step, "epoch": state.epoch, **(logs or {})}) + "\n")
+                fh.write(json.dumps(row) + "\n")
 
     return JsonlLog()
 
 
+def training_arguments(job: TrainJob, out_dir: Path, validate: bool):
+    import torch
+    from transformers import TrainingArguments
+
+    cfg = job.train
+    cadence = "steps" if cfg.eval_every else "epoch"
+    distributed = (
+        int(os.environ.get("WORLD_SIZE", "1")) > 1
+    )  # checkpoints (and validation) every N steps or epoch
+    return TrainingArguments(
+        output_dir=str(out_dir / "checkpoints"),
+        per_device_train_batch_size=cfg.batch_size,
+        per_device_eval_batch_size=cfg.batch_size,
+        gradient_accumulation_steps=cfg.grad_accum,
+        num_train_epochs=cfg.epochs,
+        max_steps=cfg.max_steps or -1,
+        learning_rate=cfg.learning_rate if job.method == "lora" else cfg.full_learning_rate,
+        warmup_steps=cfg.warmup_ratio,
+        lr_scheduler_type=cfg.scheduler,
+        train_sampling_strategy="group_by_length" if cfg.length_grouping else "random",
+        logging_steps=1,
+        save_strategy=cadence,
+        eval_strategy=cadence if validate else "no",
+        eval_steps=cfg.eval_every,
+        save_steps=cfg.eval_every,
+        save_total_limit=2,
+        load_best_model_at_end=validate and cfg.keep_best,
+        metric_for_best_model="eval_loss",
+        report_to=cfg.report_to or "none",
+        seed=cfg.seed,
+        data_seed=cfg.seed,
+        use_cpu=not torch.cuda.is_available(),
+        ddp_backend="gloo" if distributed and not torch.cuda.is_available() else None,
+        bf16=job.model.dtype == "bfloat16",
+        fp16=job.model.dtype == "float16",
+        include_num_input_tokens_seen="non_padding",
+        prediction_loss_only=True,  # evaluate() would otherwise keep every logit: GBs for a 49k vocabulary
+    )
+
+
+def launch_distributed(job: TrainJob, out_dir: Path) -> None:
+    """Run this job under torchrun with ``job.train.nproc`` processes on this machine."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    job_file = out_dir / "job.yaml"
+    atomic_write_text(job_file, dump_yaml(job))
+    cmd = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={job.train.nproc}",
+        "-m", "babeltune.train", str(job_file), str(out_dir),
+    ]  # fmt: skip
+    subprocess.run(cmd, check=True)
+
+
 def run(job: TrainJob, out_dir: Path) -> Path:
     """Fine-tune ``job.model`` on ``job.mixture``; returns the folder holding the adapter or model."""
+    target = out_dir / ("adapter" if job.method == "lora" else "model")
+    if job.train.nproc > 1 and "LOCAL_RANK" not in os.environ:
+        launch_distributed(job, out_dir)
+        return target
+
     import torch
-    from transformers import DataCollatorForSeq2Seq, Trainer, TrainingArguments
+    from transformers import DataCollatorForSeq2Seq, Trainer
+    from transformers.trainer_utils import get_last_checkpoint
 
     from babeltune.models import load_model, load_tokenizer
 
@@ -87,66 +203,73 @@ def run(job: TrainJob, out_dir: Path) -> Path:
     torch.manual_seed(cfg.seed)
     examples = [Example.from_dict(r) for r in read_jsonl(job.mixture)]
     tokenizer = load_tokenizer(job.model.name)
-    rows = tokenize(examples, tokenizer, job.model.template, cfg.max_length, cfg.loss_on_prompt)
-    probe = rows[:PROBE_SIZE]
-    model = _with_adapter(load_model(job.model.name, job.model.dtype), job.method, job.lora)
+    rows, val = split_validation(
+        tokenize(examples, tokenizer, job.model.template, cfg.max_length, cfg.loss_on_prompt),
+        cfg.val_size,
+        cfg.seed,
+    )
+    probe = val or rows[:PROBE_SIZE]
+    base = load_model(job.model.name, job.model.dtype, quantization=job.model.quantization)
+    model = _with_adapter(base, job.method, job.lora, job.model.quantization != "none")
 
     out_dir.mkdir(parents=True, exist_ok=True)
     log_path = out_dir / "train_log.jsonl"
-    log_path.unlink(missing_ok=True)
-    args = TrainingArguments(
-        output_dir=str(out_dir / "trainer"),
-        per_device_train_batch_size=cfg.batch_size,
-        per_device_eval_batch_size=cfg.batch_size,
-        gradient_accumulation_steps=cfg.grad_accum,
-        num_train_epochs=cfg.epochs,
-        max_steps=cfg.max_steps or -1,
-        learning_rate=cfg.learning_rate if job.method == "lora" else cfg.full_learning_rate,
-        warmup_steps=cfg.warmup_ratio,
-        lr_scheduler_type="cosine",
-        train_sampling_strategy="group_by_length",  # little compute spent on padding
-        logging_steps=1,
-        save_strategy="no",
-        report_to="none",
-        seed=cfg.seed,
-        use_cpu=not torch.cuda.is_available(),
-        bf16=job.model.dtype == "bfloat16",
-        fp16=job.model.dtype == "float16",
-        include_num_input_tokens_seen="non_padding",
-        prediction_loss_only=True,  # evaluate() would otherwise keep every logit: GBs for a 49k vocabulary
-    )
+    checkpoints = out_dir / "checkpoints"
+    resume = get_last_checkpoint(str(checkpoints)) if checkpoints.is_dir() else None
+    if resume is None:
+        log_path.unlink(missing_ok=True)
     trainer = Trainer(
         model=model,
-        args=args,
+        args=training_arguments(job, out_dir, validate=bool(val)),
         train_dataset=rows,
+        eval_dataset=val or None,
         data_collator=DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=-100),
         callbacks=[_log_callback(log_path)],
     )
-    loss_before = trainer.evaluate(probe)["eval_loss"]
+    loss_before = trainer.evaluate(probe, metric_key_prefix="probe")["probe_loss"]
     start = time.perf_counter()
-    result = trainer.train()
+    result = trainer.train(resume_from_checkpoint=resume)
     seconds = time.perf_counter() - start
-    loss_after = trainer.evaluate(probe)["eval_loss"]
+    loss_after = trainer.evaluate(probe, metric_key_prefix="probe")["probe_loss"]
 
-    target = out_dir / ("adapter" if job.method == "lora" else "model")
-    model.save_pretrained(target)
-    tokenizer.save_pretrained(target)
-    tokens = sum(len(r["input_ids"]) for r in rows) * cfg.epochs if not cfg.max_steps else None
-    write_json(
-        out_dir / "metrics.json",
-        {
-            "examples": len(rows),
-            "probe_loss_before": loss_before,
-            "probe_loss_after": loss_after,
-            "train_loss": result.training_loss,
-            "steps": result.global_step,
-            "seconds": round(seconds, 2),
-            "tokens_seen": trainer.state.num_input_tokens_seen or tokens,
-            "tokens_per_second": round((trainer.state.num_input_tokens_seen or tokens or 0) / seconds, 1),
-            "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
-        },
-    )
-    from babeltune.config import dump_yaml
-
-    atomic_write_text(out_dir / "train_config.yaml", dump_yaml(job))
+    if trainer.is_world_process_zero():
+        model.save_pretrained(target)
+        tokenizer.save_pretrained(target)
+        if job.method == "lora" and cfg.merge_lora:
+            merged = model.merge_and_unload()
+            merged.save_pretrained(out_dir / "model")
+            tokenizer.save_pretrained(out_dir / "model")
+        useful = trainer.state.num_input_tokens_seen
+        write_json(
+            out_dir / "metrics.json",
+            {
+                "examples": len(rows),
+                "validation_examples": len(val),
+                "probe": "validation split" if val else f"first {len(probe)} training examples",
+                "probe_loss_before": loss_before,
+                "probe_loss_after": loss_after,
+                "best_checkpoint": trainer.state.best_model_checkpoint,
+                "train_loss": result.training_loss,
+                "steps": result.global_step,
+                "resumed_from": resume,
+                "processes": trainer.args.world_size,
+                "seconds": round(seconds, 2),
+                "useful_tokens": useful,
+                "tokens_per_second": round(useful / seconds, 1),
+                "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
+            },
+        )
+        atomic_write_text(out_dir / "train_config.yaml", dump_yaml(job))
+        shutil.rmtree(checkpoints, ignore_errors=True)  # finished: the saved weights are what counts
     return target
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point for each process under torchrun / accelerate launch."""
+    job_file, out_dir = (argv or sys.argv[1:])[:2]
+    run(TrainJob.from_yaml(Path(job_file)), Path(out_dir))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
