@@ -159,6 +159,10 @@ class TrainArgs:
     grad_accum: int = _f(2, "gradient accumulation steps (global batch = batch_size x grad_accum x devices)")
     max_length: int = _f(256, "truncate training sequences to this many tokens")
     warmup_ratio: float = _f(0.05, "fraction of steps for linear warm-up")
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = _f(
+        "auto",
+        "mixed precision: auto = bf16 autocast where the hardware computes bf16 fast (recent CPUs, GPUs)",
+    )
     scheduler: str = _f("cosine", "learning-rate schedule after warm-up: cosine, linear, constant, ...")
     loss_on_prompt: bool = _f(True, "also train on prompt tokens (the paper's LoRA runs did)")
     length_grouping: bool = _f(

@@ -132,6 +132,24 @@ def _log_callback(path: Path):
     return JsonlLog()
 
 
+def bf16_is_fast() -> bool:
+    """Whether this hardware multiplies bf16 matrices natively (measured here: 4.5x fp32 on an AVX512-BF16 CPU)."""
+    import torch
+
+    if torch.cuda.is_available():
+        return torch.cuda.is_bf16_supported()
+    return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+
+
+def resolve_precision(precision: str, dtype: str) -> str:
+    """The autocast precision actually used: ``auto`` becomes bf16 on fast hardware, else the weights' dtype."""
+    if precision != "auto":
+        return precision
+    if dtype != "float32":
+        return {"bfloat16": "bf16", "float16": "fp16"}[dtype]
+    return "bf16" if bf16_is_fast() else "fp32"
+
+
 def training_arguments(job: TrainJob, out_dir: Path, validate: bool):
     import torch
     from transformers import TrainingArguments
@@ -165,8 +183,8 @@ def training_arguments(job: TrainJob, out_dir: Path, validate: bool):
         data_seed=cfg.seed,
         use_cpu=not torch.cuda.is_available(),
         ddp_backend="gloo" if distributed and not torch.cuda.is_available() else None,
-        bf16=job.model.dtype == "bfloat16",
-        fp16=job.model.dtype == "float16",
+        bf16=resolve_precision(cfg.precision, job.model.dtype) == "bf16",
+        fp16=resolve_precision(cfg.precision, job.model.dtype) == "fp16",
         include_num_input_tokens_seen="non_padding",
         prediction_loss_only=True,  # evaluate() would otherwise keep every logit: GBs for a 49k vocabulary
     )
@@ -253,6 +271,7 @@ def run(job: TrainJob, out_dir: Path) -> Path:
                 "steps": result.global_step,
                 "resumed_from": resume,
                 "processes": trainer.args.world_size,
+                "precision": resolve_precision(cfg.precision, job.model.dtype),
                 "seconds": round(seconds, 2),
                 "useful_tokens": useful,
                 "tokens_per_second": round(useful / seconds, 1),
