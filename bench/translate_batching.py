@@ -10,12 +10,12 @@ outputs are junk, so decoding is pinned to a fixed number of new tokens to make 
 from __future__ import annotations
 
 import argparse
-import statistics
 import tempfile
 import time
 from pathlib import Path
 
 import torch
+from report import print_comparison
 
 from babeltune import tiny
 
@@ -59,13 +59,8 @@ def main() -> None:
     print(
         f"translation: {len(texts)} segments, {args.new_tokens} new tokens each, {torch.get_num_threads()} threads"
     )
-    for name, secs in results.items():
-        rate = [len(texts) / s for s in secs]
-        print(
-            f"  {name:<24} segments/s min {min(rate):6.2f}  median {statistics.median(rate):6.2f}  max {max(rate):6.2f}"
-        )
-    base, fast = (statistics.median(s) for s in results.values())
-    print(f"  speed-up of sorted batching over one at a time: {base / fast:.1f}x (target: at least 3x)")
+    rates = {name: [len(texts) / s for s in secs] for name, secs in results.items()}
+    print_comparison(rates, "segments/s", "sorted batching over one at a time", 3)
 
 
 if __name__ == "__main__":

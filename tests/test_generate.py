@@ -57,3 +57,62 @@ def test_beam_search_is_deterministic_and_recorded(tmp_path, prompts, tiny_model
     assert all(r["decoding"]["num_beams"] == 2 and r["decoding"]["no_repeat_ngram_size"] == 2 for r in first)
     key = lambda rows: sorted((r["id"], r["response"]) for r in rows)  # noqa: E731
     assert key(first) == key(second)
+
+
+def test_shards_split_the_prompts_and_an_unsharded_run_merges_them(tmp_path, prompts, tiny_model):
+    out = tmp_path / "gen"
+    first = read_jsonl(run(_job(prompts, tiny_model), out, shard=(0, 2)))
+    second = read_jsonl(run(_job(prompts, tiny_model), out, shard=(1, 2)))
+    ids = sorted(p["id"] for p in read_jsonl(prompts))
+    assert first and second and sorted(r["id"] for r in first + second) == ids
+    assert not {r["id"] for r in first} & {r["id"] for r in second}
+    merged = read_jsonl(run(_job(prompts, tiny_model), out))
+    assert sorted(r["id"] for r in merged) == ids
+    by_id = {r["id"]: r["response"] for r in first + second}
+    assert all(by_id[r["id"]] == r["response"] for r in merged)  # merged, not regenerated
+
+
+def test_sampling_is_reproducible_with_a_seed(tmp_path, prompts, tiny_model):
+    a = read_jsonl(run(_job(prompts, tiny_model, do_sample=True, temperature=1.5, seed=7), tmp_path / "a"))
+    b = read_jsonl(run(_job(prompts, tiny_model, do_sample=True, temperature=1.5, seed=7), tmp_path / "b"))
+    c = read_jsonl(run(_job(prompts, tiny_model, do_sample=True, temperature=1.5, seed=8), tmp_path / "c"))
+    key = lambda rows: sorted((r["id"], r["response"]) for r in rows)  # noqa: E731
+    assert key(a) == key(b) and key(a) != key(c)
+
+
+def test_paper_preset_is_applied_and_recorded(tmp_path, prompts, tiny_model):
+    job = _job(prompts, tiny_model, preset="paper")
+    job.gen.max_new_tokens = 999  # the preset wins over the field
+    job.method = "full"
+    rows = read_jsonl(run(job, tmp_path / "gen"))
+    d = rows[0]["decoding"]
+    assert (d["num_beams"], d["max_new_tokens"], d["no_repeat_ngram_size"], d["repetition_penalty"]) == (
+        4,
+        256,
+        6,
+        1.1,
+    )
+
+
+def test_cli_rejects_a_bad_shard(capsys):
+    from babeltune.cli import main
+
+    assert main(["generate", "configs/quick.yaml", "--shard", "2/2"]) == 2
+    assert "--shard: need 0 <= I < N" in capsys.readouterr().err
+
+
+def test_vllm_backend(tmp_path, prompts, tiny_model):
+    """Runs vLLM where it is installed (GPU machines); here it must fail with the install hint."""
+    import importlib.util
+
+    from babeltune.registry import BabeltuneError
+
+    job = _job(prompts, tiny_model, backend="vllm")
+    if importlib.util.find_spec("vllm") is None:
+        with pytest.raises(
+            BabeltuneError, match=r"vllm is not installed \(pip install 'babeltune\[vllm\]'\)"
+        ):
+            run(job, tmp_path / "gen")
+    else:
+        rows = read_jsonl(run(job, tmp_path / "gen"))
+        assert len(rows) == len(read_jsonl(prompts))

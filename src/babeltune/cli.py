@@ -7,6 +7,7 @@ overrides, e.g. ``babeltune run configs/quick.yaml --train.epochs=1``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import time
@@ -61,10 +62,46 @@ def _parser() -> argparse.ArgumentParser:
         return p
 
     add("run", "run the whole experiment grid, reusing every finished stage")
+    serve = sub.add_parser(
+        "serve",
+        help="serve a model through an OpenAI-compatible HTTP API",
+        description="Serve a base model, a tuned adapter or the embedded model at /v1/chat/completions, "
+        "/v1/completions and /v1/models, with the template it was trained with.",
+    )
+    serve.add_argument("checkpoint", help="a training folder (runs/NAME/train/TASK), a PEFT adapter or model folder, "
+                       "builtin:smollm2-135m, or a hub id")  # fmt: skip
+    serve.add_argument(
+        "--base", help="base model of a bare adapter folder (default: from adapter_config.json)"
+    )
+    serve.add_argument(
+        "--template", choices=["alpaca", "chat"], help="prompt template (default: the training one)"
+    )
+    serve.add_argument("--name", help="model id to serve under (default: the folder name)")
+    serve.add_argument(
+        "--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, this machine only)"
+    )
+    serve.add_argument("--port", type=int, default=8000, help="port (default: 8000; 0 picks a free one)")
+    serve.add_argument(
+        "--api-key-env", help="require `Authorization: Bearer <key>` with the key in this variable"
+    )
+    serve.add_argument(
+        "--max-tokens", type=int, default=1024, help="largest max_tokens a request may ask for"
+    )
+    serve.add_argument(
+        "--max-request-bytes", type=int, default=1_000_000, help="largest request body accepted"
+    )
+    serve.add_argument("--debug", action="store_true", help="show Python tracebacks for errors")
     add("plan", "print the grid's tasks, mixtures and budget (in units of C) and what is already done")
     add("show-config", "print the fully resolved configuration (defaults + YAML + overrides)")
     for stage in STAGES:
-        add(stage, f"{STAGE_HELP[stage]} (runs earlier stages first when needed)")
+        p = add(stage, f"{STAGE_HELP[stage]} (runs earlier stages first when needed)")
+        if stage == "generate":
+            p.add_argument(
+                "--shard",
+                metavar="I/N",
+                help="answer only shard I of N (after training is done); "
+                "a later unsharded `babeltune generate` or `run` merges the shards",
+            )
     return parser
 
 
@@ -208,6 +245,26 @@ def _print_summary(plan, seconds: float) -> None:
     console.print(f"done in {seconds:.0f} s; report: {plan.report_dir / 'report.html'}")
 
 
+def _serve(args: argparse.Namespace, extra: list[str]) -> int:
+    from babeltune import serve
+
+    if extra:
+        raise BabeltuneError(f"serve: unrecognised argument {extra[0]!r}")
+    api_key = None
+    if args.api_key_env:
+        api_key = os.environ.get(args.api_key_env)
+        if not api_key:
+            raise BabeltuneError(f"--api-key-env: environment variable {args.api_key_env} is not set")
+    served = serve.load(args.checkpoint, args.base, args.template, args.name)
+    limits = serve.Limits(max_tokens=args.max_tokens, max_request_bytes=args.max_request_bytes)
+    server = serve.make_server(served, args.host, args.port, api_key, limits)
+    host, port = server.server_address[:2]
+    print(f"serving {served.name!r} ({served.template} template) at http://{host}:{port}/v1", flush=True)
+    with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is how a user stops serving
+        server.serve_forever()
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args, overrides = _parser().parse_known_args(argv)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -215,6 +272,8 @@ def main(argv: list[str] | None = None) -> int:
         from transformers.utils import logging as hf_logging
 
         hf_logging.set_verbosity_error()
+        if args.command == "serve":
+            return _serve(args, overrides)
         cfg = _load(args, overrides)
         if args.command == "show-config":
             from babeltune.config import dump_yaml
@@ -222,8 +281,12 @@ def main(argv: list[str] | None = None) -> int:
             print(dump_yaml(cfg), end="")
             return 0
         from babeltune.experiment import build_plan, execute
+        from babeltune.generate import parse_shard
 
-        plan = build_plan(cfg)
+        shard = parse_shard(args.shard) if getattr(args, "shard", None) else None
+        plan = build_plan(cfg, shard)
+        if shard and not all(t.done for t in plan.tasks if t.stage == "train"):
+            raise BabeltuneError("--shard: train first (babeltune train CONFIG), then shard the generation")
         if args.command == "plan":
             _print_plan(plan)
             return 0

@@ -180,13 +180,31 @@ class TrainArgs:
 
 @dataclass
 class GenerateArgs:
-    backend: str = _f("hf", "generation backend: hf")
+    backend: str = _f(
+        "hf", "generation backend: hf (transformers), vllm (GPU, optional extra), openai (an endpoint)"
+    )
+    preset: Literal["custom", "fast", "paper"] = _f(
+        "custom",
+        "decoding preset: paper = beam 4, 256 new tokens, no repeated 6-grams (+ repetition penalty 1.1 for "
+        "full-parameter runs); fast = greedy, 128 tokens; custom = the fields below",
+    )
     max_new_tokens: int = _f(96, "maximum new tokens per answer (the paper: 256)")
     batch_size: int = _f(16, "prompts per batch (batches are sorted by prompt length)")
     num_beams: int = _f(1, "beam search width (the paper: 4)")
+    do_sample: bool = _f(False, "sample instead of greedy/beam decoding")
+    temperature: float = _f(1.0, "sampling temperature")
+    top_p: float = _f(1.0, "nucleus sampling mass")
+    seed: int = _f(0, "sampling seed")
     no_repeat_ngram_size: int = _f(0, "forbid repeated n-grams of this size (the paper: 6)")
     repetition_penalty: float = _f(1.0, "repetition penalty (the paper's full-parameter runs: 1.1)")
-    stop: list[str] = _f(["\n### "], "cut the answer at the first of these strings")
+    stop: list[str] = _f(["\n### "], "stop at the first of these strings (the paper: \\n### )")
+    precision: Literal["auto", "fp32", "bf16"] = _f(
+        "auto", "auto = bf16 autocast where the hardware is fast at it"
+    )
+    base_url: str | None = _f(None, "openai backend: the endpoint serving the tuned model")
+    api_key_env: str = _f("OPENAI_API_KEY", "openai backend: environment variable holding the API key")
+    model: str | None = _f(None, "openai backend: served model id (default: the run name)")
+    concurrency: int = _f(8, "openai backend: requests in flight at once")
 
 
 @dataclass

@@ -56,6 +56,7 @@ class Task:
     out_dir: Path
     action: Callable[[], object]
     deps: list[str] = field(default_factory=list)
+    partial: bool = False  # does only part of the work (a shard): never marked done
 
     @property
     def done(self) -> bool:
@@ -71,8 +72,11 @@ class Plan:
     mixtures: list[dict]  # name, regime, examples, cost in C
 
 
-def build_plan(cfg: ExperimentConfig) -> Plan:
-    """Expand the grid (models x methods x mixtures) into tasks; nothing runs here except the mixture sizing."""
+def build_plan(cfg: ExperimentConfig, shard: tuple[int, int] | None = None) -> Plan:
+    """Expand the grid (models x methods x mixtures) into tasks; nothing runs here except the mixture sizing.
+
+    With ``shard`` (i, n), generation tasks answer only their share and are never marked done: an
+    unsharded run merges the shards."""
     root = cfg.run_dir
     tasks: list[Task] = []
 
@@ -152,6 +156,7 @@ def build_plan(cfg: ExperimentConfig) -> Plan:
                     checkpoint=weights if method == "full" else None,
                     run_name=name,
                     gen=cfg.generate,
+                    method=method,
                 )
                 gen_key = stage_key("generate", train_key, test_key, cfg.generate)
                 gen_dir = root / "generate" / f"{name.replace('/', '-')}-{gen_key}"
@@ -161,8 +166,9 @@ def build_plan(cfg: ExperimentConfig) -> Plan:
                         name,
                         gen_key,
                         gen_dir,
-                        lambda j=gen_job, d=gen_dir: generate_stage.run(j, d),
+                        lambda j=gen_job, d=gen_dir: generate_stage.run(j, d, shard),
                         [train_key, test_key],
+                        partial=shard is not None,
                     )
                 )
 
@@ -255,6 +261,8 @@ def execute(plan: Plan, log: Callable[[str], None] = print) -> dict[str, float]:
         task.out_dir.mkdir(parents=True, exist_ok=True)
         task.action()
         seconds = time.perf_counter() - start
+        if task.partial:
+            continue
         write_json(
             task.out_dir / DONE,
             {"stage": task.stage, "name": task.name, "key": task.key, "seconds": round(seconds, 2)},

@@ -1,0 +1,16 @@
+"""Shared printing for benchmarks: min/median/max of each side, then the ratio against the baseline."""
+
+from __future__ import annotations
+
+import statistics
+
+
+def print_comparison(results: dict[str, list[float]], unit: str, what: str, target: float) -> float:
+    """``results`` maps a side's name to its rates (higher is better); the first side is the baseline."""
+    for name, rates in results.items():
+        print(
+            f"  {name:<24} {unit} min {min(rates):7.2f}  median {statistics.median(rates):7.2f}  max {max(rates):7.2f}"
+        )
+    base, fast = (statistics.median(r) for r in results.values())
+    print(f"  speed-up of {what}: {fast / base:.1f}x (target: at least {target:g}x)")
+    return fast / base

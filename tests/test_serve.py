@@ -1,0 +1,147 @@
+"""`babeltune serve` started for real, spoken to through the official openai client."""
+
+import json
+import os
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+
+import openai
+import pytest
+
+from babeltune.config import GenerateArgs, LoraArgs, MixArgs, ModelArgs, TestArgs, TrainArgs
+from babeltune.data import stage as data_stage
+from babeltune.generate import GenerateJob
+from babeltune.generate import run as generate
+from babeltune.io import read_jsonl
+from babeltune.mix import run as mix
+from babeltune.models import load_tokenizer
+from babeltune.templates import build_prompt
+from babeltune.train import TrainJob
+from babeltune.train import run as train
+
+KEY = "sk-serve-test-key"
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, tiny_model):
+    """A babeltune training folder: the tiny model plus a LoRA adapter."""
+    root = tmp_path_factory.mktemp("serve")
+    data_stage.run(data_stage.DataArgs(languages=["en"], max_examples_per_language=8), root)
+    mix(MixArgs(regimes=["english-only"]), root / "examples.jsonl", ["en"], root)
+    job = TrainJob(
+        root / "en-only" / "mixture.jsonl",
+        ModelArgs(name=tiny_model),
+        "lora",
+        LoraArgs(),
+        TrainArgs(epochs=1),
+    )
+    train(job, root / "train")
+    return root / "train"
+
+
+@pytest.fixture(scope="module")
+def server(trained):
+    env = dict(os.environ, BT_SERVE_KEY=KEY)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "babeltune", "serve", str(trained), "--port", "0", "--name", "tiny",
+         "--api-key-env", "BT_SERVE_KEY", "--max-tokens", "64", "--max-request-bytes", "20000"],
+        stdout=subprocess.PIPE, text=True, env=env,
+    )  # fmt: skip
+    line = proc.stdout.readline()
+    assert "serving 'tiny' (alpaca template) at http://127.0.0.1:" in line, line
+    yield line.split(" at ")[1].strip()
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
+@pytest.fixture()
+def client(server):
+    return openai.OpenAI(base_url=server, api_key=KEY, max_retries=0)
+
+
+def test_models_lists_the_served_model(client):
+    assert [m.id for m in client.models.list()] == ["tiny"]
+
+
+def test_chat_uses_the_training_template(client, tiny_model):
+    reply = client.chat.completions.create(
+        model="tiny",
+        messages=[{"role": "user", "content": "Name three fruits."}],
+        max_tokens=8,
+        temperature=0,
+    )
+    assert reply.object == "chat.completion" and reply.choices[0].finish_reason in ("stop", "length")
+    assert isinstance(reply.choices[0].message.content, str)
+    # The prompt the server built is exactly the training prompt (same token count).
+    expected = build_prompt("alpaca", None, "Name three fruits.")
+    assert reply.usage.prompt_tokens == len(
+        load_tokenizer(tiny_model)(expected, add_special_tokens=False)["input_ids"]
+    )
+    assert 0 < reply.usage.completion_tokens <= 8
+
+
+def test_streaming_gives_the_same_text_as_a_single_reply(client):
+    kwargs = {
+        "model": "tiny",
+        "messages": [{"role": "user", "content": "Say hello."}],
+        "max_tokens": 12,
+        "temperature": 0,
+    }
+    whole = client.chat.completions.create(**kwargs).choices[0].message.content
+    chunks = list(client.chat.completions.create(stream=True, **kwargs))
+    streamed = "".join(c.choices[0].delta.content or "" for c in chunks)
+    assert streamed.strip() == whole
+    assert chunks[0].choices[0].delta.role == "assistant" and chunks[-1].choices[0].finish_reason in (
+        "stop",
+        "length",
+    )
+
+
+def test_completions_batch_and_stop_strings(client):
+    reply = client.completions.create(
+        model="tiny", prompt=["One", "Two words"], max_tokens=16, temperature=0, stop=["e"]
+    )
+    assert [c.index for c in reply.choices] == [0, 1]
+    assert all("e" not in c.text for c in reply.choices)
+    streamed = "".join(c.choices[0].text for c in client.completions.create(
+        model="tiny", prompt="One", max_tokens=16, temperature=0, stop=["e"], stream=True))  # fmt: skip
+    assert streamed == reply.choices[0].text
+
+
+def test_errors_are_clear_json(server, client):
+    with pytest.raises(openai.AuthenticationError, match="invalid or missing API key"):
+        openai.OpenAI(base_url=server, api_key="wrong", max_retries=0).models.list()
+    with pytest.raises(openai.BadRequestError, match="max_tokens must be an integer from 1 to 64"):
+        client.completions.create(model="tiny", prompt="x", max_tokens=5000)
+    with pytest.raises(openai.BadRequestError, match="temperature must be a number from 0 to 2"):
+        client.completions.create(model="tiny", prompt="x", max_tokens=4, temperature=7)
+    with pytest.raises(openai.NotFoundError, match="model 'gpt-4' not found"):
+        client.completions.create(model="gpt-4", prompt="x", max_tokens=4)
+    with pytest.raises(openai.BadRequestError, match="messages must be a non-empty list"):
+        client.chat.completions.create(model="tiny", messages=[], max_tokens=4)
+
+    def raw(body: bytes):
+        req = urllib.request.Request(f"{server}/completions", data=body, method="POST",
+                                     headers={"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"})  # fmt: skip
+        with pytest.raises(urllib.error.HTTPError) as err:
+            urllib.request.urlopen(req, timeout=30)
+        return err.value.code, json.loads(err.value.read())["error"]["message"]
+
+    assert raw(json.dumps({"prompt": "x" * 30000}).encode()) == (413, "request body over 20000 bytes")
+    status, message = raw(b"{not json")
+    assert status == 400 and message.startswith("request body is not valid JSON")
+
+
+def test_generation_backend_openai_talks_to_babeltune_serve(tmp_path, server, monkeypatch):
+    monkeypatch.setenv("BT_SERVE_KEY", KEY)
+    prompts = data_stage.run_tests(TestArgs(languages=["en", "de"], max_prompts=2), tmp_path)
+    gen = GenerateArgs(
+        backend="openai", base_url=server, api_key_env="BT_SERVE_KEY", model="tiny", max_new_tokens=6
+    )
+    job = GenerateJob(prompts, ModelArgs(), None, None, "tiny/lora/en-only", gen)
+    rows = read_jsonl(generate(job, tmp_path / "gen"))
+    assert sorted(r["id"] for r in rows) == sorted(p["id"] for p in read_jsonl(prompts))
+    assert all(r["prompt_text"] == build_prompt("alpaca", None, r["prompt"]) for r in rows)
+    assert all(KEY not in json.dumps(r) for r in rows)
