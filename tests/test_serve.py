@@ -145,3 +145,24 @@ def test_generation_backend_openai_talks_to_babeltune_serve(tmp_path, server, mo
     assert sorted(r["id"] for r in rows) == sorted(p["id"] for p in read_jsonl(prompts))
     assert all(r["prompt_text"] == build_prompt("alpaca", None, r["prompt"]) for r in rows)
     assert all(KEY not in json.dumps(r) for r in rows)
+
+
+def test_judge_through_babeltune_serve(tmp_path, server, monkeypatch):
+    """The openai judge backend against a real babeltune server: a tiny model rarely rates, and every
+    unparsable judgement is kept as None with its raw text and counted."""
+    from babeltune.config import EvaluateArgs, JudgeArgs
+    from babeltune.evaluate import run as evaluate
+    from babeltune.io import read_json, write_jsonl
+
+    monkeypatch.setenv("BT_SERVE_KEY", KEY)
+    write_jsonl(tmp_path / "responses.jsonl", [
+        {"id": f"q{i}:en", "source_id": f"q{i}", "lang": "en", "run": "r", "prompt": f"Question {i}?",
+         "response": "An answer in English, long enough to identify.", "reference": None}
+        for i in range(3)
+    ])  # fmt: skip
+    judge = JudgeArgs(backend="openai", base_url=server, model="tiny", api_key_env="BT_SERVE_KEY", max_new_tokens=8)
+    scores = read_jsonl(evaluate(EvaluateArgs(judge=judge), tmp_path / "responses.jsonl", tmp_path / "eval"))
+    assert all(r["judge_raw"] is not None for r in scores)
+    assert all(r["judge_score"] in (None, 1, 2, 3) for r in scores)
+    report = read_json(tmp_path / "eval" / "evaluation.json")["judge"]
+    assert report["judged"] == 3 and report["unparsable"] == sum(r["judge_score"] is None for r in scores)
