@@ -137,3 +137,70 @@ def test_judge_prompts_are_data():
     text = prompt.messages("¿Qué hora es?", "Son las tres.", "es")[1]["content"]
     assert "Spanish" in text and "¿Qué hora es?" in text and "[[" in text
     assert load_prompt("mtbench-1to10").scale == (1, 10)
+
+
+def test_judge_survives_faults_and_reruns_only_failures(tmp_path, chat_server, monkeypatch):
+    import zlib
+
+    monkeypatch.setenv("BT_TEST_KEY", "sk-test-not-a-real-key")
+
+    def faulty(body, attempt):
+        content = body["messages"][-1]["content"]
+        if "Tell me a joke" in content:
+            return 500  # this one never gets an answer
+        kind = zlib.crc32(content.encode()) % 3
+        if attempt == 1 and kind == 0:
+            return 429
+        if attempt == 1 and kind == 1:
+            return ("sleep", 1.5, "too late")
+        if attempt == 1 and kind == 2:
+            return ("raw", b"{broken")
+        return judge_reply(body, attempt)
+
+    server = chat_server(faulty)
+    judge = JudgeArgs(backend="openai", base_url=server.url, model="j", api_key_env="BT_TEST_KEY", timeout=0.5,
+                      max_retries=2, price_per_million_input=1.0)  # fmt: skip
+    scores = {
+        r["id"]: r for r in read_jsonl(run(EvaluateArgs(judge=judge), _responses(tmp_path), tmp_path / "e"))
+    }
+    report = read_json(tmp_path / "e" / "evaluation.json")["judge"]
+    assert report["failed"] == 1 and report["judged"] == 3 and report["usage"]["retries"] >= 3
+    assert report["usage"]["calls"] == report["usage"]["retries"] + 4 and report["usage"]["cost"] > 0
+    assert scores["q2:en"]["judge_score"] is None and "after 3 attempts" in scores["q2:en"]["judge_error"]
+    assert scores["q1:en"]["final_score"] == 3 and scores["q3:en"]["final_score"] == 1
+    server.reply = judge_reply
+    before = server.calls
+    run(EvaluateArgs(judge=judge), _responses(tmp_path), tmp_path / "e")
+    assert server.calls - before == 1  # only the failed judgement is asked again
+    assert read_json(tmp_path / "e" / "evaluation.json")["judge"]["failed"] == 0
+
+
+def test_confusable_languages_policy(tmp_path):
+    from babeltune.io import write_jsonl
+
+    danish_for_norwegian = "Jeg har ikke tid til at læse bogen i dag, men jeg vil prøve igen i morgen."
+    write_jsonl(tmp_path / "r.jsonl", [{"id": "a:no", "source_id": "a", "lang": "no", "run": "r", "prompt": "?",
+                                        "response": danish_for_norwegian, "reference": None}])  # fmt: skip
+    strict = read_jsonl(
+        run(EvaluateArgs(judge=JudgeArgs(enabled=False)), tmp_path / "r.jsonl", tmp_path / "s")
+    )[0]
+    lenient_cfg = EvaluateArgs(judge=JudgeArgs(enabled=False), langid=LangIdArgs(confusable_policy="lenient"))
+    lenient = read_jsonl(run(lenient_cfg, tmp_path / "r.jsonl", tmp_path / "l"))[0]
+    assert strict["detected_lang"] == "da" and strict["lang_match"] is False and lenient["lang_match"] is True
+    assert read_json(tmp_path / "l" / "evaluation.json")["langid"]["confusable_policy"] == "lenient"
+
+
+@pytest.mark.parametrize("backend", ["fasttext", "py3langid"])
+def test_language_id_backends_on_every_script(backend):
+    texts = {
+        "en": "The library opens at nine in the morning and closes late in the evening.",
+        "bg": "Библиотеката е отворена всеки ден, но в неделя затваря по-рано, защото служителите почиват.",
+        "ru": "Библиотека открывается в девять утра и закрывается поздно вечером.",
+        "zh": "图书馆早上九点开门，晚上很晚才关门。",
+        "bn": "গ্রন্থাগারটি সকাল নয়টায় খোলে এবং সন্ধ্যায় দেরিতে বন্ধ হয়।",
+        "hi": "पुस्तकालय सुबह नौ बजे खुलता है और शाम को देर से बंद होता है।",
+        "de": "Die Bibliothek öffnet um neun Uhr morgens und schließt spät am Abend.",
+        "fi": "Kirjasto aukeaa yhdeksältä aamulla ja sulkeutuu myöhään illalla.",
+    }
+    found = detect(list(texts.values()), LangIdArgs(backend=backend))
+    assert [d.lang for d in found] == list(texts)

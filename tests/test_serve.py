@@ -160,7 +160,9 @@ def test_judge_through_babeltune_serve(tmp_path, server, monkeypatch):
          "response": "An answer in English, long enough to identify.", "reference": None}
         for i in range(3)
     ])  # fmt: skip
-    judge = JudgeArgs(backend="openai", base_url=server, model="tiny", api_key_env="BT_SERVE_KEY", max_new_tokens=8)
+    judge = JudgeArgs(
+        backend="openai", base_url=server, model="tiny", api_key_env="BT_SERVE_KEY", max_new_tokens=8
+    )
     scores = read_jsonl(evaluate(EvaluateArgs(judge=judge), tmp_path / "responses.jsonl", tmp_path / "eval"))
     assert all(r["judge_raw"] is not None for r in scores)
     assert all(r["judge_score"] in (None, 1, 2, 3) for r in scores)

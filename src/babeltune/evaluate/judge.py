@@ -22,6 +22,7 @@ import yaml
 from babeltune import languages
 from babeltune.config import JudgeArgs
 from babeltune.registry import BabeltuneError, Registry, unknown_name_error
+from babeltune.retry import Usage
 
 JUDGES_DIR = resources.files("babeltune") / "resources" / "judges"
 
@@ -91,8 +92,9 @@ def parse_bracket_rating(text: str, scale: tuple[int, int]) -> int | None:
 
 @dataclass
 class Judgement:
-    score: int | None
+    score: int | str | None  # a rating, or a pairwise verdict ("A", "B", "tie"); None when unparsable
     raw: str  # what the judge said (or, for next-token rating, the rating distribution)
+    error: str | None = None  # the endpoint never answered: not cached, retried by the next run
 
 
 @dataclass(frozen=True)
@@ -110,29 +112,46 @@ def item_key(prompt: JudgePrompt, model: str, question: str, answer: str, lang: 
 
 # --- backends -------------------------------------------------------------------------------------
 
-Backend = Callable[[JudgeArgs, JudgePrompt, list[JudgeItem], Callable[[JudgeItem, Judgement], None]], None]
+Backend = Callable[
+    [JudgeArgs, JudgePrompt, list[JudgeItem], Callable[[JudgeItem, Judgement], None], Usage], None
+]
 BACKENDS: Registry[Backend] = Registry("judge backend")
 
 
 @BACKENDS.register("openai")
-def openai_judge(cfg: JudgeArgs, prompt: JudgePrompt, items: list[JudgeItem], done: Callable) -> None:
-    """Concurrent chat-completion calls; the client retries 429/5xx/timeouts with backoff."""
+def openai_judge(
+    cfg: JudgeArgs, prompt: JudgePrompt, items: list[JudgeItem], done: Callable, usage: Usage
+) -> None:
+    """Concurrent chat-completion calls with bounded retries (backoff + jitter) on 429/5xx/timeouts."""
     from openai import OpenAI
+
+    from babeltune.retry import GaveUp, call_with_retries, openai_retryable
 
     key = os.environ.get(cfg.api_key_env)
     if not key:
         raise BabeltuneError(f"evaluate.judge.api_key_env: environment variable {cfg.api_key_env} is not set")
-    client = OpenAI(base_url=cfg.base_url, api_key=key, max_retries=5, timeout=120)
+    client = OpenAI(base_url=cfg.base_url, api_key=key, max_retries=0, timeout=cfg.timeout)
+    parse = PARSERS.get(prompt.parser)
 
-    def call(item: JudgeItem) -> tuple[JudgeItem, Judgement]:
+    def attempt(item: JudgeItem) -> str:
+        usage.add(calls=1)
         reply = client.chat.completions.create(
             model=cfg.model,
             messages=prompt.messages(item.question, item.answer, item.lang),
             temperature=0,
             max_tokens=cfg.max_new_tokens,
         )
-        text = reply.choices[0].message.content or ""
-        return item, Judgement(PARSERS.get(prompt.parser)(text, prompt.scale), text)
+        if reply.usage:
+            usage.add(input_tokens=reply.usage.prompt_tokens, output_tokens=reply.usage.completion_tokens)
+        return reply.choices[0].message.content or ""
+
+    def call(item: JudgeItem) -> tuple[JudgeItem, Judgement]:
+        try:
+            text = call_with_retries(lambda: attempt(item), openai_retryable, cfg.max_retries,
+                                     on_retry=lambda err: usage.add(retries=1))  # fmt: skip
+        except GaveUp as err:
+            return item, Judgement(None, "", error=f"{err.reason} (after {err.attempts} attempts)")
+        return item, Judgement(parse(text, prompt.scale), text)
 
     with ThreadPoolExecutor(max_workers=cfg.concurrency) as pool:
         for item, judgement in pool.map(call, items):
@@ -153,7 +172,9 @@ def _chat_text(tokenizer, messages: list[dict]) -> str:
 
 
 @BACKENDS.register("local")
-def local_judge(cfg: JudgeArgs, prompt: JudgePrompt, items: list[JudgeItem], done: Callable) -> None:
+def local_judge(
+    cfg: JudgeArgs, prompt: JudgePrompt, items: list[JudgeItem], done: Callable, usage: Usage
+) -> None:
     """A transformers model as judge. ``next-token`` mode appends the rating prefix and reads the most
     probable rating from one forward pass: cheap, and always parsable."""
     import torch
@@ -167,6 +188,7 @@ def local_judge(cfg: JudgeArgs, prompt: JudgePrompt, items: list[JudgeItem], don
         if cfg.rating_mode == "next-token":
             texts = [t + prompt.rating_prefix for t in texts]
         enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+        usage.add(calls=1, input_tokens=int(enc["attention_mask"].sum()))
         with torch.inference_mode():
             if cfg.rating_mode == "next-token":
                 probs = (

@@ -73,8 +73,42 @@ class FastTextLID:
         return out
 
 
+class Py3LangID:
+    """langid.py's model (shipped inside the py3langid package), with normalised probabilities."""
+
+    def __init__(self, model_path: str | None):
+        try:
+            from py3langid.langid import MODEL_DIR, MODEL_FILE, LanguageIdentifier
+        except ImportError:
+            raise BabeltuneError(
+                "evaluate.langid.backend: py3langid is not installed (pip install py3langid)"
+            ) from None
+        path = Path(model_path) if model_path else Path(MODEL_DIR) / MODEL_FILE
+        self.model = LanguageIdentifier.from_modelpath(path, norm_probs=True)
+
+    def predict(self, texts: list[str]) -> list[Detection]:
+        out = []
+        for text in texts:
+            label, prob = self.model.classify(text)
+            out.append(Detection(languages.from_lid_label(label), float(prob)))
+        return out
+
+
 LID_BACKENDS: Registry[type] = Registry("language-ID backend")
 LID_BACKENDS.register("fasttext")(FastTextLID)
+LID_BACKENDS.register("py3langid")(Py3LangID)
+
+
+def matches(expected: str, detected: str, cfg: LangIdArgs) -> bool:
+    """Whether a detection counts as the expected language under the confusable-group policy.
+
+    >>> cfg = LangIdArgs(confusable_policy="lenient")
+    >>> matches("no", "da", cfg), matches("no", "de", cfg), matches("no", "da", LangIdArgs())
+    (True, False, False)
+    """
+    if detected == expected:
+        return True
+    return cfg.confusable_policy == "lenient" and any(expected in g and detected in g for g in cfg.confusable)
 
 
 @cache

@@ -1,11 +1,14 @@
-"""Evaluate stage: one ``scores.jsonl`` row per response.
+"""Evaluate stage: one ``scores.jsonl`` row per response, and ``evaluation.json`` with the run's summary.
 
 The paper's score is ``judge score x language match``: an answer in the wrong language scores 0.
-Judgements are appended to ``judgements.jsonl`` as they arrive, so a killed run re-judges nothing.
+Judgements are cached in ``judgements.jsonl`` as they arrive (keyed by judge prompt version, judge
+model, question and answer), so a rerun makes no calls and a killed run re-judges nothing; a
+judgement the endpoint never gave is not cached and is retried by the next run.
 """
 
 from __future__ import annotations
 
+import threading
 from collections import Counter
 from pathlib import Path
 
@@ -13,9 +16,10 @@ from tqdm.auto import tqdm
 
 from babeltune.config import EvaluateArgs
 from babeltune.evaluate import judge as judges
-from babeltune.evaluate.langid import detect
-from babeltune.evaluate.metrics import chrf
+from babeltune.evaluate.langid import detect, matches
+from babeltune.evaluate.metrics import chrf, pearson
 from babeltune.io import AppendLog, read_jsonl, write_json, write_jsonl
+from babeltune.retry import Usage
 
 
 def is_pipeline_check(cfg: EvaluateArgs) -> bool:
@@ -35,7 +39,9 @@ def _judge_subset(responses: list[dict], limit: int | None) -> list[dict]:
     return chosen
 
 
-def _judge(cfg: EvaluateArgs, responses: list[dict], out_dir: Path) -> dict[str, judges.Judgement]:
+def _judge(
+    cfg: EvaluateArgs, responses: list[dict], out_dir: Path, usage: Usage
+) -> dict[str, judges.Judgement]:
     """Judge responses (a subset if configured); returns response id -> judgement."""
     prompt = judges.load_prompt(cfg.judge.prompt)
     wanted = {}
@@ -46,22 +52,25 @@ def _judge(cfg: EvaluateArgs, responses: list[dict], out_dir: Path) -> dict[str,
         cached = {row["key"]: judges.Judgement(row["score"], row["raw"]) for row in log.rows}
         todo = list({item.key: item for item in wanted.values() if item.key not in cached}.values())
         bar = tqdm(total=len(todo), desc="judge", unit="answer", disable=not todo)
+        lock = threading.Lock()
 
         def done(item: judges.JudgeItem, judgement: judges.Judgement) -> None:
-            log.append({"key": item.key, "score": judgement.score, "raw": judgement.raw})
-            cached[item.key] = judgement
-            bar.update(1)
+            with lock:
+                if judgement.error is None:
+                    log.append({"key": item.key, "score": judgement.score, "raw": judgement.raw})
+                cached[item.key] = judgement
+                bar.update(1)
 
         if todo:
-            judges.BACKENDS.get(cfg.judge.backend)(cfg.judge, prompt, todo, done)
+            judges.BACKENDS.get(cfg.judge.backend)(cfg.judge, prompt, todo, done, usage)
         bar.close()
     return {rid: cached[item.key] for rid, item in wanted.items()}
 
 
 def score_row(
-    r: dict, lang: str, confidence: float, judgement: judges.Judgement | None, with_chrf: bool
+    r: dict, lang: str, confidence: float, judgement: judges.Judgement | None, cfg: EvaluateArgs
 ) -> dict:
-    match = lang == r["lang"]
+    match = matches(r["lang"], lang, cfg.langid)
     score = judgement.score if judgement else None
     return {
         "id": r["id"],
@@ -73,9 +82,35 @@ def score_row(
         "lid_confidence": round(confidence, 4),
         "lang_match": match,
         "judge_score": score,
-        "judge_raw": judgement.raw if judgement else None,
+        "judge_raw": judgement.raw if judgement and judgement.error is None else None,
+        "judge_error": judgement.error if judgement else None,
         "final_score": None if score is None else score * int(match),
-        "chrf": chrf(r["response"], r["reference"]) if with_chrf and r.get("reference") else None,
+        "chrf": chrf(r["response"], r["reference"]) if cfg.chrf and r.get("reference") else None,
+    }
+
+
+def judge_summary(cfg: EvaluateArgs, rows: list[dict], usage: Usage) -> dict:
+    judged = [r for r in rows if r["judge_raw"] is not None]
+    rated = [r for r in judged if r["judge_score"] is not None]
+    cost = (
+        usage.input_tokens * cfg.judge.price_per_million_input
+        + usage.output_tokens * cfg.judge.price_per_million_output
+    )
+    return {
+        "prompt": cfg.judge.prompt if cfg.judge.enabled else None,
+        "backend": cfg.judge.backend,
+        "model": cfg.judge.model,
+        "judged": len(judged),
+        "unparsable": len(judged) - len(rated),
+        "failed": sum(r["judge_error"] is not None for r in rows),
+        "pipeline_check_only": is_pipeline_check(cfg),
+        "usage": usage.as_dict() | {"cost": round(cost / 1e6, 6)},
+        # A judge that prefers long answers shows a positive correlation between score and length.
+        "bias": {
+            "score_length_pearson": pearson(
+                [len(r["response"]) for r in rated], [r["judge_score"] for r in rated]
+            )
+        },
     }
 
 
@@ -83,26 +118,22 @@ def run(cfg: EvaluateArgs, responses_path: Path, out_dir: Path) -> Path:
     """Score every response in ``responses_path``; writes ``scores.jsonl`` and ``evaluation.json``."""
     responses = read_jsonl(responses_path)
     detections = detect([r["response"] for r in responses], cfg.langid)
-    judged = _judge(cfg, responses, out_dir) if cfg.judge.enabled else {}
+    usage = Usage()
+    judged = _judge(cfg, responses, out_dir, usage) if cfg.judge.enabled else {}
     rows = [
-        score_row(r, d.lang, d.confidence, judged.get(r["id"]), cfg.chrf)
+        score_row(r, d.lang, d.confidence, judged.get(r["id"]), cfg)
         for r, d in zip(responses, detections, strict=True)
     ]
-    unparsable = sum(1 for j in judged.values() if j.score is None)
     write_json(
         out_dir / "evaluation.json",
         {
-            "judge": {
-                "prompt": cfg.judge.prompt if cfg.judge.enabled else None,
-                "backend": cfg.judge.backend,
-                "model": cfg.judge.model,
-                "judged": len(judged),
-                "unparsable": unparsable,
-                "pipeline_check_only": is_pipeline_check(cfg),
-            },
+            "judge": judge_summary(cfg, rows, usage),
             "langid": {
                 "backend": cfg.langid.backend,
-                "model_path": cfg.langid.model_path or "bundled lid.176.ftz",
+                "model_path": cfg.langid.model_path or "bundled",
+                "min_letters": cfg.langid.min_letters,
+                "confusable": cfg.langid.confusable,
+                "confusable_policy": cfg.langid.confusable_policy,
             },
         },
     )

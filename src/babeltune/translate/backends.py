@@ -6,10 +6,8 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from importlib import resources
 
 import yaml
@@ -17,26 +15,10 @@ import yaml
 from babeltune import languages
 from babeltune.config import TranslateArgs
 from babeltune.registry import BabeltuneError, Registry
+from babeltune.retry import Usage
 
 Done = Callable[[dict[str, str]], None]
 Failed = Callable[[str, str], None]
-
-
-@dataclass
-class Usage:
-    calls: int = 0  # model forward batches or HTTP requests
-    retries: int = 0
-    input_tokens: int = 0
-    output_tokens: int = 0
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-
-    def add(self, **counts: int) -> None:
-        with self._lock:
-            for key, value in counts.items():
-                setattr(self, key, getattr(self, key) + value)
-
-    def as_dict(self) -> dict:
-        return {k: getattr(self, k) for k in ("calls", "retries", "input_tokens", "output_tokens")}
 
 
 BACKENDS: Registry[type] = Registry("translation backend")
