@@ -204,3 +204,54 @@ def test_language_id_backends_on_every_script(backend):
     }
     found = detect(list(texts.values()), LangIdArgs(backend=backend))
     assert [d.lang for d in found] == list(texts)
+
+
+def _pair_runs():
+    a = [
+        {"id": f"q{i}:en", "lang": "en", "prompt": f"Capital of France? ({i})", "response": "It is Paris."}
+        for i in range(4)
+    ]
+    b = [dict(r, response="I do not know.") for r in a]
+    return a, b
+
+
+def test_pairwise_judge_fair_and_position_biased(tmp_path, chat_server, monkeypatch):
+    from babeltune.evaluate import pairwise
+
+    monkeypatch.setenv("BT_TEST_KEY", "k")
+
+    def fair(body, attempt):
+        text = body["messages"][-1]["content"]
+        answer_a = text.split("[The start of answer A]")[1].split("[The end of answer A]")[0]
+        return "A knows. [[A]]" if "Paris" in answer_a else "B knows. [[B]]"
+
+    a, b = _pair_runs()
+    for reply, name in ((fair, "fair"), (lambda body, attempt: "First is best. [[A]]", "biased")):
+        server = chat_server(reply)
+        cfg = EvaluateArgs(judge=JudgeArgs(backend="openai", base_url=server.url, api_key_env="BT_TEST_KEY"))
+        summary = read_json(pairwise.run(cfg, a, b, ("good", "bad"), tmp_path / name))
+        if name == "fair":
+            assert summary["overall"]["a_wins"] == 4 and summary["overall"]["flip_rate"] == 0.0
+            assert summary["overall"]["first_position_win_rate"] == 0.5
+        else:  # a judge that always prefers the first answer: every verdict flips
+            assert (
+                summary["overall"]["flip_rate"] == 1.0
+                and summary["overall"]["first_position_win_rate"] == 1.0
+            )
+        assert server.calls == 8  # 4 prompts x 2 orders
+
+
+def test_judge_agreement_item_and_system_level(tmp_path):
+    from babeltune.evaluate.agreement import agreement
+
+    judge, human = [], []
+    for run_name, quality in (("r1", 1), ("r2", 2), ("r3", 3)):
+        for i in range(4):
+            judge.append(
+                {"id": f"p{i}:es", "run": run_name, "lang": "es", "judge_score": min(3, quality + (i % 2))}
+            )
+            human.append({"id": f"p{i}:es", "run": run_name, "score": quality + (i % 2) * 0.5})
+    result = agreement(judge, human)
+    es = result["per_language"]["es"]
+    assert es["items"] == 12 and es["item_pearson"] == 0.9165 and es["system_pearson"] == 0.982
+    assert es["system_spearman"] == 1.0

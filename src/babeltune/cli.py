@@ -62,6 +62,22 @@ def _parser() -> argparse.ArgumentParser:
         return p
 
     add("run", "run the whole experiment grid, reusing every finished stage")
+    compare = add(
+        "compare", "judge two runs of the grid against each other on the same prompts, in both orders"
+    )
+    compare.add_argument("--runs", nargs=2, metavar=("RUN_A", "RUN_B"), required=True,
+                         help="run names as the report shows them, e.g. smollm2-135m/lora/mono-es")  # fmt: skip
+    agree = sub.add_parser(
+        "judge-agreement",
+        help="correlate judge scores with human scores (item and system level, per language)",
+        description="Pearson and Spearman correlation between judge and human scores, per item and per system "
+        "(run), for each language. HUMAN_SCORES is CSV or JSONL with id, run and score.",
+    )
+    agree.add_argument("human_scores", type=Path, help="CSV or JSONL: id (e.g. test-01:es), run, score")
+    agree.add_argument(
+        "scores", nargs="+", type=Path, help="scores.jsonl files, or run directories to search"
+    )
+    agree.add_argument("--debug", action="store_true", help="show Python tracebacks for errors")
     serve = sub.add_parser(
         "serve",
         help="serve a model through an OpenAI-compatible HTTP API",
@@ -245,6 +261,55 @@ def _print_summary(plan, seconds: float) -> None:
     console.print(f"done in {seconds:.0f} s; report: {plan.report_dir / 'report.html'}")
 
 
+def _compare(plan, runs: list[str]) -> int:
+    from rich.console import Console
+
+    from babeltune.evaluate import pairwise
+    from babeltune.experiment import execute
+    from babeltune.io import read_json, read_jsonl
+
+    by_name = {r.name: r for r in plan.results}
+    for name in runs:
+        if name not in by_name:
+            from babeltune.registry import unknown_name_error
+
+            raise unknown_name_error("run", name, by_name)
+    plan.tasks = [t for t in plan.tasks if STAGES.index(t.stage) <= STAGES.index("generate")]
+    execute(plan)
+    a, b = (read_jsonl(by_name[n].responses) for n in runs)
+    out = plan.cfg.run_dir / "compare" / "--vs--".join(n.replace("/", "-") for n in runs)
+    summary = read_json(pairwise.run(plan.cfg.evaluate, a, b, tuple(runs), out))
+    console = Console()
+    o = summary["overall"]
+    console.print(f"{runs[0]} vs {runs[1]} (judge {summary['judge']}): {o['a_wins']} : {o['b_wins']}, {o['ties']} ties, "
+                  f"{o['unparsable']} unparsable; flip rate {o['flip_rate']}, first-position win rate "
+                  f"{o['first_position_win_rate']}; details in {out}")  # fmt: skip
+    return 0
+
+
+def _judge_agreement(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from babeltune.evaluate.agreement import agreement, read_human_scores
+    from babeltune.io import read_jsonl
+
+    files = [
+        p for s in args.scores for p in ([s] if s.is_file() else sorted(s.glob("**/evaluate/*/scores.jsonl")))
+    ]
+    if not files:
+        raise BabeltuneError(f"judge-agreement: no scores.jsonl in {', '.join(map(str, args.scores))}")
+    result = agreement([r for f in files for r in read_jsonl(f)], read_human_scores(args.human_scores))
+    table = Table(title="judge vs human scores")
+    cols = ["items", "systems", "item_pearson", "item_spearman", "system_pearson", "system_spearman"]
+    for col in ["language", *cols]:
+        table.add_column(col)
+    for lang, row in result["per_language"].items():
+        table.add_row(lang, *(str(row[c]) for c in cols))
+    Console(width=120).print(table)
+    return 0
+
+
 def _serve(args: argparse.Namespace, extra: list[str]) -> int:
     from babeltune import serve
 
@@ -274,6 +339,8 @@ def main(argv: list[str] | None = None) -> int:
         hf_logging.set_verbosity_error()
         if args.command == "serve":
             return _serve(args, overrides)
+        if args.command == "judge-agreement":
+            return _judge_agreement(args)
         cfg = _load(args, overrides)
         if args.command == "show-config":
             from babeltune.config import dump_yaml
@@ -290,6 +357,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "plan":
             _print_plan(plan)
             return 0
+        if args.command == "compare":
+            return _compare(plan, args.runs)
         if args.command == "translate" and not cfg.translate.enabled:
             raise BabeltuneError(
                 "translate.enabled is false: set it in the YAML or pass --translate.enabled=true"

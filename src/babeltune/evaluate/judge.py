@@ -37,9 +37,18 @@ class JudgePrompt:
     user: str
     rating_prefix: str
 
-    def messages(self, question: str, answer: str, lang: str) -> list[dict]:
-        user = self.user.format(question=question, answer=answer, language=languages.get(lang).name)
+    def messages(self, question: str, answer: str, lang: str, answer_b: str | None = None) -> list[dict]:
+        user = self.user.format(
+            question=question, answer=answer, answer_b=answer_b, language=languages.get(lang).name
+        )
         return [{"role": "system", "content": self.system}, {"role": "user", "content": user}]
+
+    @property
+    def choices(self) -> list[str]:
+        """What may follow the rating prefix: the scale's numbers, or the pairwise letters."""
+        if self.parser == "pairwise-verdict":
+            return ["A", "B", "C"]
+        return [str(v) for v in range(self.scale[0], self.scale[1] + 1)]
 
     @property
     def fingerprint(self) -> str:
@@ -90,6 +99,19 @@ def parse_bracket_rating(text: str, scale: tuple[int, int]) -> int | None:
     return int(value)
 
 
+@PARSERS.register("pairwise-verdict")
+def parse_pairwise(text: str, scale: tuple[int, int]) -> str | None:
+    """The last ``[[A]]``, ``[[B]]`` or ``[[C]]`` (a tie) in the text.
+
+    >>> parse_pairwise("B is more accurate. [[B]]", (0, 0)), parse_pairwise("[[C]]", (0, 0))
+    ('B', 'tie')
+    >>> parse_pairwise("both fine", (0, 0)) is None
+    True
+    """
+    found = re.findall(r"\[\[\s*([ABC])\s*\]\]", text)
+    return None if not found else {"A": "A", "B": "B", "C": "tie"}[found[-1]]
+
+
 @dataclass
 class Judgement:
     score: int | str | None  # a rating, or a pairwise verdict ("A", "B", "tie"); None when unparsable
@@ -103,10 +125,16 @@ class JudgeItem:
     question: str
     answer: str
     lang: str
+    answer_b: str | None = None  # pairwise judges only
+
+    def messages(self, prompt: JudgePrompt) -> list[dict]:
+        return prompt.messages(self.question, self.answer, self.lang, self.answer_b)
 
 
-def item_key(prompt: JudgePrompt, model: str, question: str, answer: str, lang: str) -> str:
-    blob = json.dumps([prompt.fingerprint, model, question, answer, lang], ensure_ascii=False)
+def item_key(
+    prompt: JudgePrompt, model: str, question: str, answer: str, lang: str, answer_b: str | None = None
+) -> str:
+    blob = json.dumps([prompt.fingerprint, model, question, answer, lang, answer_b], ensure_ascii=False)
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
@@ -137,7 +165,7 @@ def openai_judge(
         usage.add(calls=1)
         reply = client.chat.completions.create(
             model=cfg.model,
-            messages=prompt.messages(item.question, item.answer, item.lang),
+            messages=item.messages(prompt),
             temperature=0,
             max_tokens=cfg.max_new_tokens,
         )
@@ -180,23 +208,27 @@ def local_judge(
     import torch
 
     tokenizer, model = _local_model(cfg.model)
-    low, high = prompt.scale
-    digit_ids = [tokenizer(str(v), add_special_tokens=False)["input_ids"][0] for v in range(low, high + 1)]
+    parse = PARSERS.get(prompt.parser)
+    choice_ids = [tokenizer(c, add_special_tokens=False)["input_ids"][0] for c in prompt.choices]
     for start in range(0, len(items), 8):
         batch = items[start : start + 8]
-        texts = [_chat_text(tokenizer, prompt.messages(i.question, i.answer, i.lang)) for i in batch]
+        texts = [_chat_text(tokenizer, i.messages(prompt)) for i in batch]
         if cfg.rating_mode == "next-token":
             texts = [t + prompt.rating_prefix for t in texts]
         enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
         usage.add(calls=1, input_tokens=int(enc["attention_mask"].sum()))
         with torch.inference_mode():
             if cfg.rating_mode == "next-token":
-                probs = (
-                    model(**enc, logits_to_keep=1).logits[:, -1, digit_ids].softmax(-1)
-                )  # one position, not all
-                for item, p in zip(batch, probs, strict=True):
-                    dist = {str(low + k): round(float(v), 3) for k, v in enumerate(p)}
-                    done(item, Judgement(low + int(p.argmax()), f"next-token rating probabilities {dist}"))
+                logits = model(**enc, logits_to_keep=1).logits  # the last position only, not all
+                for item, p in zip(batch, logits[:, -1, choice_ids].softmax(-1), strict=True):
+                    dist = {c: round(float(v), 3) for c, v in zip(prompt.choices, p, strict=True)}
+                    best = prompt.choices[int(p.argmax())]
+                    done(
+                        item,
+                        Judgement(
+                            parse(f"[[{best}]]", prompt.scale), f"next-token rating probabilities {dist}"
+                        ),
+                    )
             else:
                 out = model.generate(
                     **enc,
@@ -206,4 +238,4 @@ def local_judge(
                 )
                 for item, ids in zip(batch, out[:, enc["input_ids"].shape[1] :], strict=True):
                     text = tokenizer.decode(ids, skip_special_tokens=True)
-                    done(item, Judgement(PARSERS.get(prompt.parser)(text, prompt.scale), text))
+                    done(item, Judgement(parse(text, prompt.scale), text))
