@@ -61,7 +61,13 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--debug", action="store_true", help="show Python tracebacks for errors")
         return p
 
-    add("run", "run the whole experiment grid, reusing every finished stage")
+    run_cmd = add("run", "run the whole experiment grid, reusing every finished stage")
+    run_cmd.add_argument(
+        "--task",
+        type=int,
+        metavar="ID",
+        help="run only training run ID of the grid (see plan; for Slurm arrays)",
+    )
     compare = add(
         "compare", "judge two runs of the grid against each other on the same prompts, in both orders"
     )
@@ -107,7 +113,16 @@ def _parser() -> argparse.ArgumentParser:
         "--max-request-bytes", type=int, default=1_000_000, help="largest request body accepted"
     )
     serve.add_argument("--debug", action="store_true", help="show Python tracebacks for errors")
-    add("plan", "print the grid's tasks, mixtures and budget (in units of C) and what is already done")
+    plan_cmd = add(
+        "plan",
+        "print the grid's tasks, mixtures and budget (in units of C, tokens, GPU hours) and what is done",
+    )
+    plan_cmd.add_argument(
+        "--slurm",
+        type=Path,
+        metavar="FILE",
+        help="also write an sbatch array script: one task per training run",
+    )
     add("show-config", "print the fully resolved configuration (defaults + YAML + overrides)")
     for stage in STAGES:
         p = add(stage, f"{STAGE_HELP[stage]} (runs earlier stages first when needed)")
@@ -137,7 +152,7 @@ def _load(args: argparse.Namespace, overrides: list[str]):
     return config.load(path, overrides)
 
 
-def _print_plan(plan) -> None:
+def _print_plan(plan, config: Path, slurm: Path | None) -> None:
     from rich.console import Console
     from rich.table import Table
 
@@ -174,6 +189,27 @@ def _print_plan(plan) -> None:
             langs,
         )
     console.print(table)
+    from babeltune.planning import EFFECTIVE_FLOPS, TOKENS_PER_EXAMPLE, slurm_script, training_rows
+
+    rows = training_rows(plan)
+    runs = Table(title="training runs (task IDs for --task and Slurm)", title_justify="left")
+    for col in ("task", "run", "regime", "examples", "tokens", "cost (C)", "params (B)", "GPU hours"):
+        runs.add_column(col)
+    for r in rows:
+        tokens = str(r["tokens"]) if r["tokens_counted"] else f"~{r['tokens']}"
+        runs.add_row(str(r["task"]), r["run"], r["regime"], str(r["examples"]), tokens, str(r["cost_in_C"]),
+                     str(r["parameters_b"] or "?"), str(r["gpu_hours"] or "?"))  # fmt: skip
+    console.print(runs)
+    total = sum(r["gpu_hours"] or 0 for r in rows)
+    console.print(
+        f"{len(rows)} training runs, {sum(r['cost_in_C'] for r in rows):g} C in all, about {total:.1f} GPU hours of training "
+        f"(estimate: {EFFECTIVE_FLOPS / 1e12:.0f} TFLOP/s effective; ~ marks tokens estimated at {TOKENS_PER_EXAMPLE} per example)"
+    )
+    if slurm:
+        from babeltune.io import atomic_write_text
+
+        atomic_write_text(slurm, slurm_script(plan, config, rows))
+        console.print(f"Slurm array script: {slurm} (sbatch {slurm})")
     tasks = Table(title=f"tasks in {plan.cfg.run_dir}")
     for col in ("stage", "name", "key", "status"):
         tasks.add_column(col)
@@ -355,8 +391,12 @@ def main(argv: list[str] | None = None) -> int:
         if shard and not all(t.done for t in plan.tasks if t.stage == "train"):
             raise BabeltuneError("--shard: train first (babeltune train CONFIG), then shard the generation")
         if args.command == "plan":
-            _print_plan(plan)
+            _print_plan(plan, args.config or DEFAULT_CONFIG, args.slurm)
             return 0
+        if getattr(args, "task", None) is not None:
+            from babeltune.experiment import select_task
+
+            select_task(plan, args.task)
         if args.command == "compare":
             return _compare(plan, args.runs)
         if args.command == "translate" and not cfg.translate.enabled:
@@ -368,7 +408,7 @@ def main(argv: list[str] | None = None) -> int:
             plan.tasks = [t for t in plan.tasks if STAGES.index(t.stage) <= last]
         start = time.perf_counter()
         execute(plan)
-        if args.command in ("run", "report"):
+        if args.command in ("run", "report") and getattr(args, "task", None) is None:
             _print_summary(plan, time.perf_counter() - start)
         if args.command == "translate":
             _print_translation(plan)

@@ -35,6 +35,13 @@ class DataArgs:
         "'builtin' (the bundled parallel sample), a file (Alpaca JSON, JSONL, ShareGPT), a datasets "
         "save_to_disk folder, or hf:<hub id>",
     )
+    sources: dict[str, str] = _f(
+        {},
+        "one index-parallel source per language, e.g. {en: hf:yahma/alpaca-cleaned, de: ...} (overrides source)",
+    )
+    size_hint: int | None = _f(
+        None, "examples per language, for `plan` when the data is not at hand (the paper: 51760)"
+    )
     format: Literal["auto", "alpaca", "jsonl", "sharegpt", "hf"] = _f(
         "auto", "format of `source` (auto: guess)"
     )
@@ -165,6 +172,10 @@ class TrainArgs:
     )
     scheduler: str = _f("cosine", "learning-rate schedule after warm-up: cosine, linear, constant, ...")
     loss_on_prompt: bool = _f(True, "also train on prompt tokens (the paper's LoRA runs did)")
+    full_epochs: float | None = _f(None, "epochs for full-parameter runs (default: epochs; the paper: 3)")
+    full_loss_on_prompt: bool | None = _f(
+        None, "loss on prompt tokens in full-parameter runs (the paper: false)"
+    )
     length_grouping: bool = _f(
         True, "batch sequences of similar length together (little compute spent on padding)"
     )

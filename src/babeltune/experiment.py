@@ -229,11 +229,34 @@ def translation_targets(cfg: ExperimentConfig) -> list[str]:
     return [lang for lang in cfg.data.languages if lang != cfg.data.source_language]
 
 
+def data_at_hand(cfg: ExperimentConfig) -> bool:
+    """Whether the training data can be read without a download."""
+    sources = list(cfg.data.sources.values()) or [cfg.data.source]
+    return all(s == "builtin" or (not s.startswith("hf:") and Path(s).exists()) for s in sources)
+
+
+def _examples_for_plan(cfg: ExperimentConfig) -> list[Example]:
+    if data_at_hand(cfg):
+        return data_stage.stage.load_examples(cfg.data)
+    if cfg.data.size_hint is None:
+        from babeltune.registry import BabeltuneError
+
+        raise BabeltuneError(
+            "data.size_hint: the data is not at hand (a hub id or a missing file); give its size to plan"
+        )
+    # Placeholders of the announced size: mixture sizes follow from the regimes alone.
+    return [
+        Example(f"item-{i:06d}:{lang}", f"item-{i:06d}", lang, "", "", "")
+        for lang in cfg.data.languages
+        for i in range(cfg.data.size_hint)
+    ]
+
+
 def _mixture_table(cfg: ExperimentConfig) -> list[dict]:
     """Names and sizes of the grid's mixtures, computed from the data without writing anything.
 
     Before translation has run, every source example counts as translated (an upper bound)."""
-    examples = data_stage.stage.load_examples(cfg.data)
+    examples = _examples_for_plan(cfg)
     if cfg.translate.enabled:
         source = [e for e in examples if e.lang == cfg.data.source_language]
         examples = source + [
@@ -241,10 +264,25 @@ def _mixture_table(cfg: ExperimentConfig) -> list[dict]:
             for t in translation_targets(cfg)
             for e in source
         ]
-    name = mix_tokenizer(cfg)
+    name = mix_tokenizer(cfg) if data_at_hand(cfg) else None
     tokens = mix_stage.token_sizer(name) if name else None
     mixes, budget = mix_stage.mixtures(examples, cfg.data.languages, cfg.mix, tokens)
     return [mix_stage.manifest(m, budget, cfg.mix, tokens) for m in mixes]
+
+
+def select_task(plan: Plan, task_id: int) -> None:
+    """Keep the shared preparation and the train/generate/evaluate chain of one grid point (a Slurm array
+    task); the report is made once all are done."""
+    if not 0 <= task_id < len(plan.results):
+        from babeltune.registry import BabeltuneError
+
+        raise BabeltuneError(f"--task: {task_id} is not a task of this grid (0 to {len(plan.results) - 1})")
+    name = plan.results[task_id].name
+    plan.tasks = [
+        t
+        for t in plan.tasks
+        if t.stage in ("data", "translate", "mix") or (t.name == name and t.stage != "report")
+    ]
 
 
 def execute(plan: Plan, log: Callable[[str], None] = print) -> dict[str, float]:

@@ -37,6 +37,22 @@ PRESETS = {
     "smollm2-1.7b": "HuggingFaceTB/SmolLM2-1.7B",
 }
 
+
+def parameters_of(name: str) -> float | None:
+    """Parameters in billions from a preset's name (``preset:bloom-7b1`` -> 7.1), for planning only.
+
+    >>> parameters_of("preset:bloom-7b1"), parameters_of("preset:pythia-410m"), parameters_of("/my/model")
+    (7.1, 0.41, None)
+    """
+    import re
+
+    m = re.search(r"(\d+(?:\.\d+)?)(b|m)(\d*)$", name)
+    if not m or not name.startswith(("preset:", "builtin:")):
+        return None
+    value = float(f"{m.group(1)}.{m.group(3)}" if m.group(3) else m.group(1))
+    return value if m.group(2) == "b" else value / 1000
+
+
 LORA_TARGETS = {
     # model_type -> modules the LoRA adapter wraps by default
     "llama": ["q_proj", "k_proj", "v_proj", "o_proj"],

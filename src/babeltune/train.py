@@ -164,7 +164,7 @@ def training_arguments(job: TrainJob, out_dir: Path, validate: bool):
         per_device_train_batch_size=cfg.batch_size,
         per_device_eval_batch_size=cfg.batch_size,
         gradient_accumulation_steps=cfg.grad_accum,
-        num_train_epochs=cfg.epochs,
+        num_train_epochs=cfg.full_epochs if job.method == "full" and cfg.full_epochs else cfg.epochs,
         max_steps=cfg.max_steps or -1,
         learning_rate=cfg.learning_rate if job.method == "lora" else cfg.full_learning_rate,
         warmup_steps=cfg.warmup_ratio,

@@ -109,12 +109,17 @@ def _from_sharegpt(row: dict, where: str) -> dict:
 
 
 def examples_from_source(
-    source: str, lang: str, fmt: str = "auto", column_map: dict[str, str] | None = None, split: str = "train"
+    source: str,
+    lang: str,
+    fmt: str = "auto",
+    column_map: dict[str, str] | None = None,
+    split: str = "train",
+    id_prefix: str | None = None,
 ) -> list[Example]:
-    """Load any supported instruction source as one language's examples."""
+    """Load any supported instruction source as one language's examples (ids: ``<prefix>-<position>``)."""
     label, records = _records(source, fmt, split)
     rename = column_map or {}
-    stem = Path(label.removeprefix("hf:")).stem or "item"
+    stem = id_prefix or Path(label.removeprefix("hf:")).stem or "item"
     out = []
     for n, row in records:
         where = f"{label}:{n}"

@@ -9,6 +9,7 @@ from babeltune.config import DataArgs, TestArgs
 from babeltune.data import loaders
 from babeltune.data.schema import Example
 from babeltune.io import write_json, write_jsonl
+from babeltune.registry import BabeltuneError
 
 
 def first_n_per_language(items: list, n: int | None) -> list:
@@ -25,6 +26,21 @@ def first_n_per_language(items: list, n: int | None) -> list:
 
 
 def load_examples(cfg: DataArgs) -> list[Example]:
+    if cfg.sources:
+        missing = [lang for lang in cfg.languages if lang not in cfg.sources]
+        if missing:
+            raise BabeltuneError(f"data.sources: no source for {', '.join(missing)}")
+        # Index-parallel files (the paper's translations): item n has the same id in every language.
+        return first_n_per_language(
+            [
+                ex
+                for lang in cfg.languages
+                for ex in loaders.examples_from_source(
+                    cfg.sources[lang], lang, cfg.format, cfg.column_map, cfg.split, "item"
+                )
+            ],
+            cfg.max_examples_per_language,
+        )
     if cfg.source == "builtin":
         examples = loaders.builtin_examples(cfg.languages)
     else:
