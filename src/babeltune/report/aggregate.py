@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
+from itertools import combinations
 from statistics import mean
+
+from babeltune.report.stats import bootstrap_ci, paired_bootstrap_p
 
 
 @dataclass
@@ -21,6 +24,8 @@ class Cell:
     judge_mean: float | None  # before the language check
     robustness: float | None  # mean judge score before minus after the language check
     chrf: float | None
+    consistency_ci: tuple[float, float] | None = None  # bootstrap 95 % over prompts
+    score_ci: tuple[float, float] | None = None
 
 
 def _mean(values: list[float]) -> float | None:
@@ -54,6 +59,8 @@ def cell(run: str, lang: str, seen: bool, rows: list[dict]) -> Cell:
         judge_mean=_mean(befores),
         robustness=round(mean(befores) - mean(finals), 3) if scored else None,
         chrf=_mean(chrfs),
+        consistency_ci=bootstrap_ci([float(r["lang_match"]) for r in rows]),
+        score_ci=bootstrap_ci([float(f) for f in finals]),
     )
 
 
@@ -67,4 +74,39 @@ def cells(scores: dict[str, list[dict]], seen_langs: set[str], lang_order: list[
             by_lang[r["lang"]].append(r)
         ordered = sorted(by_lang, key=lambda lang: rank.get(lang, len(rank)))
         out += [cell(run, lang, lang in seen_langs, by_lang[lang]) for lang in ordered]
+    return out
+
+
+def paired_tests(
+    scores: dict[str, list[dict]], lang_order: list[str] = (), alpha: float = 0.05
+) -> list[dict]:
+    """Every pair of runs in every language, on the prompts both answered: the paper's score where both
+    were judged, else language consistency; p from a paired bootstrap over prompts."""
+    by_run_lang: dict[tuple[str, str], dict[str, dict]] = defaultdict(dict)
+    for run, rows in scores.items():
+        for r in rows:
+            by_run_lang[run, r["lang"]][r["source_id"]] = r
+    out = []
+    rank = {lang: i for i, lang in enumerate(lang_order)}
+    langs = sorted(dict.fromkeys(lang for _, lang in by_run_lang), key=lambda lang: rank.get(lang, len(rank)))
+    for lang in langs:
+        for a, b in combinations(list(scores), 2):
+            ra, rb = by_run_lang.get((a, lang), {}), by_run_lang.get((b, lang), {})
+            common = sorted(set(ra) & set(rb))
+            judged = [
+                k for k in common if ra[k]["final_score"] is not None and rb[k]["final_score"] is not None
+            ]
+            metric, keys = ("score", judged) if len(judged) >= 2 else ("consistency", common)
+            value = (
+                (lambda r: float(r["final_score"]))
+                if metric == "score"
+                else (lambda r: float(r["lang_match"]))
+            )
+            xa, xb = [value(ra[k]) for k in keys], [value(rb[k]) for k in keys]
+            p = paired_bootstrap_p(xa, xb)
+            out.append({
+                "lang": lang, "run_a": a, "run_b": b, "metric": metric, "prompts": len(keys),
+                "mean_a": _mean(xa), "mean_b": _mean(xb), "difference": round(mean(xa) - mean(xb), 3) if keys else None,
+                "p": p, "significant": p is not None and p < alpha,
+            })  # fmt: skip
     return out

@@ -16,29 +16,51 @@ table{border-collapse:collapse;margin:.5rem 0 1.5rem;font-size:.9rem} th,td{bord
 th{background:#f2f2f2} td.num{text-align:right} tr.unseen td{background:#f7f7ff}
 img{max-width:100%} pre{background:#f6f6f6;padding:1rem;overflow:auto;font-size:.8rem}
 .resp{border:1px solid #ddd;border-radius:6px;padding:.5rem 1rem;margin:.5rem 0} .resp .meta{color:#555;font-size:.85rem}
-.bad{color:#D55E00;font-weight:bold}
+.bad{color:#D55E00;font-weight:bold} .side{display:grid;grid-template-columns:repeat(auto-fill,minmax(300px,1fr));gap:.5rem}
+td.ns{color:#777}
 """
 
 BROWSER_JS = """
 const data = JSON.parse(document.getElementById('responses-data').textContent);
-const langSel = document.getElementById('f-lang'), runSel = document.getElementById('f-run');
-function fill(sel, values){ for (const v of values){ const o=document.createElement('option'); o.value=v; o.textContent=v; sel.appendChild(o);} }
-fill(langSel, [...new Set(data.map(r => r.lang))]); fill(runSel, [...new Set(data.map(r => r.run))]);
-function show(){
-  const box = document.getElementById('responses'); box.replaceChildren();
-  const rows = data.filter(r => (!langSel.value || r.lang === langSel.value) && (!runSel.value || r.run === runSel.value));
-  document.getElementById('shown').textContent = rows.length + ' of ' + data.length + ' answers';
-  for (const r of rows.slice(0, 300)){
-    const div = document.createElement('div'); div.className = 'resp';
-    const meta = document.createElement('div'); meta.className = 'meta';
-    meta.textContent = `${r.run} · ${r.lang} · prompt ${r.source_id} · detected ${r.detected_lang} · judge ${r.judge_score ?? '–'} · chrF ${r.chrf ?? '–'}`;
-    if (!r.lang_match) meta.classList.add('bad');
-    const q = document.createElement('p'); q.innerHTML = '<b>Prompt:</b> '; q.append(r.prompt);
-    const a = document.createElement('p'); a.innerHTML = '<b>Answer:</b> '; a.append(r.response);
-    div.append(meta, q, a); box.appendChild(div);
+const filters = {lang: document.getElementById('f-lang'), run: document.getElementById('f-run'),
+                 prompt: document.getElementById('f-prompt')};
+const keyOf = {lang: r => r.lang, run: r => r.run, prompt: r => r.source_id};
+for (const [name, sel] of Object.entries(filters)) {
+  for (const v of [...new Set(data.map(keyOf[name]))].sort()) {
+    const o = document.createElement('option'); o.value = v; o.textContent = v; sel.appendChild(o);
   }
+  sel.onchange = () => { writeHash(); show(); };
 }
-langSel.onchange = show; runSel.onchange = show; show();
+function readHash() {  // #lang=es&run=...&prompt=... makes a view shareable
+  const h = new URLSearchParams(location.hash.slice(1));
+  for (const [name, sel] of Object.entries(filters)) if (h.get(name)) sel.value = h.get(name);
+}
+function writeHash() {
+  const h = new URLSearchParams();
+  for (const [name, sel] of Object.entries(filters)) if (sel.value) h.set(name, sel.value);
+  history.replaceState(null, '', '#' + h.toString());
+}
+function card(r) {
+  const div = document.createElement('div'); div.className = 'resp';
+  const meta = document.createElement('div'); meta.className = 'meta' + (r.lang_match ? '' : ' bad');
+  meta.textContent = `${r.run} · ${r.lang} · prompt ${r.source_id} · detected ${r.detected_lang} · judge ${r.judge_score ?? '–'} · chrF ${r.chrf ?? '–'}`;
+  const q = document.createElement('p'); q.innerHTML = '<b>Prompt:</b> '; q.append(r.prompt);
+  const a = document.createElement('p'); a.innerHTML = '<b>Answer:</b> '; a.append(r.response);
+  div.append(meta, q, a);
+  if (r.judge_raw) {
+    const d = document.createElement('details'); const s = document.createElement('summary');
+    s.textContent = 'judge rationale'; d.append(s, r.judge_raw); div.append(d);
+  }
+  return div;
+}
+function show() {
+  const box = document.getElementById('responses'); box.replaceChildren();
+  box.className = filters.prompt.value ? 'side' : '';  // one prompt: all runs side by side
+  const rows = data.filter(r => Object.entries(filters).every(([n, sel]) => !sel.value || keyOf[n](r) === sel.value));
+  document.getElementById('shown').textContent = rows.length + ' of ' + data.length + ' answers';
+  for (const r of rows.slice(0, 300)) box.appendChild(card(r));
+}
+readHash(); show();
 """
 
 COLUMNS = [
@@ -46,11 +68,13 @@ COLUMNS = [
     ("lang", "language"),
     ("n", "prompts"),
     ("consistency", "language consistency"),
+    ("consistency_ci", "95% CI"),
     ("chrf", "chrF"),
     ("judged", "judged"),
     ("unparsable", "unparsable"),
     ("score_sum", "score sum (judge x match)"),
     ("score_mean", "mean score"),
+    ("score_ci", "95% CI"),
     ("judge_mean", "mean judge before LID"),
     ("robustness", "robustness (before - after)"),
 ]
@@ -59,6 +83,8 @@ COLUMNS = [
 def _fmt(value: object) -> str:
     if value is None:
         return "–"
+    if isinstance(value, tuple):
+        return f"[{_fmt(value[0])}, {_fmt(value[1])}]"
     if isinstance(value, float):
         return f"{value:.3g}" if abs(value) < 10 else f"{value:.1f}"
     return escape(str(value))
@@ -84,6 +110,21 @@ def _img(path: Path) -> str:
     return f"<img alt='{escape(path.stem)}' src='data:image/png;base64,{data}'>"
 
 
+def paired_table(tests: list[dict]) -> str:
+    head = "".join(
+        f"<th>{h}</th>"
+        for h in ("language", "run A", "run B", "metric", "prompts", "mean A", "mean B", "A - B", "p")
+    )
+    body = "".join(
+        f"<tr><td>{escape(t['lang'])}</td><td>{escape(t['run_a'])}</td><td>{escape(t['run_b'])}</td><td>{t['metric']}</td>"
+        f"<td class='num'>{t['prompts']}</td><td class='num'>{_fmt(t['mean_a'])}</td><td class='num'>{_fmt(t['mean_b'])}</td>"
+        f"<td class='num{'' if t['significant'] else ' ns'}'>{_fmt(t['difference'])}{'' if t['significant'] else ' (n.s.)'}</td>"
+        f"<td class='num'>{_fmt(t['p'])}</td></tr>"
+        for t in tests
+    )
+    return f"<table id='paired'><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
 def render(
     title: str,
     cells: list[Cell],
@@ -92,6 +133,7 @@ def render(
     notes: list[str],
     settings_yaml: str,
     responses: list[dict],
+    tests: list[dict] = (),
 ) -> str:
     budget_head = "".join(f"<th>{escape(k)}</th>" for k in budget_rows[0]) if budget_rows else ""
     budget_body = "".join(
@@ -107,6 +149,9 @@ def render(
 <p>Unseen languages (not in the training data) are shaded. Score = judge score x language match (an answer in the
 wrong language scores 0); the paper sums it over prompts.</p>
 {table(cells)}
+<h2>Paired differences between runs</h2>
+<p>Paired bootstrap over the prompts both runs answered (2,000 resamples); n.s. = not significant at 0.05.</p>
+{paired_table(list(tests))}
 <h2>Plots</h2>
 {"".join(_img(p) for p in plots)}
 <h2>Training runs and budget</h2>
@@ -114,6 +159,7 @@ wrong language scores 0); the paper sums it over prompts.</p>
 <h2>Responses</h2>
 <label>Language <select id="f-lang"><option value="">all</option></select></label>
 <label>Run <select id="f-run"><option value="">all</option></select></label>
+<label>Prompt <select id="f-prompt"><option value="">all</option></select></label>
 <span id="shown"></span>
 <div id="responses"></div>
 <h2>Settings</h2>

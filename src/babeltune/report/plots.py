@@ -39,3 +39,42 @@ def grouped_bars(cells: list[Cell], metric: str, ylabel: str, out: Path) -> list
         fig.savefig(p, dpi=120)
     plt.close(fig)
     return paths
+
+
+def heatmap(cells: list[Cell], metric: str, label: str, out: Path) -> list[Path]:
+    """Runs (rows) x languages (columns), the value written in each square; PNG and SVG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    runs = list(dict.fromkeys(c.run for c in cells))
+    langs = list(dict.fromkeys(c.lang for c in cells))
+    values = {(c.run, c.lang): getattr(c, metric) for c in cells}
+    grid = [
+        [values.get((r, lang)) if values.get((r, lang)) is not None else float("nan") for lang in langs]
+        for r in runs
+    ]
+    fig, ax = plt.subplots(figsize=(1.0 * len(langs) + 4, 0.5 * len(runs) + 1.5))
+    image = ax.imshow(grid, cmap="cividis", aspect="auto")
+    ax.set_xticks(range(len(langs)), langs)
+    ax.set_yticks(range(len(runs)), runs, fontsize=8)
+    for i, row in enumerate(grid):
+        for j, v in enumerate(row):
+            if v == v:  # not NaN
+                ax.text(
+                    j,
+                    i,
+                    f"{v:.2f}",
+                    ha="center",
+                    va="center",
+                    fontsize=7,
+                    color="white" if v < max(max(grid)) * 0.6 else "black",
+                )
+    fig.colorbar(image, ax=ax, label=label)
+    fig.tight_layout()
+    paths = [out.with_suffix(".png"), out.with_suffix(".svg")]
+    for p in paths:
+        fig.savefig(p, dpi=120)
+    plt.close(fig)
+    return paths

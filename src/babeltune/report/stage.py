@@ -10,7 +10,7 @@ from pathlib import Path
 from babeltune.config import ReportArgs
 from babeltune.io import atomic_write_text, read_json, read_jsonl
 from babeltune.report import html, plots
-from babeltune.report.aggregate import Cell, cells
+from babeltune.report.aggregate import Cell, cells, paired_tests
 
 
 @dataclass
@@ -24,12 +24,17 @@ class RunResult:
     manifest: Path | None
 
 
-def summary_csv(table: list[Cell]) -> str:
+def _csv(rows: list[dict]) -> str:
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(asdict(table[0])))
-    writer.writeheader()
-    writer.writerows(asdict(c) for c in table)
+    if rows:
+        writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
     return buf.getvalue()
+
+
+def summary_csv(table: list[Cell]) -> str:
+    return _csv([asdict(c) for c in table])
 
 
 def summary_md(table: list[Cell]) -> str:
@@ -96,6 +101,9 @@ def run(
     figures += plots.grouped_bars(table, "chrf", "chrF vs reference", out_dir / "chrf")
     if any(c.score_mean is not None for c in table):
         figures += plots.grouped_bars(table, "score_mean", "mean score (judge x match)", out_dir / "score")
+    figures += plots.heatmap(table, "consistency", "language consistency", out_dir / "heatmap")
+    tests = paired_tests(scores, lang_order)
+    atomic_write_text(out_dir / "paired.csv", _csv(tests))
     prompts = {r["id"]: r["prompt"] for res in results for r in read_jsonl(res.responses)}
     browser = [
         {
@@ -123,6 +131,7 @@ def run(
         notes_for(results),
         settings_yaml,
         browser,
+        tests,
     )
     path = out_dir / "report.html"
     atomic_write_text(path, page)

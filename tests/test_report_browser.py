@@ -1,0 +1,63 @@
+"""The HTML report in a real browser: headless Chromium (Debian's package; .ci/run installs it)."""
+
+import re
+import shutil
+import subprocess
+import tempfile
+
+import pytest
+
+from babeltune.config import ReportArgs
+from babeltune.report import run
+from test_report import _run
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+pytestmark = pytest.mark.skipif(
+    CHROMIUM is None, reason="chromium is not installed (apt-get install chromium)"
+)
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync"]  # fmt: skip
+
+
+def render(url: str) -> tuple[str, str]:
+    """The DOM after the page's scripts ran, and the browser's console log."""
+    with tempfile.TemporaryDirectory() as profile:
+        proc = subprocess.run(
+            [CHROMIUM, *FLAGS, f"--user-data-dir={profile}", "--enable-logging=stderr", "--v=0", "--dump-dom", url],
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    console = "\n".join(line for line in proc.stderr.splitlines() if ":CONSOLE" in line)
+    return proc.stdout, console
+
+
+@pytest.fixture(scope="module")
+def page(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("browser")
+    results = [_run(tmp, "en-only", match_es=False), _run(tmp, "multi-down", match_es=True)]
+    return run(
+        ReportArgs(title="Browser test"),
+        results,
+        {"en", "es"},
+        "name: t\n",
+        tmp / "report",
+        ["en", "es", "bn"],
+    )
+
+
+def test_page_loads_without_console_errors_and_shows_every_row(page):
+    dom, console = render(page.as_uri())
+    assert "Uncaught" not in console and "Error" not in console, console
+    assert len(re.findall(r'<tr class="cell', dom)) == 6  # 2 runs x 3 languages
+    assert len(re.findall(r'<div class="resp">', dom)) == 24  # every answer listed
+    assert "24 of 24 answers" in dom
+    assert dom.count('<img alt="') >= 4  # the plots are embedded
+
+
+def test_a_filter_changes_what_is_shown(page):
+    dom, console = render(page.as_uri() + "#lang=es&run=en-only")
+    assert "Uncaught" not in console, console
+    assert "4 of 24 answers" in dom and len(re.findall(r'<div class="resp">', dom)) == 4
+    assert "answer 0" in dom and "multi-down · es" not in dom
+    side, _ = render(page.as_uri() + "#prompt=p1")
+    assert '<div id="responses" class="side">' in side and "6 of 24 answers" in side  # one prompt, all runs
