@@ -58,7 +58,12 @@ def _parser() -> argparse.ArgumentParser:
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
         p.add_argument("config", nargs="?", type=Path, help=f"experiment YAML (default: {DEFAULT_CONFIG})")
-        p.add_argument("--debug", action="store_true", help="show Python tracebacks for errors")
+        p.add_argument(
+            "--debug",
+            action="store_true",
+            default=argparse.SUPPRESS,
+            help="show Python tracebacks for errors",
+        )
         return p
 
     run_cmd = add("run", "run the whole experiment grid, reusing every finished stage")
@@ -83,7 +88,9 @@ def _parser() -> argparse.ArgumentParser:
     agree.add_argument(
         "scores", nargs="+", type=Path, help="scores.jsonl files, or run directories to search"
     )
-    agree.add_argument("--debug", action="store_true", help="show Python tracebacks for errors")
+    agree.add_argument(
+        "--debug", action="store_true", default=argparse.SUPPRESS, help="show Python tracebacks for errors"
+    )
     serve = sub.add_parser(
         "serve",
         help="serve a model through an OpenAI-compatible HTTP API",
@@ -112,7 +119,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--max-request-bytes", type=int, default=1_000_000, help="largest request body accepted"
     )
-    serve.add_argument("--debug", action="store_true", help="show Python tracebacks for errors")
+    serve.add_argument(
+        "--debug", action="store_true", default=argparse.SUPPRESS, help="show Python tracebacks for errors"
+    )
     plan_cmd = add(
         "plan",
         "print the grid's tasks, mixtures and budget (in units of C, tokens, GPU hours) and what is done",

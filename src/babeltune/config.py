@@ -7,6 +7,7 @@ so ``babeltune run --help`` and error messages are generated from the same place
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -312,10 +313,37 @@ class ExperimentConfig:
             raise BabeltuneError(f"mix.budget: must be positive, got {self.mix.budget}")
         if self.train.epochs <= 0 and not self.train.max_steps:
             raise BabeltuneError("train.epochs: must be positive")
+        self._check_names()
         if self.translate.enabled and self.data.source_language not in self.data.languages:
             raise BabeltuneError("data.source_language: must be one of data.languages when translate.enabled")
         if self.evaluate.judge.backend == "openai" and not self.evaluate.judge.base_url:
             raise BabeltuneError("evaluate.judge.base_url: required when evaluate.judge.backend is 'openai'")
+
+    def _check_names(self) -> None:
+        """Every registry name, checked now rather than hours later when its stage starts."""
+        from babeltune.evaluate.judge import BACKENDS as JUDGES
+        from babeltune.evaluate.judge import load_prompt
+        from babeltune.evaluate.langid import LID_BACKENDS
+        from babeltune.generate import BACKENDS as GENERATORS
+        from babeltune.templates import TEMPLATES
+        from babeltune.translate.backends import BACKENDS as TRANSLATORS
+
+        checks = [
+            ("evaluate.judge.backend", lambda: JUDGES.get(self.evaluate.judge.backend)),
+            ("evaluate.judge.prompt", lambda: load_prompt(self.evaluate.judge.prompt)),
+            ("evaluate.langid.backend", lambda: LID_BACKENDS.get(self.evaluate.langid.backend)),
+            ("generate.backend", lambda: GENERATORS.get(self.generate.backend)),
+            ("translate.backend", lambda: TRANSLATORS.get(self.translate.backend)),
+            *(
+                (f"models[{i}].template", lambda m=m: TEMPLATES.get(m.template))
+                for i, m in enumerate(self.models)
+            ),
+        ]
+        for where, check in checks:
+            try:
+                check()
+            except BabeltuneError as err:
+                raise BabeltuneError(f"{where}: {err}") from None
 
 
 def _check_language(code: str, where: str) -> None:
@@ -367,7 +395,7 @@ def _convert(tp: Any, value: Any, path: str) -> Any:
             raise BabeltuneError(f"{path}: expected true or false, got {value!r}")
         return value
     if tp in (int, float):
-        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
         if not ok or (tp is int and value != int(value)):
             raise BabeltuneError(
                 f"{path}: expected {'an integer' if tp is int else 'a number'}, got {value!r}"

@@ -7,6 +7,8 @@ continues where it stopped (stages that append as they go resume mid-way).
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import json
 import time
@@ -25,6 +27,7 @@ from babeltune import translate as translate_stage
 from babeltune.config import ExperimentConfig, dump_yaml
 from babeltune.data.schema import Example
 from babeltune.io import atomic_write_text, write_json
+from babeltune.registry import BabeltuneError
 
 DONE = ".done.json"
 
@@ -239,8 +242,10 @@ def _examples_for_plan(cfg: ExperimentConfig) -> list[Example]:
     if data_at_hand(cfg):
         return data_stage.stage.load_examples(cfg.data)
     if cfg.data.size_hint is None:
-        from babeltune.registry import BabeltuneError
-
+        sources = list(cfg.data.sources.values()) or [cfg.data.source]
+        missing = [s for s in sources if s != "builtin" and not s.startswith("hf:") and not Path(s).exists()]
+        if missing:
+            raise BabeltuneError(f"{missing[0]}: no such file or folder (data.source)")
         raise BabeltuneError(
             "data.size_hint: the data is not at hand (a hub id or a missing file); give its size to plan"
         )
@@ -274,8 +279,6 @@ def select_task(plan: Plan, task_id: int) -> None:
     """Keep the shared preparation and the train/generate/evaluate chain of one grid point (a Slurm array
     task); the report is made once all are done."""
     if not 0 <= task_id < len(plan.results):
-        from babeltune.registry import BabeltuneError
-
         raise BabeltuneError(f"--task: {task_id} is not a task of this grid (0 to {len(plan.results) - 1})")
     name = plan.results[task_id].name
     plan.tasks = [
@@ -285,10 +288,44 @@ def select_task(plan: Plan, task_id: int) -> None:
     ]
 
 
+@contextlib.contextmanager
+def run_dir_lock(root: Path):
+    """One babeltune process per run directory: a second one exits with a clear message."""
+    import fcntl
+
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        handle = open(root / ".lock", "a+")  # noqa: SIM115 - held for the whole run
+    except OSError as err:
+        raise BabeltuneError(f"output_dir: cannot write to {root}: {err.strerror}") from None
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise BabeltuneError(
+            f"{root} is in use by another babeltune process; wait for it or use another output_dir"
+        ) from None
+    try:
+        yield
+    finally:
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        handle.close()
+
+
 def execute(plan: Plan, log: Callable[[str], None] = print) -> dict[str, float]:
     """Run every task that is not done yet; returns seconds spent per stage."""
+    with run_dir_lock(plan.cfg.run_dir):
+        try:
+            return _execute(plan, log)
+        except OSError as err:
+            if err.errno in (errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EDQUOT):
+                raise BabeltuneError(f"cannot write {err.filename or plan.cfg.run_dir}: {err.strerror}; "
+                                     "finished tasks are kept, rerun when there is room") from None  # fmt: skip
+            raise
+
+
+def _execute(plan: Plan, log: Callable[[str], None]) -> dict[str, float]:
     root = plan.cfg.run_dir
-    root.mkdir(parents=True, exist_ok=True)
     atomic_write_text(root / "config.yaml", dump_yaml(plan.cfg))
     timings: dict[str, float] = {}
     todo = [t for t in plan.tasks if not t.done]

@@ -36,6 +36,8 @@ def read_json(path: Path) -> Any:
         return json.loads(Path(path).read_text(encoding="utf-8"))
     except json.JSONDecodeError as err:
         raise BabeltuneError(f"{path}:{err.lineno}: invalid JSON: {err.msg}") from None
+    except UnicodeDecodeError as err:
+        raise BabeltuneError(f"{path}: not valid UTF-8 (byte {err.start})") from None
 
 
 def write_jsonl(path: Path, rows: Iterable[dict]) -> None:

@@ -57,8 +57,12 @@ def builtin_test_prompts(langs: list[str]) -> list[TestPrompt]:
 
 def _json_lines(path: Path) -> list[tuple[int, object]]:
     out = []
-    with open(path, encoding="utf-8") as fh:
-        for n, line in enumerate(fh, 1):
+    with open(path, "rb") as fh:
+        for n, raw in enumerate(fh, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as err:
+                raise BabeltuneError(f"{path}:{n}: not valid UTF-8 (byte {err.start})") from None
             if line.strip():
                 try:
                     out.append((n, json.loads(line)))
