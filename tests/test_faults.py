@@ -67,7 +67,8 @@ def test_sigkill_during_training_generation_and_evaluation_then_resume(tmp_path)
     out, kills = tmp_path / "killed", []
     for marker, delay in (("train: smollm2-135m/lora/multi-down", 4), ("generate: smollm2-135m/lora/mono-es", 1),
                           ("evaluate: smollm2-135m/lora/mono-es", 1)):  # fmt: skip
-        proc = _quick(out, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        errors = (tmp_path / f"stderr-{len(kills)}.txt").open("w")
+        proc = _quick(out, stdout=subprocess.PIPE, stderr=errors)
         for line in proc.stdout:
             if marker in line:
                 time.sleep(delay)
@@ -75,7 +76,9 @@ def test_sigkill_during_training_generation_and_evaluation_then_resume(tmp_path)
                 break
         proc.wait(timeout=900)
         kills.append(proc.returncode)
-    assert kills == [-signal.SIGKILL] * 3
+    assert kills == [-signal.SIGKILL] * 3, [
+        (tmp_path / f"stderr-{i}.txt").read_text()[-3000:] for i in range(3)
+    ]
     final = _quick(out, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     stdout, _ = final.communicate(timeout=900)
     assert final.returncode == 0 and "tasks already done" in stdout

@@ -201,3 +201,15 @@ def test_a_killed_run_resumes_from_its_last_checkpoint_with_the_same_data_order(
     reference = load_file(tmp_path / "reference" / "adapter" / "adapter_model.safetensors")
     assert resumed.keys() == reference.keys()
     assert all(torch.allclose(resumed[k], reference[k], atol=1e-6) for k in reference)
+
+
+def test_a_checkpoint_cut_short_by_a_kill_is_never_resumed_from(tmp_path):
+    from babeltune.train import CHECKPOINT_FILES, last_complete_checkpoint
+
+    assert last_complete_checkpoint(tmp_path / "none") is None
+    for step, files in ((2, CHECKPOINT_FILES), (4, ("adapter_model.safetensors",)), (10, ())):
+        (tmp_path / f"checkpoint-{step}").mkdir()
+        for name in files:
+            (tmp_path / f"checkpoint-{step}" / name).write_text("x")
+    assert last_complete_checkpoint(tmp_path) == str(tmp_path / "checkpoint-2")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint-2"]  # half-written ones removed

@@ -190,6 +190,24 @@ def training_arguments(job: TrainJob, out_dir: Path, validate: bool):
     )
 
 
+CHECKPOINT_FILES = ("trainer_state.json", "optimizer.pt", "scheduler.pt")
+
+
+def last_complete_checkpoint(folder: Path) -> str | None:
+    """The newest checkpoint a kill did not cut short; half-written ones are removed."""
+    if not folder.is_dir():
+        return None
+    found = sorted(
+        folder.glob("checkpoint-*"),
+        key=lambda p: int(p.name.split("-")[-1]) if p.name.split("-")[-1].isdigit() else -1,
+    )
+    for path in reversed(found):
+        if all((path / name).exists() for name in CHECKPOINT_FILES):
+            return str(path)
+        shutil.rmtree(path, ignore_errors=True)
+    return None
+
+
 def launch_distributed(job: TrainJob, out_dir: Path) -> None:
     """Run this job under torchrun with ``job.train.nproc`` processes on this machine."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -211,7 +229,6 @@ def run(job: TrainJob, out_dir: Path) -> Path:
 
     import torch
     from transformers import DataCollatorForSeq2Seq, Trainer
-    from transformers.trainer_utils import get_last_checkpoint
 
     from babeltune.models import load_model, load_tokenizer
 
@@ -233,7 +250,7 @@ def run(job: TrainJob, out_dir: Path) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     log_path = out_dir / "train_log.jsonl"
     checkpoints = out_dir / "checkpoints"
-    resume = get_last_checkpoint(str(checkpoints)) if checkpoints.is_dir() else None
+    resume = last_complete_checkpoint(checkpoints)
     if resume is None:
         log_path.unlink(missing_ok=True)
     trainer = Trainer(
