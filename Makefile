@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 # CPU wheel that lies on this machine's disk; on a GPU machine use: make setup TORCH="torch"
 TORCH ?= torch==2.13.0
 
-.PHONY: setup demo quick test test-fast lint format clean
+.PHONY: setup demo quick test test-fast bench lint format clean
 
 setup: $(VENV)/.installed
 
@@ -29,6 +29,9 @@ test: setup          ## every test, end-to-end included
 
 test-fast: setup     ## unit tests only
 	$(PY) -m pytest -m "not e2e"
+
+bench: setup        ## every benchmark in bench/, results in bench/RESULTS.md (about 20 minutes)
+	$(PY) bench/run_all.py --e2e
 
 lint: setup
 	$(VENV)/bin/ruff check .
