@@ -33,6 +33,13 @@ def grouped_bars(cells: list[Cell], metric: str, ylabel: str, out: Path) -> list
     ax.legend(
         fontsize=8, ncol=min(len(runs), 3), loc="upper center", bbox_to_anchor=(0.5, -0.18), frameon=False
     )
+    return _save(fig, out)
+
+
+def _save(fig, out: Path) -> list[Path]:
+    """Write the figure as PNG (for the HTML page) and SVG (for papers), then free it."""
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
     paths = [out.with_suffix(".png"), out.with_suffix(".svg")]
     for p in paths:
@@ -69,12 +76,7 @@ def heatmap(cells: list[Cell], metric: str, label: str, out: Path) -> list[Path]
                     ha="center",
                     va="center",
                     fontsize=7,
-                    color="white" if v < max(max(grid)) * 0.6 else "black",
+                    color="white" if v < 0.6 * max(x for row in grid for x in row if x == x) else "black",
                 )
     fig.colorbar(image, ax=ax, label=label)
-    fig.tight_layout()
-    paths = [out.with_suffix(".png"), out.with_suffix(".svg")]
-    for p in paths:
-        fig.savefig(p, dpi=120)
-    plt.close(fig)
-    return paths
+    return _save(fig, out)
