@@ -32,14 +32,23 @@ class GenerateJob:
     method: str = "lora"  # the paper's preset adds a repetition penalty for full-parameter runs
 
 
+def split_at_stop(text: str, stops: list[str]) -> tuple[str, bool]:
+    """Text before the first stop string, and whether one was found.
+
+    >>> split_at_stop("Hello.\\n### Instruction:", ["\\n### "])
+    ('Hello.', True)
+    """
+    hits = [i for s in stops if (i := text.find(s)) >= 0]
+    return (text[: min(hits)], True) if hits else (text, False)
+
+
 def cut_at_stop(text: str, stops: list[str]) -> str:
     """Cut at the first stop string, then strip.
 
     >>> cut_at_stop("Paris.\\n### Instruction: more", ["\\n### "])
     'Paris.'
     """
-    cut = min((i for s in stops if (i := text.find(s)) >= 0), default=len(text))
-    return text[:cut].strip()
+    return split_at_stop(text, stops)[0].strip()
 
 
 def length_sorted_batches(items: list, key: Callable, size: int) -> Iterator[list]:

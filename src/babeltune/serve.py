@@ -17,6 +17,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from babeltune.config import GenerateArgs
+from babeltune.generate import split_at_stop as cut
 from babeltune.registry import BabeltuneError
 from babeltune.templates import build_prompt
 
@@ -144,16 +145,6 @@ def chat_prompt(served: ServedModel, messages: object) -> str:
     if not users:
         raise ApiError(400, "the alpaca template needs a user message", param="messages")
     return build_prompt(served.template, served.tokenizer, users[-1])  # exactly the training prompt
-
-
-def cut(text: str, stops: list[str]) -> tuple[str, bool]:
-    """Text before the first stop string, and whether one was found.
-
-    >>> cut("Hello.\\n### Instruction:", ["\\n### "])
-    ('Hello.', True)
-    """
-    hits = [i for s in stops if (i := text.find(s)) >= 0]
-    return (text[: min(hits)], True) if hits else (text, False)
 
 
 # --- HTTP -------------------------------------------------------------------------------------------
