@@ -124,7 +124,29 @@ def test_useful_tokens_per_second_is_logged(tmp_path, mixture, tiny_model):
     run(_job(mixture, tiny_model, "lora"), tmp_path)
     steps = [r for r in read_jsonl(tmp_path / "train_log.jsonl") if "loss" in r]
     assert all(r["useful_tokens_per_second"] > 0 for r in steps)
-    assert read_json(tmp_path / "metrics.json")["useful_tokens"] == steps[-1]["num_input_tokens_seen"]
+    metrics = read_json(tmp_path / "metrics.json")
+    assert metrics["useful_tokens"] == steps[-1]["num_input_tokens_seen"]
+    rates = sorted(r["useful_tokens_per_second"] for r in steps[1:])
+    assert rates[0] <= metrics["step_tokens_per_second"] <= rates[-1]
+
+
+@pytest.mark.parametrize("val_size, saved_at", [(0, [4]), (0.25, [4, 8])])
+def test_the_last_checkpoint_is_written_only_when_best_selection_needs_it(
+    tmp_path, mixture, tiny_model, monkeypatch, val_size, saved_at
+):
+    from transformers import Trainer
+
+    saves = []
+    original = Trainer._save_checkpoint
+
+    def recording(self, model, trial):
+        saves.append(self.state.global_step)
+        return original(self, model, trial)
+
+    monkeypatch.setattr(Trainer, "_save_checkpoint", recording)
+    run(_job(mixture, tiny_model, "full", max_steps=8, eval_every=4, val_size=val_size), tmp_path)
+    assert saves == saved_at
+    assert (tmp_path / "model" / "model.safetensors").exists()
 
 
 def test_merged_lora_gives_the_same_outputs(tmp_path, mixture, tiny_model):

@@ -2,7 +2,8 @@
 
 Writes ``adapter/`` (LoRA, safetensors) or ``model/`` (full; also LoRA with ``merge_lora``),
 ``train_log.jsonl`` (one line per logged step, with useful = non-padding tokens per second),
-``metrics.json`` (loss on a fixed probe set before and after training, throughput) and
+``metrics.json`` (loss on a fixed probe set before and after training, throughput of the whole run and of
+the steps alone) and
 ``train_config.yaml`` (everything that shaped the run). Checkpoints go to ``checkpoints/``; a killed
 run resumes from the last one with the same data order.
 
@@ -16,6 +17,7 @@ import json
 import os
 import random
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -116,6 +118,7 @@ def _log_callback(path: Path):
 
         def __init__(self):
             self.last = (time.perf_counter(), 0)
+            self.rates: list[float] = []
 
         def on_log(self, args, state, control, logs=None, **kwargs):
             if not state.is_world_process_zero:
@@ -126,10 +129,36 @@ def _log_callback(path: Path):
             row = {"step": state.global_step, "epoch": state.epoch, **(logs or {})}
             if "loss" in row:
                 row["useful_tokens_per_second"] = round(rate, 1)
+                self.rates.append(rate)
             with open(path, "a", encoding="utf-8") as fh:
                 fh.write(json.dumps(row) + "\n")
 
+        def steady_rate(self) -> float | None:
+            """Median rate of the logged intervals after the first (which pays for warm-up): the speed of
+            the training steps themselves, without start-up, checkpoints and validation."""
+            return round(statistics.median(self.rates[1:]), 1) if len(self.rates) > 1 else None
+
     return JsonlLog()
+
+
+def _no_final_checkpoint_callback():
+    from transformers import TrainerCallback
+
+    class NoFinalCheckpoint(TrainerCallback):
+        """Skip the checkpoint Trainer writes when training ends: the finished weights are saved anyway and
+        the checkpoint (optimizer state included: 3x the weights for full training) would only be deleted."""
+
+        def _skip_at_end(self, state, control):
+            if state.global_step >= state.max_steps:
+                control.should_save = False
+
+        def on_step_end(self, args, state, control, **kwargs):
+            self._skip_at_end(state, control)
+
+        def on_epoch_end(self, args, state, control, **kwargs):
+            self._skip_at_end(state, control)
+
+    return NoFinalCheckpoint()
 
 
 def bf16_is_fast() -> bool:
@@ -253,13 +282,16 @@ def run(job: TrainJob, out_dir: Path) -> Path:
     resume = last_complete_checkpoint(checkpoints)
     if resume is None:
         log_path.unlink(missing_ok=True)
+    callbacks = [_log_callback(log_path)]
+    if not (val and cfg.keep_best):  # picking the best checkpoint needs the last one saved
+        callbacks.append(_no_final_checkpoint_callback())
     trainer = Trainer(
         model=model,
         args=training_arguments(job, out_dir, validate=bool(val)),
         train_dataset=rows,
         eval_dataset=val or None,
         data_collator=DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=-100),
-        callbacks=[_log_callback(log_path)],
+        callbacks=callbacks,
     )
     loss_before = trainer.evaluate(probe, metric_key_prefix="probe")["probe_loss"]
     start = time.perf_counter()
@@ -292,6 +324,7 @@ def run(job: TrainJob, out_dir: Path) -> Path:
                 "seconds": round(seconds, 2),
                 "useful_tokens": useful,
                 "tokens_per_second": round(useful / seconds, 1),
+                "step_tokens_per_second": callbacks[0].steady_rate(),
                 "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
             },
         )
