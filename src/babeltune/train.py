@@ -3,9 +3,8 @@
 Writes ``adapter/`` (LoRA, safetensors) or ``model/`` (full; also LoRA with ``merge_lora``),
 ``train_log.jsonl`` (one line per logged step, with useful = non-padding tokens per second),
 ``metrics.json`` (loss on a fixed probe set before and after training, throughput of the whole run and of
-the steps alone) and
-``train_config.yaml`` (everything that shaped the run). Checkpoints go to ``checkpoints/``; a killed
-run resumes from the last one with the same data order.
+the steps alone) and ``train_config.yaml`` (everything that shaped the run). Checkpoints go to
+``checkpoints/``; a killed run resumes from the last one with the same data order.
 
 With ``train.nproc > 1`` the run is relaunched under ``torchrun`` (data-parallel; gloo on CPU):
 ``python -m babeltune.train JOB.yaml OUT_DIR`` is the entry point each process runs.
