@@ -37,7 +37,9 @@ class ChatServer:
 
     def __init__(self, reply):
         import threading
-        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+        from http.server import BaseHTTPRequestHandler
+
+        from babeltune.serve import HTTPServer
 
         server = self
         self.reply, self.calls, self.attempts, self.lock = reply, 0, {}, threading.Lock()
@@ -95,7 +97,7 @@ class ChatServer:
             def log_message(self, *args):
                 pass
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd = HTTPServer(("127.0.0.1", 0), Handler)
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
 

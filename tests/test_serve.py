@@ -168,3 +168,26 @@ def test_judge_through_babeltune_serve(tmp_path, server, monkeypatch):
     assert all(r["judge_score"] in (None, 1, 2, 3) for r in scores)
     report = read_json(tmp_path / "eval" / "evaluation.json")["judge"]
     assert report["judged"] == 3 and report["unparsable"] == sum(r["judge_score"] is None for r in scores)
+
+
+def test_a_burst_of_connections_waits_in_the_listen_queue_not_for_syn_retries():
+    """Nobody accepts yet: every one of 64 simultaneous connections must still complete its handshake
+    (with a listen queue of 5 only 6 do, and the rest wait about a second for a retry)."""
+    import socket
+    from http.server import BaseHTTPRequestHandler
+
+    from babeltune.serve import HTTPServer
+
+    server = HTTPServer(("127.0.0.1", 0), BaseHTTPRequestHandler)
+    sockets = []
+    try:
+        for _ in range(64):
+            sock = socket.socket()
+            sock.settimeout(0.3)
+            sockets.append(sock)
+            sock.connect(server.server_address)
+    finally:
+        for sock in sockets:
+            sock.close()
+        server.server_close()
+    assert len(sockets) == 64

@@ -320,11 +320,18 @@ def make_handler(served: ServedModel, limits: Limits, api_key: str | None):
     return Handler
 
 
+class HTTPServer(ThreadingHTTPServer):
+    """A thread per connection, and a listen queue that holds a burst of concurrent clients: with the
+    standard library's 5, the 7th simultaneous connection waits about a second for a SYN retry (measured:
+    16 concurrent judge calls ran at 28-38 instead of 70 per second)."""
+
+    request_queue_size = 128
+    daemon_threads = True
+
+
 def make_server(served: ServedModel, host: str = "127.0.0.1", port: int = 8000, api_key: str | None = None,
-                limits: Limits | None = None) -> ThreadingHTTPServer:  # fmt: skip
+                limits: Limits | None = None) -> HTTPServer:  # fmt: skip
     try:
-        server = ThreadingHTTPServer((host, port), make_handler(served, limits or Limits(), api_key))
+        return HTTPServer((host, port), make_handler(served, limits or Limits(), api_key))
     except OSError as err:
         raise BabeltuneError(f"serve: cannot listen on {host}:{port}: {err.strerror}") from None
-    server.daemon_threads = True
-    return server
