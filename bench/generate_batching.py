@@ -13,7 +13,7 @@ import argparse
 import time
 
 import torch
-from report import print_comparison
+from report import peak_rss_gb, print_comparison
 
 
 def main() -> None:
@@ -64,6 +64,7 @@ def main() -> None:
         f"{'bf16 autocast' if bf16 else 'fp32'}, {torch.get_num_threads()} threads"
     )
     print_comparison(results, "tokens/s", "batching over one at a time", 4)
+    print(f"  peak resident memory of this process (model, tokenizer, generation): {peak_rss_gb():.2f} GB")
 
 
 if __name__ == "__main__":

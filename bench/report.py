@@ -1,7 +1,9 @@
-"""Shared printing for benchmarks: min/median/max of each side, then the ratio against the baseline."""
+"""Shared pieces of the benchmarks: min/median/max of each side with the ratio against the baseline, and
+peak resident memory."""
 
 from __future__ import annotations
 
+import resource
 import statistics
 
 
@@ -12,5 +14,10 @@ def print_comparison(results: dict[str, list[float]], unit: str, what: str, targ
             f"  {name:<24} {unit} min {min(rates):7.2f}  median {statistics.median(rates):7.2f}  max {max(rates):7.2f}"
         )
     base, fast = (statistics.median(r) for r in results.values())
-    print(f"  speed-up of {what}: {fast / base:.1f}x (target: at least {target:g}x)")
+    print(f"  speed-up of {what}: {fast / base:.2f}x (target: at least {target:g}x)")
     return fast / base
+
+
+def peak_rss_gb() -> float:
+    """Peak resident memory of this process so far (Linux reports kilobytes)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
