@@ -1,16 +1,22 @@
 """GPU reading: training and generation throughput of babeltune's own code paths on one GPU.
 
 A random-weight Llama-architecture model of about 1B parameters (Llama-3.2-1B's shape) in bf16 is
-fine-tuned with LoRA and with all parameters through `babeltune.train` on the built-in multilingual data,
-then answers test prompts through the `hf` generation backend, one prompt at a time and in batches.
-Prints tokens/s and model FLOP utilisation against a bf16 matmul peak measured in the same run, and
-writes the figures to ``$OUT/gpu_reading.json`` (or ./gpu_reading.json).
+fine-tuned with LoRA and with all parameters through `babeltune.train` on the built-in multilingual data
+(after a short warm-up training, at micro-batches of 16 and 64), then answers test prompts through the
+`hf` generation backend, one prompt at a time and in batches, and through `vllm` when it is installed.
+Prints tokens/s and model FLOP utilisation against a bf16 matmul peak measured in the same run, for the
+whole run and for the training steps alone (without start-up and validation), and writes the figures to
+``$OUT/gpu_reading.json`` (or ./gpu_reading.json). A failing part records its error and the rest goes on.
 
-    PYTHONPATH=src python bench/gpu_reading.py
+    PYTHONPATH=src python bench/gpu_reading.py            # on a GPU machine
+    PYTHONPATH=src python bench/gpu_reading.py --dry-run  # a tiny model on the CPU: checks the script runs
 """
 
 from __future__ import annotations
 
+import argparse
+import gc
+import importlib.util
 import json
 import os
 import tempfile
@@ -19,30 +25,45 @@ from pathlib import Path
 
 import torch
 
+SETTINGS = {
+    "gpu": dict(device="cuda", hidden=2048, intermediate=8192, layers=16, heads=32, kv_heads=8, vocab=32000,
+                steps=25, batches=(16, 64), new_tokens=128, generation_batches=(1, 32, 96), matmul=8192),
+    "dry-run": dict(device="cpu", hidden=64, intermediate=128, layers=2, heads=4, kv_heads=2, vocab=2000,
+                    steps=3, batches=(2, 4), new_tokens=8, generation_batches=(1, 8), matmul=256),
+}  # fmt: skip
 
-def matmul_peak(size: int = 8192, repeats: int = 10) -> float:
-    a = torch.randn(size, size, device="cuda", dtype=torch.bfloat16)
-    b = torch.randn(size, size, device="cuda", dtype=torch.bfloat16)
+
+def synchronize(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def matmul_peak(device: str, size: int, repeats: int = 10) -> float:
+    a = torch.randn(size, size, device=device, dtype=torch.bfloat16)
+    b = torch.randn(size, size, device=device, dtype=torch.bfloat16)
     for _ in range(3):
         a @ b
-    torch.cuda.synchronize()
+    synchronize(device)
     start = time.perf_counter()
     for _ in range(repeats):
         a @ b
-    torch.cuda.synchronize()
+    synchronize(device)
     return repeats * 2 * size**3 / (time.perf_counter() - start)
 
 
-def build_model(folder: Path) -> int:
+def build_model(folder: Path, s: dict) -> int:
     from transformers import LlamaConfig, LlamaForCausalLM
 
     from babeltune import tiny
 
-    tok = tiny.tokenizer(vocab_size=32000, languages=("en", "bg", "cs", "de", "es", "fi", "fr", "ru", "zh"))
+    tok = tiny.tokenizer(
+        vocab_size=s["vocab"], languages=("en", "bg", "cs", "de", "es", "fi", "fr", "ru", "zh")
+    )
     tok.save_pretrained(folder)
     config = LlamaConfig(
-        vocab_size=len(tok), hidden_size=2048, intermediate_size=8192, num_hidden_layers=16, num_attention_heads=32,
-        num_key_value_heads=8, max_position_embeddings=2048, tie_word_embeddings=True,
+        vocab_size=len(tok), hidden_size=s["hidden"], intermediate_size=s["intermediate"],
+        num_hidden_layers=s["layers"], num_attention_heads=s["heads"], num_key_value_heads=s["kv_heads"],
+        max_position_embeddings=2048, tie_word_embeddings=True,
         pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id,
     )  # fmt: skip
     model = LlamaForCausalLM(config).to(torch.bfloat16)
@@ -50,66 +71,137 @@ def build_model(folder: Path) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def main() -> None:
-    from babeltune import mix
-    from babeltune.config import DataArgs, GenerateArgs, LoraArgs, MixArgs, ModelArgs, TrainArgs
-    from babeltune.data import stage as data_stage
-    from babeltune.data.loaders import builtin_test_prompts
-    from babeltune.generate import generate_batch, length_sorted_batches
+def peak_memory_gb(device: str) -> float | None:
+    return round(torch.cuda.max_memory_allocated() / 2**30, 1) if device == "cuda" else None
+
+
+def training(root: Path, mixture: Path, s: dict, params: int, peak: float) -> dict:
+    from babeltune.config import LoraArgs, ModelArgs, TrainArgs
     from babeltune.io import read_json
-    from babeltune.models import load_model, load_tokenizer
-    from babeltune.templates import build_prompt
     from babeltune.train import TrainJob, run
 
-    out = {"gpu": torch.cuda.get_device_name(0), "torch": torch.__version__}
-    peak = matmul_peak()
-    out["bf16_matmul_peak_tflops"] = round(peak / 1e12, 1)
+    model_args = ModelArgs(name=str(root / "model"), dtype="bfloat16")
+
+    def train(method: str, batch: int, steps: int) -> dict:
+        args = TrainArgs(max_steps=steps, batch_size=batch, grad_accum=1, max_length=512, learning_rate=1e-4,
+                         full_learning_rate=1e-5, warmup_ratio=0.0)  # fmt: skip
+        folder = root / f"{method}-{batch}-{steps}"
+        run(TrainJob(mixture, model_args, method, LoraArgs(), args), folder)
+        return read_json(folder / "metrics.json")
+
+    out = {}
+    train("lora", s["batches"][0], 3)  # warm-up: CUDA context, cuBLAS handles, kernel choices
+    for method, flops in (("lora", 4), ("full", 6)):  # LoRA: no weight gradients for the frozen base
+        for batch in s["batches"]:
+            if s["device"] == "cuda":
+                torch.cuda.reset_peak_memory_stats()
+            m = train(method, batch, s["steps"])
+            whole, steps = m["tokens_per_second"], m["step_tokens_per_second"] or m["tokens_per_second"]
+            out[f"train_{method}_batch_{batch}"] = row = {
+                "useful_tokens_per_second": whole,
+                "steps_alone_tokens_per_second": steps,
+                "useful_tokens_per_step": round(m["useful_tokens"] / m["steps"]),
+                "seconds": m["seconds"],
+                "mfu": round(whole * flops * params / peak, 3),
+                "mfu_steps_alone": round(steps * flops * params / peak, 3),
+                "probe_loss": [round(m["probe_loss_before"], 3), round(m["probe_loss_after"], 3)],
+                "peak_memory_gb": peak_memory_gb(s["device"]),
+            }
+            print(method, batch, row, flush=True)
+    return out
+
+
+def hf_generation(root: Path, s: dict, texts: list[str]) -> dict:
+    from babeltune.config import GenerateArgs
+    from babeltune.generate import generate_batch, length_sorted_batches
+    from babeltune.models import load_model, load_tokenizer
+
+    tokenizer = load_tokenizer(str(root / "model"), padding_side="left")
+    model = load_model(str(root / "model"), "bfloat16").eval().to(s["device"])
+    model.generation_config.min_new_tokens = s["new_tokens"]  # equal work whatever the random weights say
+    gen = GenerateArgs(max_new_tokens=s["new_tokens"], stop=[])
+    generate_batch(model, tokenizer, texts[:4], gen, False)  # warm-up
+    out = {}
+    for size in s["generation_batches"]:
+        chosen = texts[:16] if size == 1 else texts
+        synchronize(s["device"])
+        start = time.perf_counter()
+        tokens = sum(
+            n
+            for b in length_sorted_batches(chosen, len, size)
+            for _, n in generate_batch(model, tokenizer, b, gen, False)
+        )
+        synchronize(s["device"])
+        out[f"generate_hf_batch_{size}_tokens_per_second"] = round(tokens / (time.perf_counter() - start), 1)
+        print("hf", size, out[f"generate_hf_batch_{size}_tokens_per_second"], flush=True)
+    return out
+
+
+def vllm_generation(root: Path, s: dict, prompts: list) -> dict:
+    """babeltune's `vllm` backend over all prompts at once (vLLM schedules its own batches)."""
+    from babeltune.config import GenerateArgs, ModelArgs
+    from babeltune.generate import GenerateJob, run
+    from babeltune.io import read_jsonl, write_jsonl
+
+    write_jsonl(root / "prompts.jsonl", [p.to_dict() for p in prompts])
+    gen = GenerateArgs(backend="vllm", max_new_tokens=s["new_tokens"], stop=[])
+    job = GenerateJob(root / "prompts.jsonl", ModelArgs(name=str(root / "model")), None, None, "bench", gen)
+    start = time.perf_counter()  # includes vLLM's start-up: what a user waits for
+    run(job, root / "vllm")
+    seconds = time.perf_counter() - start
+    tokens = sum(r["new_tokens"] for r in read_jsonl(root / "vllm" / "responses.jsonl"))
+    return {
+        "generate_vllm_tokens_per_second_with_startup": round(tokens / seconds, 1),
+        "vllm_seconds": seconds,
+    }
+
+
+def guarded(out: dict, name: str, part, *args) -> None:
+    """Run one part; a failure is recorded under its name and the reading goes on."""
+    try:
+        out.update(part(*args))
+    except Exception as err:  # noqa: BLE001 - a benchmark reports every failure, whatever it is
+        out[f"{name}_error"] = f"{type(err).__name__}: {err}"[:500]
+        print(name, "failed:", out[f"{name}_error"], flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--dry-run", action="store_true", help="a tiny model on the CPU, to check the script")
+    args = parser.parse_args()
+    s = SETTINGS["dry-run" if args.dry_run else "gpu"]
+
+    from babeltune import mix
+    from babeltune.config import DataArgs, MixArgs
+    from babeltune.data import stage as data_stage
+    from babeltune.data.loaders import builtin_test_prompts
+    from babeltune.models import load_tokenizer
+    from babeltune.templates import build_prompt
+
+    device_name = torch.cuda.get_device_name(0) if s["device"] == "cuda" else "cpu (dry run)"
+    out = {"device": device_name, "torch": torch.__version__}
+    peak = matmul_peak(s["device"], s["matmul"])
+    out["bf16_matmul_peak_tflops"] = round(peak / 1e12, 3)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        params = build_model(root / "model")
-        out["parameters"] = params
+        params = out["parameters"] = build_model(root / "model", s)
         data_stage.run(DataArgs(), root)
         mix.run(MixArgs(regimes=["multilingual"]), root / "examples.jsonl", DataArgs().languages, root)
-        mixture = root / "multi" / "mixture.jsonl"
-        model_args = ModelArgs(name=str(root / "model"), dtype="bfloat16")
-        for method, flops in (("lora", 4), ("full", 6)):
-            args = TrainArgs(max_steps=25, batch_size=16, grad_accum=1, max_length=512, learning_rate=1e-4,
-                             full_learning_rate=1e-5, warmup_ratio=0.0)  # fmt: skip
-            run(TrainJob(mixture, model_args, method, LoraArgs(), args), root / method)
-            m = read_json(root / method / "metrics.json")
-            rate = m["tokens_per_second"]
-            out[f"train_{method}"] = {
-                "useful_tokens_per_second": rate,
-                "seconds": m["seconds"],
-                "steps": m["steps"],
-                "mfu": round(rate * flops * params / peak, 3),
-                "probe_loss": [round(m["probe_loss_before"], 3), round(m["probe_loss_after"], 3)],
-                "peak_memory_gb": round(torch.cuda.max_memory_allocated() / 2**30, 1),
-            }
-            torch.cuda.reset_peak_memory_stats()
-            print(method, out[f"train_{method}"], flush=True)
+        guarded(out, "training", training, root, root / "multi" / "mixture.jsonl", s, params, peak)
 
-        tokenizer = load_tokenizer(str(root / "model"), padding_side="left")
-        model = load_model(str(root / "model"), "bfloat16").eval().to("cuda")
-        model.generation_config.min_new_tokens = 128
-        gen = GenerateArgs(max_new_tokens=128, stop=[])
-        texts = [
-            build_prompt("alpaca", tokenizer, p.prompt)
-            for p in builtin_test_prompts(["en", "de", "ru", "zh"])
-        ]
-        generate_batch(model, tokenizer, texts[:4], gen, False)  # warm-up
-        for name, size in (("one_at_a_time", 1), ("batch_32", 32), ("batch_96", 96)):
-            chosen = texts[:16] if size == 1 else texts
-            torch.cuda.synchronize()
-            start = time.perf_counter()
-            tokens = sum(
-                n
-                for b in length_sorted_batches(chosen, len, size)
-                for _, n in generate_batch(model, tokenizer, b, gen, False)
-            )
-            torch.cuda.synchronize()
-            out[f"generate_{name}_tokens_per_second"] = round(tokens / (time.perf_counter() - start), 1)
-            print(name, out[f"generate_{name}_tokens_per_second"], flush=True)
+        prompts = builtin_test_prompts(["en", "de", "ru", "zh"])
+        tokenizer = load_tokenizer(str(root / "model"))
+        texts = [build_prompt("alpaca", tokenizer, p.prompt) for p in prompts]
+        guarded(out, "hf_generation", hf_generation, root, s, texts)
+        gc.collect()
+        if s["device"] == "cuda":
+            torch.cuda.empty_cache()  # vLLM wants most of the GPU's memory free
+        if importlib.util.find_spec("vllm"):
+            guarded(out, "vllm_generation", vllm_generation, root, s, prompts)
+        else:
+            out["vllm"] = "not installed"
     print(json.dumps(out, indent=2))
     target = Path(os.environ.get("OUT", ".")) / "gpu_reading.json"
     target.write_text(json.dumps(out, indent=2) + "\n")
