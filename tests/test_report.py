@@ -6,8 +6,8 @@ from babeltune.report import run
 from babeltune.report.stage import RunResult
 
 
-def _run(tmp_path, name, match_es):
-    d = tmp_path / name
+def _run(tmp_path, name, match_es, parameters=None, model="", method=""):
+    d = tmp_path / name.replace("/", "-")
     responses, scores = [], []
     for lang in ("en", "es", "bn"):
         for k in range(4):
@@ -39,7 +39,8 @@ def _run(tmp_path, name, match_es):
     write_json(d / "manifest.json", {"examples": 10, "per_language": {"en": 10}, "cost_in_C": 1.0})
     write_json(
         d / "metrics.json",
-        {"probe_loss_before": 3.0, "probe_loss_after": 2.0, "seconds": 5, "tokens_per_second": 100},
+        {"probe_loss_before": 3.0, "probe_loss_after": 2.0, "seconds": 5, "tokens_per_second": 100}
+        | ({"parameters": parameters} if parameters else {}),
     )
     return RunResult(
         name,
@@ -49,6 +50,8 @@ def _run(tmp_path, name, match_es):
         d / "evaluation.json",
         d / "metrics.json",
         d / "manifest.json",
+        model=model,
+        method=method,
     )
 
 
@@ -72,3 +75,31 @@ def test_report_tables_plots_and_page(tmp_path):
     assert "data:image/png;base64," in html and "question 3 in bn" in html
     md = (tmp_path / "report" / "summary.md").read_text()
     assert "bn (unseen)" in md and md.count("\n") == 8
+    assert not list((tmp_path / "report").glob("*_by_size.png"))  # one model size: no size axis
+
+
+def test_scores_against_model_size_are_plotted_per_regime_and_family(tmp_path):
+    from babeltune.io import read_jsonl
+    from babeltune.report.aggregate import cells
+    from babeltune.report.stage import size_points
+
+    grid = [("bloom-560m", 559e6, False), ("bloom-7b1", 7.07e9, True), ("pythia-410m", 405e6, True)]
+    results = [
+        _run(tmp_path, f"{model}/lora/multi", match, int(size), model, "lora") for model, size, match in grid
+    ]
+    page = run(ReportArgs(title="T"), results, {"en", "es"}, "", tmp_path / "report", ["en", "es", "bn"])
+    table = cells({r.name: read_jsonl(r.scores) for r in results}, {"en", "es"})
+    points = {(p.family, p.parameters, p.seen): p.value for p in size_points(results, table, "consistency")}
+    assert points == {
+        ("bloom", 559_000_000, True): 0.5,  # en matches, es does not
+        ("bloom", 559_000_000, False): 1.0,
+        ("bloom", 7_070_000_000, True): 1.0,
+        ("bloom", 7_070_000_000, False): 1.0,
+        ("pythia", 405_000_000, True): 1.0,
+        ("pythia", 405_000_000, False): 1.0,
+    }
+    assert {p.series for p in size_points(results, table, "score_mean")} == {"x (lora)"}
+    for name in ("consistency_by_size", "score_mean_by_size"):
+        assert (tmp_path / "report" / f"{name}.png").stat().st_size > 5000
+        assert (tmp_path / "report" / f"{name}.svg").exists()
+    assert page.read_text().count("data:image/png;base64,") == 6

@@ -52,6 +52,7 @@ def test_lora_learns_and_saves_an_adapter(tmp_path, mixture, tiny_model):
     losses = [r["loss"] for r in log if "loss" in r]
     assert len(losses) == metrics["steps"] and losses[-1] < losses[0]
     assert metrics["trainable_parameters"] < 10_000
+    assert metrics["parameters"] == sum(p.numel() for p in load_model(tiny_model).parameters())
     assert "method: lora" in (tmp_path / "train_config.yaml").read_text()
 
 

@@ -198,6 +198,8 @@ def build_plan(cfg: ExperimentConfig, shard: tuple[int, int] | None = None) -> P
                         eval_dir / "evaluation.json",
                         train_dir / "metrics.json",
                         mix_dir / m["name"] / "manifest.json",
+                        model=model_slug(model.name),
+                        method=method,
                     )
                 )
 

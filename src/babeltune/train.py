@@ -273,6 +273,7 @@ def run(job: TrainJob, out_dir: Path) -> Path:
     )
     probe = val or rows[:PROBE_SIZE]
     base = load_model(job.model.name, job.model.dtype, quantization=job.model.quantization)
+    base_parameters = sum(p.numel() for p in base.parameters())
     model = _with_adapter(base, job.method, job.lora, job.model.quantization != "none")
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -324,6 +325,7 @@ def run(job: TrainJob, out_dir: Path) -> Path:
                 "useful_tokens": useful,
                 "tokens_per_second": round(useful / seconds, 1),
                 "step_tokens_per_second": callbacks[0].steady_rate(),
+                "parameters": base_parameters,  # of the base model: the x axis of score-vs-size plots
                 "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
             },
         )

@@ -1,12 +1,18 @@
-"""Plots: grouped bars per language, one bar per run, in a colour-blind-safe palette (Okabe-Ito)."""
+"""Plots in a colour-blind-safe palette (Okabe-Ito): grouped bars per language (one bar per run), a run x
+language heatmap, and scores against model size."""
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
+from itertools import product
 from pathlib import Path
 
 from babeltune.report.aggregate import Cell
 
 OKABE_ITO = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000"]
+MARKERS = ["o", "s", "^", "D", "v", "P"]
+LINESTYLES = ["-", "--", ":", "-."]
 
 
 def grouped_bars(cells: list[Cell], metric: str, ylabel: str, out: Path) -> list[Path]:
@@ -79,4 +85,68 @@ def heatmap(cells: list[Cell], metric: str, label: str, out: Path) -> list[Path]
                     color="white" if v < 0.6 * max(x for row in grid for x in row if x == x) else "black",
                 )
     fig.colorbar(image, ax=ax, label=label)
+    return _save(fig, out)
+
+
+@dataclass(frozen=True)
+class SizePoint:
+    series: str  # what one line follows across sizes, e.g. "multi-down (lora)"
+    family: str  # model family, e.g. "bloom": lines never join two families
+    parameters: int
+    seen: bool  # averaged over languages seen in training (else unseen ones)
+    value: float
+
+
+def model_family(slug: str) -> str:
+    """The model's name without its size: ``bloom-7b1`` -> ``bloom``, ``pythia-1.4b-deduped`` -> ``pythia``.
+
+    >>> model_family("bloom-7b1"), model_family("pythia-1.4b"), model_family("smollm2-135m"), model_family("x")
+    ('bloom', 'pythia', 'smollm2', 'x')
+    """
+    return re.split(r"-\d+(?:\.\d+)?[bm]\d*(?:-|$)", slug, maxsplit=1)[0]
+
+
+def short_size(parameters: int) -> str:
+    """How papers write model sizes.
+
+    >>> short_size(559_214_592), short_size(7_069_016_064), short_size(134_515_008), short_size(1_000_000_000)
+    ('559M', '7.1B', '135M', '1B')
+    """
+    if parameters >= 1e9:
+        return f"{parameters / 1e9:.1f}".rstrip("0").rstrip(".") + "B"
+    return f"{parameters / 1e6:.0f}M"
+
+
+def by_size(points: list[SizePoint], ylabel: str, out: Path) -> list[Path]:
+    """The paper's model-size figure: x = parameters (log), y = the metric averaged over languages, one line
+    per training regime and model family; a panel for seen languages and one for unseen. PNG and SVG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = [seen for seen in (True, False) if any(p.seen == seen for p in points)]
+    series = list(dict.fromkeys(p.series for p in points))
+    families = list(dict.fromkeys(p.family for p in points))
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 4.0), sharey=True, squeeze=False)
+    for ax, seen in zip(axes[0], panels, strict=True):
+        for (i, name), (j, family) in product(enumerate(series), enumerate(families)):
+            line = sorted((p.parameters, p.value) for p in points
+                          if p.series == name and p.family == family and p.seen == seen)  # fmt: skip
+            if line:
+                ax.plot(*zip(*line, strict=True), marker=MARKERS[j % len(MARKERS)], color=OKABE_ITO[i % 8],
+                        linestyle=LINESTYLES[j % len(LINESTYLES)],
+                        label=f"{name}, {family}" if len(families) > 1 else name)  # fmt: skip
+        ax.set_xscale("log")
+        sizes = []
+        for n in sorted({p.parameters for p in points}):
+            if not sizes or n > 1.3 * sizes[-1]:  # close sizes (6.9B, 7.1B) would print over each other
+                sizes.append(n)
+        ax.set_xticks(sizes, [short_size(n) for n in sizes], rotation=45 if len(sizes) > 6 else 0)
+        ax.minorticks_off()
+        ax.set_xlabel("parameters")
+        ax.set_title("languages seen in training" if seen else "unseen languages", fontsize=10)
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel(ylabel)
+    axes[0][-1].legend(fontsize=8, loc="best")
     return _save(fig, out)

@@ -6,6 +6,7 @@ import csv
 import io
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from statistics import mean
 
 from babeltune.config import ReportArgs
 from babeltune.io import atomic_write_text, read_json, read_jsonl
@@ -22,6 +23,8 @@ class RunResult:
     evaluation: Path
     train_metrics: Path | None  # None for an untuned baseline
     manifest: Path | None
+    model: str = ""  # e.g. "smollm2-135m"
+    method: str = ""  # "lora" | "full"
 
 
 def _csv(rows: list[dict]) -> str:
@@ -68,6 +71,22 @@ def budget_rows(results: list[RunResult]) -> list[dict]:
     return rows
 
 
+def size_points(results: list[RunResult], table: list[Cell], metric: str) -> list[plots.SizePoint]:
+    """Each trained run's ``metric`` averaged over its seen and over its unseen languages, at its model's
+    size; empty unless the runs span two sizes or more (else there is no size axis to draw)."""
+    points = []
+    for r in results:
+        size = read_json(r.train_metrics).get("parameters") if r.train_metrics else None
+        for seen in (True, False) if size else ():
+            values = [getattr(c, metric) for c in table if c.run == r.name and c.seen == seen]
+            values = [v for v in values if v is not None]
+            if values:
+                series = f"{r.regime} ({r.method})" if r.method else r.regime
+                family = plots.model_family(r.model or r.name.split("/")[0])
+                points.append(plots.SizePoint(series, family, size, seen, round(mean(values), 3)))
+    return points if len({p.parameters for p in points}) > 1 else []
+
+
 def notes_for(results: list[RunResult]) -> list[str]:
     notes = []
     evaluation = read_json(results[0].evaluation)["judge"]
@@ -102,6 +121,9 @@ def run(
     if any(c.score_mean is not None for c in table):
         figures += plots.grouped_bars(table, "score_mean", "mean score (judge x match)", out_dir / "score")
     figures += plots.heatmap(table, "consistency", "language consistency", out_dir / "heatmap")
+    for metric, label in (("consistency", "language consistency"), ("score_mean", "mean score")):
+        if points := size_points(results, table, metric):
+            figures += plots.by_size(points, f"{label} (mean over languages)", out_dir / f"{metric}_by_size")
     tests = paired_tests(scores, lang_order)
     atomic_write_text(out_dir / "paired.csv", _csv(tests))
     prompts = {r["id"]: r["prompt"] for res in results for r in read_jsonl(res.responses)}
