@@ -11,7 +11,7 @@ from babeltune.data import stage as data_stage
 from babeltune.data.schema import Example
 from babeltune.io import read_json, read_jsonl, write_jsonl
 from babeltune.translate import run
-from babeltune.translate.backends import HFTranslator
+from babeltune.translate.backends import BACKENDS, HFTranslator
 
 KEY = "sk-translate-test-secret-123"
 
@@ -224,3 +224,45 @@ def test_cli_translate_turns_an_alpaca_file_into_target_language_files(tmp_path,
         assert len(rows) + sum(1 for r in read_jsonl(folder / "rejected.jsonl") if r["lang"] == lang) == 5
         assert all(set(r) == {"instruction", "input", "output"} for r in rows)
     assert not (tmp_path / "run" / "mix").exists()  # `translate` stops after translating
+
+
+def test_ctranslate2_follows_the_same_greedy_path_as_hf(tmp_path, tiny_marian, monkeypatch):
+    monkeypatch.setenv("BABELTUNE_CACHE", str(tmp_path / "cache"))
+    texts = ["Write a short poem about the sea.", "What is 2 + 2?", "Name three colours."]
+    outputs = {}
+    for backend in ("hf", "ctranslate2"):
+        cfg = TranslateArgs(backend=backend, model=tiny_marian, max_length=12, compute_type="float32")
+        BACKENDS.get(backend)(cfg).translate(texts, "en", "de", outputs.setdefault(backend, {}).update, None)
+    # transformers forces the end token into the last position (Marian's forced_eos_token_id), so its text
+    # is the other's one token shorter: the same greedy path, not just similar junk.
+    for text in texts:
+        assert outputs["hf"][text] and outputs["ctranslate2"][text].startswith(outputs["hf"][text])
+    converted = list((tmp_path / "cache" / "ctranslate2").iterdir())
+    assert len(converted) == 1 and (converted[0] / "model.bin").exists()
+
+
+def test_ctranslate2_converts_once_and_again_after_retraining(tmp_path, english, monkeypatch):
+    from babeltune import tiny
+    from babeltune.translate.convert import converted
+
+    monkeypatch.setenv("BABELTUNE_CACHE", str(tmp_path / "cache"))
+    model = tiny.marian(tmp_path / "mt")
+    cfg = TranslateArgs(enabled=True, backend="ctranslate2", model=model, batch_size=4, max_length=24)
+    run(cfg, english, "en", ["de"], tmp_path / "t1", tmp_path / "c.sqlite")
+    report = read_json(tmp_path / "t1" / "translate_report.json")
+    de = report["languages"]["de"]
+    assert report["usage"]["calls"] == -(-de["segments"] // 4) and report["backend"] == "ctranslate2"
+    assert de["failed"] == 0 and de["accepted"] + de["rejected"] == 8  # a random model: junk, but translated
+    first = converted(model)
+    stamp = (first / "model.bin").stat().st_mtime_ns
+    assert converted(model) == first and (first / "model.bin").stat().st_mtime_ns == stamp
+    tiny.marian(tmp_path / "mt", d_model=32)  # retrained in the same folder
+    assert converted(model) != first and not list((tmp_path / "cache" / "ctranslate2").glob("*.tmp*"))
+
+
+def test_ctranslate2_names_a_compute_type_this_device_lacks(tiny_marian):
+    from babeltune.registry import BabeltuneError
+
+    cfg = TranslateArgs(backend="ctranslate2", model=tiny_marian, compute_type="float16")
+    with pytest.raises(BabeltuneError, match="translate.compute_type: float16 is not supported on this cpu"):
+        BACKENDS.get("ctranslate2")(cfg).translate(["Hello."], "en", "de", print, print)

@@ -64,15 +64,20 @@ class DataArgs:
 class TranslateArgs:
     enabled: bool = _f(False, "machine-translate the source-language examples into the other data.languages")
     backend: str = _f(
-        "hf", "hf (transformers seq2seq MT: Marian, NLLB, M2M100) or openai (any compatible chat endpoint)"
+        "hf",
+        "hf (transformers seq2seq MT: Marian, NLLB, M2M100), ctranslate2 (the same models converted to "
+        "CTranslate2, int8 on CPUs) or openai (any compatible chat endpoint)",
     )
     model: str = _f(
         "Helsinki-NLP/opus-mt-{src}-{tgt}",
         "MT model id or folder ({src}/{tgt} are filled per pair), or the served model",
     )
-    batch_size: int = _f(16, "hf: texts per batch (batches are sorted by length)")
-    num_beams: int = _f(1, "hf: beam width")
-    max_length: int = _f(512, "hf: maximum tokens in and out")
+    batch_size: int = _f(16, "hf, ctranslate2: texts per batch (batches are sorted by length)")
+    num_beams: int = _f(1, "hf, ctranslate2: beam width")
+    max_length: int = _f(512, "hf, ctranslate2: maximum tokens in and out")
+    compute_type: str = _f(
+        "auto", "ctranslate2: int8, int8_float32, float32, float16, ... or auto (the fastest this device has)"
+    )
     base_url: str | None = _f(None, "openai: endpoint, e.g. http://127.0.0.1:8000/v1")
     api_key_env: str = _f("OPENAI_API_KEY", "openai: environment variable holding the API key (never stored)")
     prompt: str = _f("chat-translate", "openai: prompt file in resources/translate (without .yaml)")

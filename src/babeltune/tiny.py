@@ -13,8 +13,9 @@ CHAT_TEMPLATE = (
 )
 
 
-def tokenizer(vocab_size: int = 400, languages: tuple[str, ...] = ("en", "es", "ru")):
-    """A BPE tokenizer with ``<eos>``/``<pad>`` and a chat template, trained on built-in texts."""
+def tokenizer(vocab_size: int = 400, languages: tuple[str, ...] = ("en", "es", "ru"), pad_last: bool = False):
+    """A BPE tokenizer with ``<eos>``/``<pad>`` and a chat template, trained on built-in texts; with
+    ``pad_last`` it is laid out like OPUS-MT's Marian vocabularies: an ``<unk>``, and ``<pad>`` last."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -26,11 +27,14 @@ def tokenizer(vocab_size: int = 400, languages: tuple[str, ...] = ("en", "es", "
     bpe.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
-        special_tokens=["<eos>", "<pad>"],
+        special_tokens=["<eos>", "<unk>"] if pad_last else ["<eos>", "<pad>"],
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
     )
     bpe.train_from_iterator(texts, trainer)
-    tok = PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token="<eos>", pad_token="<pad>")
+    if pad_last:
+        bpe.add_special_tokens(["<pad>"])
+    unk = {"unk_token": "<unk>"} if pad_last else {}
+    tok = PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token="<eos>", pad_token="<pad>", **unk)
     tok.chat_template = CHAT_TEMPLATE
     return tok
 
@@ -83,7 +87,7 @@ def marian(folder: Path, d_model: int = 16, layers: int = 1, heads: int = 2, voc
     """A MarianMTModel (OPUS-MT's architecture) saved with its tokenizer."""
     from transformers import MarianConfig, MarianMTModel
 
-    tok = tokenizer(vocab_size, ("en", "de", "fr", "es"))
+    tok = tokenizer(vocab_size, ("en", "de", "fr", "es"), pad_last=True)
     return _save(
         folder,
         tok,

@@ -33,61 +33,126 @@ def model_for_pair(template: str, src: str, tgt: str) -> str:
     return template.format(src=src, tgt=tgt)
 
 
-@BACKENDS.register("hf")
-class HFTranslator:
-    """transformers sequence-to-sequence MT (MarianMT/OPUS-MT, NLLB-200, M2M100), length-sorted batches."""
+def pair_codes(tokenizer, model_type: str, src: str, tgt: str) -> tuple[str, str | None]:
+    """How a model family is told the language pair: (prefix for the source text, token the target text must
+    start with, or None). NLLB and M2M100 take a source-language attribute and a target token; multi-target
+    Marian models take a ``>>tgt<<`` prefix; one-pair Marian models need nothing."""
+    kind = type(tokenizer).__name__.lower()
+    if "nllb" in kind or model_type == "m2m_100":
+        code = (lambda c: languages.get(c).openlid[0]) if "nllb" in kind else (lambda c: c)
+        tokenizer.src_lang = code(src)
+        return "", code(tgt)
+    target_token = f">>{tgt}<<"
+    if target_token in tokenizer.get_vocab():
+        return target_token + " ", None
+    return "", None
+
+
+class Seq2SeqTranslator:
+    """Length-sorted batches through a local sequence-to-sequence model; subclasses translate one batch."""
 
     def __init__(self, cfg: TranslateArgs):
         self.cfg = cfg
         self.usage = Usage()
         self._loaded: dict[str, tuple] = {}
 
-    def _load(self, name: str):
+    def _model(self, name: str):
         if name not in self._loaded:
-            from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
-
-            tokenizer = AutoTokenizer.from_pretrained(name)
-            model = AutoModelForSeq2SeqLM.from_pretrained(name).eval()
-            self._loaded[name] = (tokenizer, model)
+            self._loaded[name] = self._load(name)
         return self._loaded[name]
 
-    def _codes(self, tokenizer, model, src: str, tgt: str) -> tuple[str, dict]:
-        """Per-family language codes: (text prefix, extra generate kwargs)."""
-        kind = type(tokenizer).__name__.lower()
-        if "nllb" in kind or model.config.model_type == "m2m_100":
-            code = (lambda c: languages.get(c).openlid[0]) if "nllb" in kind else (lambda c: c)
-            tokenizer.src_lang = code(src)
-            return "", {"forced_bos_token_id": tokenizer.convert_tokens_to_ids(code(tgt))}
-        target_token = f">>{tgt}<<"  # multi-target Marian models pick the language by a prefix token
-        if target_token in tokenizer.get_vocab():
-            return target_token + " ", {}
-        return "", {}
+    def _load(self, name: str) -> tuple:  # (tokenizer, model, model_type)
+        raise NotImplementedError
+
+    def _batch(self, tokenizer, model, texts: list[str], target: str | None) -> list[str]:
+        raise NotImplementedError
 
     def translate(self, texts: list[str], src: str, tgt: str, done: Done, failed: Failed) -> None:
-        import torch
-
-        tokenizer, model = self._load(model_for_pair(self.cfg.model, src, tgt))
-        prefix, extra = self._codes(tokenizer, model, src, tgt)
+        tokenizer, model, model_type = self._model(model_for_pair(self.cfg.model, src, tgt))
+        prefix, target = pair_codes(tokenizer, model_type, src, tgt)
         ordered = sorted(texts, key=len, reverse=True)  # similar lengths per batch: little padding
         for i in range(0, len(ordered), self.cfg.batch_size):
             batch = ordered[i : i + self.cfg.batch_size]
-            enc = tokenizer(
-                [prefix + t for t in batch],
-                return_tensors="pt",
-                padding=True,
-                truncation=True,
-                max_length=self.cfg.max_length,
+            outputs = self._batch(tokenizer, model, [prefix + t for t in batch], target)
+            done(dict(zip(batch, outputs, strict=True)))
+
+
+@BACKENDS.register("hf")
+class HFTranslator(Seq2SeqTranslator):
+    """transformers sequence-to-sequence MT (MarianMT/OPUS-MT, NLLB-200, M2M100)."""
+
+    def _load(self, name: str) -> tuple:
+        from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
+
+        model = AutoModelForSeq2SeqLM.from_pretrained(name).eval()
+        return AutoTokenizer.from_pretrained(name), model, model.config.model_type
+
+    def _batch(self, tokenizer, model, texts: list[str], target: str | None) -> list[str]:
+        import torch
+
+        enc = tokenizer(
+            texts, return_tensors="pt", padding=True, truncation=True, max_length=self.cfg.max_length
+        )
+        extra = {"forced_bos_token_id": tokenizer.convert_tokens_to_ids(target)} if target else {}
+        with torch.inference_mode():
+            out = model.generate(
+                **enc, num_beams=self.cfg.num_beams, max_new_tokens=self.cfg.max_length, **extra
             )
-            with torch.inference_mode():
-                out = model.generate(
-                    **enc, num_beams=self.cfg.num_beams, max_new_tokens=self.cfg.max_length, **extra
-                )
-            self.usage.add(
-                calls=1,
-                input_tokens=int(enc["attention_mask"].sum()),
-                output_tokens=int((out != tokenizer.pad_token_id).sum()),
+        self.usage.add(
+            calls=1,
+            input_tokens=int(enc["attention_mask"].sum()),
+            output_tokens=int((out != tokenizer.pad_token_id).sum()),
+        )
+        return tokenizer.batch_decode(out, skip_special_tokens=True)
+
+
+@BACKENDS.register("ctranslate2")
+class CTranslate2Translator(Seq2SeqTranslator):
+    """The same models through CTranslate2 (``pip install 'babeltune[ctranslate2]'``): converted once into the
+    model cache, then run with ``translate.compute_type`` (int8 by default on CPUs)."""
+
+    def _load(self, name: str) -> tuple:
+        try:
+            import ctranslate2
+        except ImportError:
+            raise BabeltuneError(
+                "translate.backend: ctranslate2 is not installed (pip install 'babeltune[ctranslate2]')"
+            ) from None
+        import torch
+        from transformers import AutoConfig, AutoTokenizer
+
+        from babeltune.translate.convert import converted
+
+        device = "cuda" if ctranslate2.get_cuda_device_count() > 0 else "cpu"
+        if self.cfg.compute_type not in ctranslate2.get_supported_compute_types(device) | {"auto", "default"}:
+            raise BabeltuneError(
+                f"translate.compute_type: {self.cfg.compute_type} is not supported on this {device}; choose "
+                f"from {sorted(ctranslate2.get_supported_compute_types(device))} or auto"
             )
-            done(dict(zip(batch, tokenizer.batch_decode(out, skip_special_tokens=True), strict=True)))
+        translator = ctranslate2.Translator(
+            str(converted(name)), device=device, compute_type=self.cfg.compute_type,
+            intra_threads=torch.get_num_threads(),
+        )  # fmt: skip
+        return AutoTokenizer.from_pretrained(name), translator, AutoConfig.from_pretrained(name).model_type
+
+    def _batch(self, tokenizer, model, texts: list[str], target: str | None) -> list[str]:
+        sources = [tokenizer.convert_ids_to_tokens(tokenizer.encode(t)) for t in texts]
+        results = model.translate_batch(
+            sources,
+            target_prefix=[[target]] * len(texts) if target else None,
+            beam_size=self.cfg.num_beams,
+            max_input_length=self.cfg.max_length,
+            max_decoding_length=self.cfg.max_length,
+        )
+        hypotheses = [r.hypotheses[0] for r in results]
+        self.usage.add(
+            calls=1,
+            input_tokens=sum(map(len, sources)),
+            output_tokens=sum(map(len, hypotheses)),
+        )
+        return [
+            tokenizer.decode(tokenizer.convert_tokens_to_ids(h), skip_special_tokens=True) for h in hypotheses
+        ]
 
 
 @BACKENDS.register("openai")
