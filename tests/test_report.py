@@ -67,7 +67,7 @@ def test_report_tables_plots_and_page(tmp_path):
     assert float(es["en-only"]["score_sum"]) == 0 and float(es["multi-down"]["score_sum"]) == 6
     assert float(es["en-only"]["robustness"]) == 2.0 and int(es["en-only"]["unparsable"]) == 1
     assert {r["seen"] for r in rows if r["lang"] == "bn"} == {"False"}
-    for name in ("consistency", "chrf", "score"):
+    for name in ("consistency", "chrf", "score", "robustness"):
         assert (tmp_path / "report" / f"{name}.png").stat().st_size > 5000
         assert (tmp_path / "report" / f"{name}.svg").exists()
     html = page.read_text()
@@ -99,7 +99,12 @@ def test_scores_against_model_size_are_plotted_per_regime_and_family(tmp_path):
         ("pythia", 405_000_000, False): 1.0,
     }
     assert {p.series for p in size_points(results, table, "score_mean")} == {"x (lora)"}
-    for name in ("consistency_by_size", "score_mean_by_size"):
+    robustness = {
+        (p.family, p.parameters, p.seen): p.value for p in size_points(results, table, "robustness")
+    }
+    assert robustness[("bloom", 559_000_000, True)] == 1.0  # es answers judged 2, scored 0: mean 2 -> 1
+    assert robustness[("bloom", 7_070_000_000, True)] == 0.0
+    for name in ("consistency_by_size", "score_mean_by_size", "robustness_by_size"):
         assert (tmp_path / "report" / f"{name}.png").stat().st_size > 5000
         assert (tmp_path / "report" / f"{name}.svg").exists()
-    assert page.read_text().count("data:image/png;base64,") == 6
+    assert page.read_text().count("data:image/png;base64,") == 8

@@ -120,8 +120,15 @@ def run(
     figures += plots.grouped_bars(table, "chrf", "chrF vs reference", out_dir / "chrf")
     if any(c.score_mean is not None for c in table):
         figures += plots.grouped_bars(table, "score_mean", "mean score (judge x match)", out_dir / "score")
+        figures += plots.grouped_bars(
+            table, "robustness", "robustness: judge score lost to the language check", out_dir / "robustness"
+        )
     figures += plots.heatmap(table, "consistency", "language consistency", out_dir / "heatmap")
-    for metric, label in (("consistency", "language consistency"), ("score_mean", "mean score")):
+    for metric, label in (
+        ("consistency", "language consistency"),
+        ("score_mean", "mean score"),
+        ("robustness", "robustness (score lost)"),
+    ):
         if points := size_points(results, table, metric):
             figures += plots.by_size(points, f"{label} (mean over languages)", out_dir / f"{metric}_by_size")
     tests = paired_tests(scores, lang_order)
