@@ -185,6 +185,11 @@ class TrainArgs:
     length_grouping: bool = _f(
         True, "batch sequences of similar length together (little compute spent on padding)"
     )
+    chunked_loss: bool = _f(
+        True,
+        "compute the loss from the last hidden states in chunks, only where tokens have labels: the full "
+        "logits tensor never exists (used where the model's logits are its plain linear head; checked)",
+    )
     val_size: float = _f(0.0, "held-out validation examples (count, or a fraction below 1); the paper: 1000")
     eval_every: int | None = _f(None, "evaluate and checkpoint every N steps (default: every epoch)")
     keep_best: bool = _f(True, "with validation: keep the checkpoint with the lowest validation loss")

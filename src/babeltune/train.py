@@ -109,6 +109,32 @@ def _with_adapter(model, method: str, lora: LoraArgs, quantized: bool):
     return get_peft_model(model, peft_cfg)
 
 
+def chunked_loss_function(model, rows: list[dict], collate, precision: str, wanted: bool):
+    """The chunked-loss ``compute_loss_func`` when the config asks for it and the model passes the check."""
+    import torch
+
+    if not wanted:
+        return None
+    from babeltune import chunked_loss
+
+    batch = collate([dict(r) for r in rows[:2]])
+    device = next(model.parameters()).device
+    if not chunked_loss.supported(model, batch["input_ids"].to(device), batch["attention_mask"].to(device)):
+        return None  # soft-capped or scaled logits: the model's own loss (metrics.json says which ran)
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+    return chunked_loss.loss_function(model.get_output_embeddings(), dtype)
+
+
+def with_model_outputs(collate):
+    """Batches that also ask the model for its hidden states and the last position's logits only."""
+    from babeltune.chunked_loss import MODEL_OUTPUTS
+
+    def collate_with(features):
+        return {**collate(features), **MODEL_OUTPUTS}
+
+    return collate_with
+
+
 def _log_callback(path: Path):
     from transformers import TrainerCallback
 
@@ -282,6 +308,11 @@ def run(job: TrainJob, out_dir: Path) -> Path:
     resume = last_complete_checkpoint(checkpoints)
     if resume is None:
         log_path.unlink(missing_ok=True)
+    collate = DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=-100)
+    precision = resolve_precision(cfg.precision, job.model.dtype)
+    loss_func = chunked_loss_function(model, rows, collate, precision, cfg.chunked_loss)
+    if loss_func:  # the model returns hidden states and one position's logits; the loss does the rest
+        collate = with_model_outputs(collate)
     callbacks = [_log_callback(log_path)]
     if not (val and cfg.keep_best):  # picking the best checkpoint needs the last one saved
         callbacks.append(_no_final_checkpoint_callback())
@@ -290,7 +321,8 @@ def run(job: TrainJob, out_dir: Path) -> Path:
         args=training_arguments(job, out_dir, validate=bool(val)),
         train_dataset=rows,
         eval_dataset=val or None,
-        data_collator=DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=-100),
+        data_collator=collate,
+        compute_loss_func=loss_func,
         callbacks=callbacks,
     )
     loss_before = trainer.evaluate(probe, metric_key_prefix="probe")["probe_loss"]
@@ -320,6 +352,7 @@ def run(job: TrainJob, out_dir: Path) -> Path:
                 "steps": result.global_step,
                 "resumed_from": resume,
                 "processes": trainer.args.world_size,
+                "loss": "chunked" if loss_func else "model",
                 "precision": resolve_precision(cfg.precision, job.model.dtype),
                 "seconds": round(seconds, 2),
                 "useful_tokens": useful,
