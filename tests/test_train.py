@@ -256,3 +256,12 @@ def test_a_checkpoint_cut_short_by_a_kill_is_never_resumed_from(tmp_path):
             (tmp_path / f"checkpoint-{step}" / name).write_text("x")
     assert last_complete_checkpoint(tmp_path) == str(tmp_path / "checkpoint-2")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint-2"]  # half-written ones removed
+
+
+@pytest.mark.parametrize("env", [{"ACCELERATE_USE_FSDP": "true"}, {"ACCELERATE_DEEPSPEED_ZERO_STAGE": "3"}])
+def test_no_chunked_loss_where_the_head_is_sharded(monkeypatch, env):
+    from babeltune.train import chunked_loss_function
+
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert chunked_loss_function(model=None, rows=[], collate=None, precision="bf16", wanted=True) is None

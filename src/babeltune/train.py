@@ -113,7 +113,11 @@ def chunked_loss_function(model, rows: list[dict], collate, precision: str, want
     """The chunked-loss ``compute_loss_func`` when the config asks for it and the model passes the check."""
     import torch
 
-    if not wanted:
+    sharded = (
+        os.environ.get("ACCELERATE_USE_FSDP", "").lower() == "true"
+        or os.environ.get("ACCELERATE_DEEPSPEED_ZERO_STAGE") == "3"
+    )
+    if not wanted or sharded:  # FSDP / ZeRO-3 gather the head's weights only inside the model's forward
         return None
     from babeltune import chunked_loss
 
