@@ -30,14 +30,19 @@ backend runs the same model converted once to CTranslate2 with int8 weights: its
 matrix products is faster again than transformers' batched `generate` on this CPU. Next: splitting long
 fields into sentences so batches are more even.
 
-**Training.** Two things, both on by default: automatic precision (bf16 autocast where the hardware
-multiplies bf16 natively; the matmul peaks above show about 4x fp32 on this CPU) and micro-batches of 4
-grouped by length, so little compute goes to padding. The paper's recipe pays fp32 and random-order padding.
-The end-of-run checkpoint (weights + optimizer state, only to be deleted once the final weights are saved)
-is no longer written when no best-checkpoint selection needs it: 3.5-6.4 s of a 4-step full fine-tune of the
-135M model here. The "steps alone" rate leaves out start-up and validation. Next: sequence packing (fewer,
-fuller steps: what small-batch GPU runs need most) and a chunked cross-entropy, since the 49k-vocabulary
-logits dominate activation memory.
+**Training.** Three things, all on by default: automatic precision (bf16 autocast where the hardware
+multiplies bf16 natively; the matmul peaks above show about 4x fp32 on this CPU), micro-batches of 4 grouped
+by length, so little compute goes to padding, and the chunked loss: the model returns its last hidden states,
+and the head and cross-entropy run over chunks of 1,024 labelled tokens with their gradients computed in the
+same pass, so the batch x length x 49k-vocabulary logits never exist at once and padding gets no head compute
+(the third line above isolates it). The paper's recipe pays fp32, random-order padding and full logits. The
+end-of-run checkpoint (weights + optimizer state, only to be deleted once the final weights are saved) is no
+longer written when no best-checkpoint selection needs it: 3.5-6.4 s of a 4-step full fine-tune of the 135M
+model here. The "steps alone" rate leaves out start-up and validation. Next: padding-free packing on GPUs
+with flash-attention's variable-length kernels (with transformers 5.24's sdpa and eager attention, packed
+sequences given only position ids attend across their boundaries: the second of two packed sequences' logits
+differed by up to 31 from running it alone, so babeltune does not pack), and a look at the 3.2 GB peak, which
+the model (0.5 GB in fp32) and its logits do not explain.
 
 **Generation.** Prompts are sorted by length and left-padded into batches that share the KV cache's work,
 stop strings end finished answers early, and bf16 autocast is used where it is fast (1.46x over fp32
