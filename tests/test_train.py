@@ -265,3 +265,13 @@ def test_no_chunked_loss_where_the_head_is_sharded(monkeypatch, env):
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     assert chunked_loss_function(model=None, rows=[], collate=None, precision="bf16", wanted=True) is None
+
+
+def test_gradient_checkpointing_trains_the_same_adapter(tmp_path, mixture, tiny_model):
+    weights = {}
+    for on in (False, True):
+        job = _job(mixture, tiny_model, "lora", gradient_checkpointing=on, precision="fp32", max_steps=4)
+        weights[on] = load_file(run(job, tmp_path / str(on)) / "adapter_model.safetensors")
+        assert read_json(tmp_path / str(on) / "metrics.json")["gradient_checkpointing"] is on
+    assert all(weights[True][k].allclose(weights[False][k], atol=1e-5) for k in weights[False])
+    assert any(weights[True][k].abs().sum() > 0 for k in weights[True] if "lora_B" in k)

@@ -190,6 +190,11 @@ class TrainArgs:
         "compute the loss from the last hidden states in chunks, only where tokens have labels: the full "
         "logits tensor never exists (used where the model's logits are its plain linear head; checked)",
     )
+    gradient_checkpointing: bool = _f(
+        False,
+        "keep only each layer's input and recompute the rest in backward: activation memory down to a "
+        "fraction, about a third more compute (for big models or long sequences on small GPUs)",
+    )
     val_size: float = _f(0.0, "held-out validation examples (count, or a fraction below 1); the paper: 1000")
     eval_every: int | None = _f(None, "evaluate and checkpoint every N steps (default: every epoch)")
     keep_best: bool = _f(True, "with validation: keep the checkpoint with the lowest validation loss")

@@ -244,6 +244,8 @@ def training_arguments(job: TrainJob, out_dir: Path, validate: bool):
         bf16=resolve_precision(cfg.precision, job.model.dtype) == "bf16",
         fp16=resolve_precision(cfg.precision, job.model.dtype) == "fp16",
         include_num_input_tokens_seen="non_padding",
+        gradient_checkpointing=cfg.gradient_checkpointing,
+        gradient_checkpointing_kwargs={"use_reentrant": False},  # works with frozen inputs (LoRA) too
         prediction_loss_only=True,  # evaluate() would otherwise keep every logit: GBs for a 49k vocabulary
     )
 
@@ -357,6 +359,7 @@ def run(job: TrainJob, out_dir: Path) -> Path:
                 "resumed_from": resume,
                 "processes": trainer.args.world_size,
                 "loss": "chunked" if loss_func else "model",
+                "gradient_checkpointing": bool(getattr(base, "is_activation_checkpointing", False)),
                 "precision": resolve_precision(cfg.precision, job.model.dtype),
                 "seconds": round(seconds, 2),
                 "useful_tokens": useful,
