@@ -208,6 +208,14 @@ def resolve_precision(precision: str, dtype: str) -> str:
     return "bf16" if bf16_is_fast() else "fp32"
 
 
+def checkpointing_arguments(arguments_class, enabled: bool) -> dict:
+    """Activation checkpointing under the name this transformers uses (``gradient_`` before 5.24)."""
+    if not enabled:
+        return {}
+    name = "activation" if "activation_checkpointing" in arguments_class.__dataclass_fields__ else "gradient"
+    return {f"{name}_checkpointing": True, f"{name}_checkpointing_kwargs": {"use_reentrant": False}}
+
+
 def training_arguments(job: TrainJob, out_dir: Path, validate: bool):
     import torch
     from transformers import TrainingArguments
@@ -244,8 +252,7 @@ def training_arguments(job: TrainJob, out_dir: Path, validate: bool):
         bf16=resolve_precision(cfg.precision, job.model.dtype) == "bf16",
         fp16=resolve_precision(cfg.precision, job.model.dtype) == "fp16",
         include_num_input_tokens_seen="non_padding",
-        gradient_checkpointing=cfg.gradient_checkpointing,
-        gradient_checkpointing_kwargs={"use_reentrant": False},  # works with frozen inputs (LoRA) too
+        **checkpointing_arguments(TrainingArguments, cfg.gradient_checkpointing),
         prediction_loss_only=True,  # evaluate() would otherwise keep every logit: GBs for a 49k vocabulary
     )
 
