@@ -2,7 +2,8 @@
 
 A random-weight Llama-architecture model of about 1B parameters (Llama-3.2-1B's shape) in bf16 is
 fine-tuned with LoRA and with all parameters through `babeltune.train` on the built-in multilingual data
-(after a short warm-up training, at micro-batches of 16 and 64), then answers test prompts through the
+(after a short warm-up training, at micro-batches of 16 and 64; full training at 64 also with the model's
+own loss and with gradient checkpointing), then answers test prompts through the
 `hf` generation backend, one prompt at a time and in batches, and through `vllm` when it is installed.
 Prints tokens/s and model FLOP utilisation against a bf16 matmul peak measured in the same run, for the
 whole run and for the training steps alone (without start-up and validation), and writes the figures to
@@ -82,32 +83,39 @@ def training(root: Path, mixture: Path, s: dict, params: int, peak: float) -> di
 
     model_args = ModelArgs(name=str(root / "model"), dtype="bfloat16")
 
-    def train(method: str, batch: int, steps: int) -> dict:
+    def train(method: str, batch: int, steps: int, **extra) -> dict:
         args = TrainArgs(max_steps=steps, batch_size=batch, grad_accum=1, max_length=512, learning_rate=1e-4,
-                         full_learning_rate=1e-5, warmup_ratio=0.0)  # fmt: skip
-        folder = root / f"{method}-{batch}-{steps}"
+                         full_learning_rate=1e-5, warmup_ratio=0.0, **extra)  # fmt: skip
+        folder = root / f"{method}-{batch}-{steps}-{len(extra)}"
         run(TrainJob(mixture, model_args, method, LoraArgs(), args), folder)
         return read_json(folder / "metrics.json")
 
     out = {}
     train("lora", s["batches"][0], 3)  # warm-up: CUDA context, cuBLAS handles, kernel choices
-    for method, flops in (("lora", 4), ("full", 6)):  # LoRA: no weight gradients for the frozen base
-        for batch in s["batches"]:
-            if s["device"] == "cuda":
-                torch.cuda.reset_peak_memory_stats()
-            m = train(method, batch, s["steps"])
-            whole, steps = m["tokens_per_second"], m["step_tokens_per_second"] or m["tokens_per_second"]
-            out[f"train_{method}_batch_{batch}"] = row = {
-                "useful_tokens_per_second": whole,
-                "steps_alone_tokens_per_second": steps,
-                "useful_tokens_per_step": round(m["useful_tokens"] / m["steps"]),
-                "seconds": m["seconds"],
-                "mfu": round(whole * flops * params / peak, 3),
-                "mfu_steps_alone": round(steps * flops * params / peak, 3),
-                "probe_loss": [round(m["probe_loss_before"], 3), round(m["probe_loss_after"], 3)],
-                "peak_memory_gb": peak_memory_gb(s["device"]),
-            }
-            print(method, batch, row, flush=True)
+    big = s["batches"][-1]
+    variants = [(m, b, {}) for m in ("lora", "full") for b in s["batches"]] + [
+        ("full", big, {"chunked_loss": False}),  # what the chunked loss changes on a GPU
+        ("full", big, {"gradient_checkpointing": True}),
+    ]
+    for method, batch, extra in variants:
+        flops = 4 if method == "lora" else 6  # LoRA: no weight gradients for the frozen base
+        if s["device"] == "cuda":
+            torch.cuda.reset_peak_memory_stats()
+        m = train(method, batch, s["steps"], **extra)
+        whole, steps = m["tokens_per_second"], m["step_tokens_per_second"] or m["tokens_per_second"]
+        name = f"train_{method}_batch_{batch}" + "".join(f"_{k}_{v}" for k, v in extra.items())
+        out[name] = row = {
+            "useful_tokens_per_second": whole,
+            "steps_alone_tokens_per_second": steps,
+            "useful_tokens_per_step": round(m["useful_tokens"] / m["steps"]),
+            "seconds": m["seconds"],
+            "mfu": round(whole * flops * params / peak, 3),
+            "mfu_steps_alone": round(steps * flops * params / peak, 3),
+            "loss": m["loss"],
+            "probe_loss": [round(m["probe_loss_before"], 3), round(m["probe_loss_after"], 3)],
+            "peak_memory_gb": peak_memory_gb(s["device"]),
+        }
+        print(name, row, flush=True)
     return out
 
 
