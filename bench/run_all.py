@@ -49,8 +49,10 @@ measured once) - the switch for big models on small GPUs.
 **Generation.** Prompts are sorted by length and left-padded into batches that share the KV cache's work,
 stop strings end finished answers early, and bf16 autocast is used where it is fast (1.46x over fp32
 batched, measured in issue 5). One prompt at a time leaves the matrix units idle while Python and kernel
-launches dominate. Next: vLLM (continuous batching, paged KV cache) on GPUs, and continuous batching in
-`babeltune serve`.
+launches dominate. `babeltune serve` batches too: requests that arrive while the model is busy are answered
+together in its next generation (16 concurrent chat clients: 2 generations instead of 16). Next: vLLM
+(continuous batching, paged KV cache) on GPUs; in `serve`, joining requests mid-generation rather than at the
+next one.
 
 **Language ID.** fastText's linear model over character n-grams: tens of microseconds per response, after
 cleaning code and URLs out. Nothing needed next: it is under 1 % of an evaluation.
@@ -74,7 +76,13 @@ first, reports the steps-alone rate and tries micro-batches of 16 and 64, so the
 these; not measured yet.
 """
 
-BENCHES = ["translate_batching.py", "train_throughput.py", "generate_batching.py", "langid_and_judge.py"]
+BENCHES = [
+    "translate_batching.py",
+    "train_throughput.py",
+    "generate_batching.py",
+    "serve_concurrency.py",
+    "langid_and_judge.py",
+]
 
 
 def machine() -> str:

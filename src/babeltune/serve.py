@@ -1,7 +1,7 @@
 """``babeltune serve``: an OpenAI-compatible endpoint for a base model, a tuned adapter or the embedded model.
 
 Routes: ``GET /v1/models``, ``POST /v1/completions`` and ``POST /v1/chat/completions`` (both also
-streaming, as server-sent events). Chat messages become prompts through the same template the model
+streaming, as server-sent events). Requests waiting for the model are answered in one batch. Chat messages become prompts through the same template the model
 was trained with. Binds 127.0.0.1 unless told otherwise; an optional bearer key; request size and
 ``max_tokens`` limits; every error is a JSON body in OpenAI's shape.
 """
@@ -43,19 +43,75 @@ class Limits:
 
 
 @dataclass
+class _Request:
+    texts: list[str]
+    gen: GenerateArgs
+    done: threading.Event = field(default_factory=threading.Event)
+    answers: list[tuple[str, int]] | None = None
+    error: BaseException | None = None
+
+
+@dataclass
 class ServedModel:
+    """The model behind the endpoint. Requests that arrive while it is busy wait together, and the next
+    generation answers all of them that share decoding settings in one batch (up to ``max_batch`` prompts):
+    concurrent clients such as a judge with 16 requests in flight get batched throughput."""
+
     name: str
     template: str
     tokenizer: object
     model: object
     bf16: bool
+    max_batch: int = 16
     lock: threading.Lock = field(default_factory=threading.Lock)  # one generation at a time
+    waiting: list[_Request] = field(default_factory=list)
+    waiting_lock: threading.Lock = field(default_factory=threading.Lock)
+    generations: int = 0  # model.generate calls so far
 
-    def complete(self, texts: list[str], gen: GenerateArgs, streamer=None) -> list[tuple[str, int]]:
+    def _generate(self, texts: list[str], gen: GenerateArgs, streamer=None) -> list[tuple[str, int]]:
         from babeltune.generate import generate_batch
 
-        with self.lock:
-            return generate_batch(self.model, self.tokenizer, texts, gen, self.bf16, gen.seed, streamer)
+        self.generations += 1
+        return generate_batch(self.model, self.tokenizer, texts, gen, self.bf16, gen.seed, streamer)
+
+    def _take_batch(self, first: _Request) -> list[_Request]:
+        """``first`` and the waiting requests with its decoding settings, up to ``max_batch`` prompts."""
+        with self.waiting_lock:
+            batch, size = [], 0
+            for r in self.waiting:
+                if r.gen == first.gen and (not batch or size + len(r.texts) <= self.max_batch):
+                    batch.append(r)
+                    size += len(r.texts)
+            self.waiting = [r for r in self.waiting if not any(r is b for b in batch)]
+            return batch
+
+    def complete(self, texts: list[str], gen: GenerateArgs, streamer=None) -> list[tuple[str, int]]:
+        if streamer is not None:  # a stream follows one request's tokens: it runs alone
+            with self.lock:
+                return self._generate(texts, gen, streamer)
+        mine = _Request(texts, gen)
+        with self.waiting_lock:
+            self.waiting.append(mine)
+        while not mine.done.is_set():
+            with self.lock:
+                if mine.done.is_set():  # the previous holder answered it
+                    break
+                batch = self._take_batch(mine)
+                try:
+                    answers = self._generate([t for r in batch for t in r.texts], gen)
+                except BaseException as err:
+                    for r in batch:
+                        r.error = err
+                        r.done.set()
+                    with self.waiting_lock:  # no one will wait for it any more
+                        self.waiting = [r for r in self.waiting if r is not mine]
+                    raise
+                for r in batch:
+                    r.answers, answers = answers[: len(r.texts)], answers[len(r.texts) :]
+                    r.done.set()
+        if mine.error is not None:
+            raise mine.error
+        return mine.answers
 
 
 def load(
