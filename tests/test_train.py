@@ -275,3 +275,14 @@ def test_gradient_checkpointing_trains_the_same_adapter(tmp_path, mixture, tiny_
         assert read_json(tmp_path / str(on) / "metrics.json")["gradient_checkpointing"] is on
     assert all(weights[True][k].allclose(weights[False][k], atol=1e-5) for k in weights[False])
     assert any(weights[True][k].abs().sum() > 0 for k in weights[True] if "lora_B" in k)
+
+
+def test_full_runs_train_with_the_full_settings(tmp_path, mixture, tiny_model):
+    """The paper's full-parameter runs: loss on answers only while LoRA runs also learn the prompt."""
+    losses = {}
+    for full_loss_on_prompt in (True, False):
+        job = _job(mixture, tiny_model, "full", max_steps=1, full_loss_on_prompt=full_loss_on_prompt)
+        run(job, tmp_path / str(full_loss_on_prompt))
+        losses[full_loss_on_prompt] = read_json(tmp_path / str(full_loss_on_prompt) / "metrics.json")
+    # Same model, same probe examples: only which tokens the loss counts differs.
+    assert losses[True]["probe_loss_before"] != pytest.approx(losses[False]["probe_loss_before"], abs=1e-3)

@@ -204,6 +204,26 @@ class TrainArgs:
     seed: int = _f(0, "training seed")
     threads: int | None = _f(None, "torch CPU threads (default: torch's choice)")
 
+    def for_method(self, method: str) -> TrainArgs:
+        """The settings a ``method`` run trains with: the ``full_*`` fields replace their plain ones.
+
+        >>> t = TrainArgs(full_epochs=3, full_loss_on_prompt=False).for_method("full")
+        >>> t.epochs, t.learning_rate, t.loss_on_prompt
+        (3, 2e-05, False)
+        >>> TrainArgs(full_epochs=3).for_method("lora").epochs
+        2.0
+        """
+        if method != "full":
+            return self
+        return dataclasses.replace(
+            self,
+            epochs=self.full_epochs or self.epochs,
+            learning_rate=self.full_learning_rate,
+            loss_on_prompt=self.loss_on_prompt
+            if self.full_loss_on_prompt is None
+            else self.full_loss_on_prompt,
+        )
+
 
 @dataclass
 class GenerateArgs:

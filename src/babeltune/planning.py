@@ -23,7 +23,7 @@ def training_rows(plan: Plan) -> list[dict]:
     for task_id, (result, (model, method, mix)) in enumerate(zip(plan.results, grid, strict=True)):
         m = mixtures[mix["name"]]
         tokens = m["tokens"] if m["tokens"] is not None else m["examples"] * TOKENS_PER_EXAMPLE
-        epochs = train.full_epochs if method == "full" and train.full_epochs else train.epochs
+        epochs = train.for_method(method).epochs
         billions = parameters_of(model.name)
         flops = (
             None if billions is None else epochs * tokens * (6 if method == "full" else 4) * billions * 1e9

@@ -220,7 +220,7 @@ def training_arguments(job: TrainJob, out_dir: Path, validate: bool):
     import torch
     from transformers import TrainingArguments
 
-    cfg = job.train
+    cfg = job.train.for_method(job.method)
     cadence = "steps" if cfg.eval_every else "epoch"
     distributed = (
         int(os.environ.get("WORLD_SIZE", "1")) > 1
@@ -230,9 +230,9 @@ def training_arguments(job: TrainJob, out_dir: Path, validate: bool):
         per_device_train_batch_size=cfg.batch_size,
         per_device_eval_batch_size=cfg.batch_size,
         gradient_accumulation_steps=cfg.grad_accum,
-        num_train_epochs=cfg.full_epochs if job.method == "full" and cfg.full_epochs else cfg.epochs,
+        num_train_epochs=cfg.epochs,
         max_steps=cfg.max_steps or -1,
-        learning_rate=cfg.learning_rate if job.method == "lora" else cfg.full_learning_rate,
+        learning_rate=cfg.learning_rate,
         warmup_steps=cfg.warmup_ratio,
         lr_scheduler_type=cfg.scheduler,
         train_sampling_strategy="group_by_length" if cfg.length_grouping else "random",
@@ -299,7 +299,7 @@ def run(job: TrainJob, out_dir: Path) -> Path:
 
     from babeltune.models import load_model, load_tokenizer
 
-    cfg = job.train
+    cfg = job.train.for_method(job.method)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
