@@ -30,17 +30,18 @@ def supported(model, input_ids, attention_mask) -> bool:
     import torch
 
     head = model.get_output_embeddings()
-    if head is None or not torch.is_floating_point(getattr(head, "weight", torch.zeros(0, dtype=torch.long))):
+    weight = getattr(head, "weight", None)
+    if weight is None or not weight.is_floating_point():  # no head, or a quantized one
         return False
     try:
         with torch.no_grad():
-            head.weight.mul_(64)
+            weight.mul_(64)
             try:
                 full = model(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True)
                 last = model(input_ids=input_ids, attention_mask=attention_mask, **MODEL_OUTPUTS)
                 ours = head(full.hidden_states[-1])
             finally:
-                head.weight.div_(64)
+                weight.div_(64)
     except (TypeError, ValueError):  # a forward without logits_to_keep or hidden states
         return False
 

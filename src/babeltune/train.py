@@ -123,7 +123,8 @@ def chunked_loss_function(model, rows: list[dict], collate, precision: str, want
 
     batch = collate([dict(r) for r in rows[:2]])
     device = next(model.parameters()).device
-    if not chunked_loss.supported(model, batch["input_ids"].to(device), batch["attention_mask"].to(device)):
+    ids, mask = (batch[k][:, :16].to(device) for k in ("input_ids", "attention_mask"))  # a few tokens suffice
+    if not chunked_loss.supported(model, ids, mask):
         return None  # soft-capped or scaled logits: the model's own loss (metrics.json says which ran)
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
     return chunked_loss.loss_function(model.get_output_embeddings(), dtype)
@@ -216,11 +217,20 @@ def checkpointing_arguments(arguments_class, enabled: bool) -> dict:
     return {f"{name}_checkpointing": True, f"{name}_checkpointing_kwargs": {"use_reentrant": False}}
 
 
+def checkpointing_is_on(model) -> bool:
+    """Whether activation checkpointing is active, read from the model (its name changed in 5.24)."""
+    for name in ("is_activation_checkpointing", "is_gradient_checkpointing"):
+        if hasattr(type(model), name):
+            return bool(getattr(model, name))
+    return False
+
+
 def training_arguments(job: TrainJob, out_dir: Path, validate: bool):
     import torch
     from transformers import TrainingArguments
 
     cfg = job.train.for_method(job.method)
+    precision = resolve_precision(cfg.precision, job.model.dtype)
     cadence = "steps" if cfg.eval_every else "epoch"
     distributed = (
         int(os.environ.get("WORLD_SIZE", "1")) > 1
@@ -249,8 +259,8 @@ def training_arguments(job: TrainJob, out_dir: Path, validate: bool):
         data_seed=cfg.seed,
         use_cpu=not torch.cuda.is_available(),
         ddp_backend="gloo" if distributed and not torch.cuda.is_available() else None,
-        bf16=resolve_precision(cfg.precision, job.model.dtype) == "bf16",
-        fp16=resolve_precision(cfg.precision, job.model.dtype) == "fp16",
+        bf16=precision == "bf16",
+        fp16=precision == "fp16",
         include_num_input_tokens_seen="non_padding",
         **checkpointing_arguments(TrainingArguments, cfg.gradient_checkpointing),
         prediction_loss_only=True,  # evaluate() would otherwise keep every logit: GBs for a 49k vocabulary
@@ -326,7 +336,8 @@ def run(job: TrainJob, out_dir: Path) -> Path:
     loss_func = chunked_loss_function(model, rows, collate, precision, cfg.chunked_loss)
     if loss_func:  # the model returns hidden states and one position's logits; the loss does the rest
         collate = with_model_outputs(collate)
-    callbacks = [_log_callback(log_path)]
+    log_callback = _log_callback(log_path)
+    callbacks = [log_callback]
     if not (val and cfg.keep_best):  # picking the best checkpoint needs the last one saved
         callbacks.append(_no_final_checkpoint_callback())
     trainer = Trainer(
@@ -366,12 +377,12 @@ def run(job: TrainJob, out_dir: Path) -> Path:
                 "resumed_from": resume,
                 "processes": trainer.args.world_size,
                 "loss": "chunked" if loss_func else "model",
-                "gradient_checkpointing": bool(getattr(base, "is_activation_checkpointing", False)),
-                "precision": resolve_precision(cfg.precision, job.model.dtype),
+                "gradient_checkpointing": checkpointing_is_on(base),
+                "precision": precision,
                 "seconds": round(seconds, 2),
                 "useful_tokens": useful,
                 "tokens_per_second": round(useful / seconds, 1),
-                "step_tokens_per_second": callbacks[0].steady_rate(),
+                "step_tokens_per_second": log_callback.steady_rate(),
                 "parameters": base_parameters,  # of the base model: the x axis of score-vs-size plots
                 "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
             },
