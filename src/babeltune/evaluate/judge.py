@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
+from pathlib import Path
 
 import yaml
 
@@ -136,6 +137,32 @@ def item_key(
 ) -> str:
     blob = json.dumps([prompt.fingerprint, model, question, answer, lang, answer_b], ensure_ascii=False)
     return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def judge_with_cache(
+    cfg: JudgeArgs, prompt: JudgePrompt, items: list[JudgeItem], log_path: Path, usage: Usage
+) -> dict[str, Judgement]:
+    """Judgements by item key: those in the ``log_path`` cache, the rest from the backend, appended as they
+    arrive (a killed run re-judges nothing). A judgement the endpoint never gave is returned, not cached."""
+    from tqdm.auto import tqdm
+
+    from babeltune.io import AppendLog
+
+    with AppendLog(log_path) as log:
+        found = {row["key"]: Judgement(row["score"], row["raw"]) for row in log.rows}
+        todo = list({item.key: item for item in items if item.key not in found}.values())
+        bar = tqdm(total=len(todo), desc="judge", unit="answer", disable=not todo)
+
+        def done(item: JudgeItem, judgement: Judgement) -> None:  # backends call it from one thread
+            if judgement.error is None:
+                log.append({"key": item.key, "score": judgement.score, "raw": judgement.raw})
+            found[item.key] = judgement
+            bar.update(1)
+
+        if todo:
+            BACKENDS.get(cfg.backend)(cfg, prompt, todo, done, usage)
+        bar.close()
+    return found
 
 
 # --- backends -------------------------------------------------------------------------------------

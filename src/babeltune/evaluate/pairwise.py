@@ -12,7 +12,7 @@ from pathlib import Path
 
 from babeltune.config import EvaluateArgs
 from babeltune.evaluate import judge as judges
-from babeltune.io import AppendLog, write_json, write_jsonl
+from babeltune.io import write_json, write_jsonl
 from babeltune.retry import Usage
 
 
@@ -74,17 +74,10 @@ def run(cfg: EvaluateArgs, a: list[dict], b: list[dict], names: tuple[str, str],
                 key, ra["prompt"], x["response"], ra["lang"], y["response"]
             )
     usage = Usage()
-    with AppendLog(out_dir / "judgements.jsonl") as log:
-        verdicts = {row["key"]: row["score"] for row in log.rows}
-        todo = list({i.key: i for i in items.values() if i.key not in verdicts}.values())
-
-        def done(item: judges.JudgeItem, judgement: judges.Judgement) -> None:
-            if judgement.error is None:
-                log.append({"key": item.key, "score": judgement.score, "raw": judgement.raw})
-                verdicts[item.key] = judgement.score
-
-        if todo:
-            judges.BACKENDS.get(cfg.judge.backend)(cfg.judge, prompt, todo, done, usage)
+    found = judges.judge_with_cache(
+        cfg.judge, prompt, list(items.values()), out_dir / "judgements.jsonl", usage
+    )
+    verdicts = {key: j.score for key, j in found.items()}
     rows = []
     for ra, _ in pairs:
         first, swapped = (verdicts.get(items[ra["id"], o].key) for o in ("first", "swapped"))

@@ -8,17 +8,14 @@ judgement the endpoint never gave is not cached and is retried by the next run.
 
 from __future__ import annotations
 
-import threading
 from collections import Counter
 from pathlib import Path
-
-from tqdm.auto import tqdm
 
 from babeltune.config import EvaluateArgs
 from babeltune.evaluate import judge as judges
 from babeltune.evaluate.langid import detect, matches
 from babeltune.evaluate.metrics import chrf, pearson
-from babeltune.io import AppendLog, read_jsonl, write_json, write_jsonl
+from babeltune.io import read_jsonl, write_json, write_jsonl
 from babeltune.retry import Usage
 
 
@@ -48,23 +45,10 @@ def _judge(
     for r in _judge_subset(responses, cfg.judge.max_per_language):
         key = judges.item_key(prompt, cfg.judge.model, r["prompt"], r["response"], r["lang"])
         wanted[r["id"]] = judges.JudgeItem(key, r["prompt"], r["response"], r["lang"])
-    with AppendLog(out_dir / "judgements.jsonl") as log:
-        cached = {row["key"]: judges.Judgement(row["score"], row["raw"]) for row in log.rows}
-        todo = list({item.key: item for item in wanted.values() if item.key not in cached}.values())
-        bar = tqdm(total=len(todo), desc="judge", unit="answer", disable=not todo)
-        lock = threading.Lock()
-
-        def done(item: judges.JudgeItem, judgement: judges.Judgement) -> None:
-            with lock:
-                if judgement.error is None:
-                    log.append({"key": item.key, "score": judgement.score, "raw": judgement.raw})
-                cached[item.key] = judgement
-                bar.update(1)
-
-        if todo:
-            judges.BACKENDS.get(cfg.judge.backend)(cfg.judge, prompt, todo, done, usage)
-        bar.close()
-    return {rid: cached[item.key] for rid, item in wanted.items()}
+    found = judges.judge_with_cache(
+        cfg.judge, prompt, list(wanted.values()), out_dir / "judgements.jsonl", usage
+    )
+    return {rid: found[item.key] for rid, item in wanted.items()}
 
 
 def score_row(
