@@ -27,6 +27,7 @@ from babeltune import translate as translate_stage
 from babeltune.config import ExperimentConfig, dump_yaml
 from babeltune.data.schema import Example
 from babeltune.io import atomic_write_text, write_json
+from babeltune.models import model_slug
 from babeltune.registry import BabeltuneError
 
 DONE = ".done.json"
@@ -40,15 +41,6 @@ def stage_key(*parts: object) -> str:
         parts, sort_keys=True, default=lambda o: asdict(o) if hasattr(o, "__dataclass_fields__") else str(o)
     )
     return hashlib.sha256(blob.encode()).hexdigest()[:10]
-
-
-def model_slug(name: str) -> str:
-    """A short, path-safe model name.
-
-    >>> model_slug("builtin:smollm2-135m"), model_slug("EleutherAI/pythia-70m"), model_slug("/tmp/x/tiny/")
-    ('smollm2-135m', 'pythia-70m', 'tiny')
-    """
-    return name.removeprefix("builtin:").removeprefix("preset:").rstrip("/").split("/")[-1]
 
 
 @dataclass

@@ -38,6 +38,15 @@ PRESETS = {
 }
 
 
+def model_slug(name: str) -> str:
+    """A short, path-safe model name.
+
+    >>> model_slug("builtin:smollm2-135m"), model_slug("EleutherAI/pythia-70m"), model_slug("/tmp/x/tiny/")
+    ('smollm2-135m', 'pythia-70m', 'tiny')
+    """
+    return name.removeprefix("builtin:").removeprefix("preset:").rstrip("/").split("/")[-1]
+
+
 def parameters_of(name: str) -> float | None:
     """Parameters in billions from a preset's name (``preset:bloom-7b1`` -> 7.1), for planning only.
 

@@ -1,8 +1,8 @@
 """``babeltune serve``: an OpenAI-compatible endpoint for a base model, a tuned adapter or the embedded model.
 
 Routes: ``GET /v1/models``, ``POST /v1/completions`` and ``POST /v1/chat/completions`` (both also
-streaming, as server-sent events). Requests waiting for the model are answered in one batch. Chat messages become prompts through the same template the model
-was trained with. Binds 127.0.0.1 unless told otherwise; an optional bearer key; request size and
+streaming, as server-sent events). Requests waiting for the model are answered in one batch. Chat
+messages become prompts through the same template the model was trained with. Binds 127.0.0.1 unless told otherwise; an optional bearer key; request size and
 ``max_tokens`` limits; every error is a JSON body in OpenAI's shape.
 """
 
@@ -74,12 +74,12 @@ class ServedModel:
         self.generations += 1
         return generate_batch(self.model, self.tokenizer, texts, gen, self.bf16, gen.seed, streamer)
 
-    def _take_batch(self, first: _Request) -> list[_Request]:
-        """``first`` and the waiting requests with its decoding settings, up to ``max_batch`` prompts."""
+    def _take_batch(self, gen: GenerateArgs) -> list[_Request]:
+        """The waiting requests with decoding settings ``gen``, oldest first, up to ``max_batch`` prompts."""
         with self.waiting_lock:
             batch, size = [], 0
             for r in self.waiting:
-                if r.gen == first.gen and (not batch or size + len(r.texts) <= self.max_batch):
+                if r.gen == gen and (not batch or size + len(r.texts) <= self.max_batch):
                     batch.append(r)
                     size += len(r.texts)
             self.waiting = [r for r in self.waiting if not any(r is b for b in batch)]
@@ -96,7 +96,7 @@ class ServedModel:
             with self.lock:
                 if mine.done.is_set():  # the previous holder answered it
                     break
-                batch = self._take_batch(mine)
+                batch = self._take_batch(gen)
                 try:
                     answers = self._generate([t for r in batch for t in r.texts], gen)
                 except BaseException as err:

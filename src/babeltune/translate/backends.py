@@ -124,10 +124,11 @@ class CTranslate2Translator(Seq2SeqTranslator):
         from babeltune.translate.convert import converted
 
         device = "cuda" if ctranslate2.get_cuda_device_count() > 0 else "cpu"
-        if self.cfg.compute_type not in ctranslate2.get_supported_compute_types(device) | {"auto", "default"}:
+        supported = ctranslate2.get_supported_compute_types(device)
+        if self.cfg.compute_type not in supported | {"auto", "default"}:
             raise BabeltuneError(
                 f"translate.compute_type: {self.cfg.compute_type} is not supported on this {device}; choose "
-                f"from {sorted(ctranslate2.get_supported_compute_types(device))} or auto"
+                f"from {sorted(supported)} or auto"
             )
         translator = ctranslate2.Translator(
             str(converted(name)), device=device, compute_type=self.cfg.compute_type,

@@ -7,7 +7,7 @@ import os
 import shutil
 from pathlib import Path
 
-from babeltune.models import cache_dir
+from babeltune.models import cache_dir, model_slug
 
 
 def source_fingerprint(name: str) -> str:
@@ -33,8 +33,7 @@ def converted(name: str) -> Path:
     from ctranslate2.converters import TransformersConverter
 
     key = hashlib.sha256(f"{source_fingerprint(name)}|{ctranslate2.__version__}".encode()).hexdigest()[:12]
-    slug = name.rstrip("/").split("/")[-1]
-    target = cache_dir() / "ctranslate2" / f"{slug}-{key}"
+    target = cache_dir() / "ctranslate2" / f"{model_slug(name)}-{key}"
     if (target / "model.bin").exists():
         return target
     partial = target.with_name(f"{target.name}.tmp{os.getpid()}")
