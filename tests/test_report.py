@@ -81,7 +81,7 @@ def test_report_tables_plots_and_page(tmp_path):
 def test_scores_against_model_size_are_plotted_per_regime_and_family(tmp_path):
     from babeltune.io import read_jsonl
     from babeltune.report.aggregate import cells
-    from babeltune.report.stage import size_points
+    from babeltune.report.stage import model_sizes, size_points
 
     grid = [("bloom-560m", 559e6, False), ("bloom-7b1", 7.07e9, True), ("pythia-410m", 405e6, True)]
     results = [
@@ -89,7 +89,10 @@ def test_scores_against_model_size_are_plotted_per_regime_and_family(tmp_path):
     ]
     page = run(ReportArgs(title="T"), results, {"en", "es"}, "", tmp_path / "report", ["en", "es", "bn"])
     table = cells({r.name: read_jsonl(r.scores) for r in results}, {"en", "es"})
-    points = {(p.family, p.parameters, p.seen): p.value for p in size_points(results, table, "consistency")}
+    sizes = model_sizes(results)
+    points = {
+        (p.family, p.parameters, p.seen): p.value for p in size_points(results, sizes, table, "consistency")
+    }
     assert points == {
         ("bloom", 559_000_000, True): 0.5,  # en matches, es does not
         ("bloom", 559_000_000, False): 1.0,
@@ -98,9 +101,9 @@ def test_scores_against_model_size_are_plotted_per_regime_and_family(tmp_path):
         ("pythia", 405_000_000, True): 1.0,
         ("pythia", 405_000_000, False): 1.0,
     }
-    assert {p.series for p in size_points(results, table, "score_mean")} == {"x (lora)"}
+    assert {p.series for p in size_points(results, sizes, table, "score_mean")} == {"x (lora)"}
     robustness = {
-        (p.family, p.parameters, p.seen): p.value for p in size_points(results, table, "robustness")
+        (p.family, p.parameters, p.seen): p.value for p in size_points(results, sizes, table, "robustness")
     }
     assert robustness[("bloom", 559_000_000, True)] == 1.0  # es answers judged 2, scored 0: mean 2 -> 1
     assert robustness[("bloom", 7_070_000_000, True)] == 0.0

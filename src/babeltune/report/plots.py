@@ -15,12 +15,19 @@ MARKERS = ["o", "s", "^", "D", "v", "P"]
 LINESTYLES = ["-", "--", ":", "-."]
 
 
-def grouped_bars(cells: list[Cell], metric: str, ylabel: str, out: Path) -> list[Path]:
-    """Bars of ``metric`` per language (x) and run (colour); writes PNG and SVG, returns both paths."""
+def _pyplot():
+    """matplotlib's pyplot on the file-only backend (no display needed)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
+    return plt
+
+
+def grouped_bars(cells: list[Cell], metric: str, ylabel: str, out: Path) -> list[Path]:
+    """Bars of ``metric`` per language (x) and run (colour); writes PNG and SVG, returns both paths."""
+    plt = _pyplot()
 
     runs = list(dict.fromkeys(c.run for c in cells))
     langs = list(dict.fromkeys(c.lang for c in cells))
@@ -56,10 +63,7 @@ def _save(fig, out: Path) -> list[Path]:
 
 def heatmap(cells: list[Cell], metric: str, label: str, out: Path) -> list[Path]:
     """Runs (rows) x languages (columns), the value written in each square; PNG and SVG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = _pyplot()
 
     runs = list(dict.fromkeys(c.run for c in cells))
     langs = list(dict.fromkeys(c.lang for c in cells))
@@ -120,14 +124,15 @@ def short_size(parameters: int) -> str:
 def by_size(points: list[SizePoint], ylabel: str, out: Path) -> list[Path]:
     """The paper's model-size figure: x = parameters (log), y = the metric averaged over languages, one line
     per training regime and model family; a panel for seen languages and one for unseen. PNG and SVG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = _pyplot()
 
     panels = [seen for seen in (True, False) if any(p.seen == seen for p in points)]
     series = list(dict.fromkeys(p.series for p in points))
     families = list(dict.fromkeys(p.family for p in points))
+    ticks = []
+    for n in sorted({p.parameters for p in points}):
+        if not ticks or n > 1.3 * ticks[-1]:  # close sizes (6.9B, 7.1B) would print over each other
+            ticks.append(n)
     fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 4.0), sharey=True, squeeze=False)
     for ax, seen in zip(axes[0], panels, strict=True):
         for (i, name), (j, family) in product(enumerate(series), enumerate(families)):
@@ -138,11 +143,7 @@ def by_size(points: list[SizePoint], ylabel: str, out: Path) -> list[Path]:
                         linestyle=LINESTYLES[j % len(LINESTYLES)],
                         label=f"{name}, {family}" if len(families) > 1 else name)  # fmt: skip
         ax.set_xscale("log")
-        sizes = []
-        for n in sorted({p.parameters for p in points}):
-            if not sizes or n > 1.3 * sizes[-1]:  # close sizes (6.9B, 7.1B) would print over each other
-                sizes.append(n)
-        ax.set_xticks(sizes, [short_size(n) for n in sizes], rotation=45 if len(sizes) > 6 else 0)
+        ax.set_xticks(ticks, [short_size(n) for n in ticks], rotation=45 if len(ticks) > 6 else 0)
         ax.minorticks_off()
         ax.set_xlabel("parameters")
         ax.set_title("languages seen in training" if seen else "unseen languages", fontsize=10)

@@ -71,12 +71,21 @@ def budget_rows(results: list[RunResult]) -> list[dict]:
     return rows
 
 
-def size_points(results: list[RunResult], table: list[Cell], metric: str) -> list[plots.SizePoint]:
+def model_sizes(results: list[RunResult]) -> dict[str, int | None]:
+    """Each run's base-model parameters, from its training metrics (None for untuned baselines)."""
+    return {
+        r.name: read_json(r.train_metrics).get("parameters") if r.train_metrics else None for r in results
+    }
+
+
+def size_points(
+    results: list[RunResult], sizes: dict[str, int | None], table: list[Cell], metric: str
+) -> list[plots.SizePoint]:
     """Each trained run's ``metric`` averaged over its seen and over its unseen languages, at its model's
     size; empty unless the runs span two sizes or more (else there is no size axis to draw)."""
     points = []
     for r in results:
-        size = read_json(r.train_metrics).get("parameters") if r.train_metrics else None
+        size = sizes[r.name]
         for seen in (True, False) if size else ():
             values = [getattr(c, metric) for c in table if c.run == r.name and c.seen == seen]
             values = [v for v in values if v is not None]
@@ -124,12 +133,13 @@ def run(
             table, "robustness", "robustness: judge score lost to the language check", out_dir / "robustness"
         )
     figures += plots.heatmap(table, "consistency", "language consistency", out_dir / "heatmap")
+    sizes = model_sizes(results)
     for metric, label in (
         ("consistency", "language consistency"),
         ("score_mean", "mean score"),
         ("robustness", "robustness (score lost)"),
     ):
-        if points := size_points(results, table, metric):
+        if points := size_points(results, sizes, table, metric):
             figures += plots.by_size(points, f"{label} (mean over languages)", out_dir / f"{metric}_by_size")
     tests = paired_tests(scores, lang_order)
     atomic_write_text(out_dir / "paired.csv", _csv(tests))
