@@ -9,21 +9,17 @@ so both sides do equal work.
 
 from __future__ import annotations
 
-import argparse
 import time
 
 import torch
-from report import peak_rss_gb, print_comparison
+from report import bench_parser, peak_rss_gb, print_comparison
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = bench_parser(__doc__, repeats=2)
     parser.add_argument("--prompts", type=int, default=32)
     parser.add_argument("--new-tokens", type=int, default=48)
     parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--repeats", type=int, default=2)
     args = parser.parse_args()
 
     from babeltune.config import GenerateArgs

@@ -15,7 +15,6 @@ whole run and for the training steps alone (without start-up and validation), an
 
 from __future__ import annotations
 
-import argparse
 import gc
 import importlib.util
 import json
@@ -25,6 +24,7 @@ import time
 from pathlib import Path
 
 import torch
+from report import bench_parser
 
 SETTINGS = {
     "gpu": dict(device="cuda", hidden=2048, intermediate=8192, layers=16, heads=32, kv_heads=8, vocab=32000,
@@ -174,9 +174,7 @@ def guarded(out: dict, name: str, part, *args) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = bench_parser(__doc__)
     parser.add_argument("--dry-run", action="store_true", help="a tiny model on the CPU, to check the script")
     args = parser.parse_args()
     s = SETTINGS["dry-run" if args.dry_run else "gpu"]

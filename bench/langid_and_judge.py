@@ -9,7 +9,6 @@ a local server that answers after a fixed delay, with 1 request in flight and wi
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import statistics
@@ -17,7 +16,7 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler
 
-from report import print_comparison
+from report import bench_parser, print_comparison
 
 from babeltune.config import JudgeArgs, LangIdArgs
 from babeltune.data.loaders import builtin_test_prompts
@@ -88,13 +87,10 @@ def judge_bench(delay: float, count: int, repeats: int) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = bench_parser(__doc__, repeats=3)
     parser.add_argument("--n", type=int, default=10_000)
     parser.add_argument("--delay", type=float, default=0.2)
     parser.add_argument("--judgements", type=int, default=48)
-    parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     langid_bench(args.n, args.repeats)
     judge_bench(args.delay, args.judgements, args.repeats)

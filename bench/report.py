@@ -3,8 +3,17 @@ peak resident memory."""
 
 from __future__ import annotations
 
+import argparse
 import resource
 import statistics
+
+
+def bench_parser(doc: str, repeats: int | None = None) -> argparse.ArgumentParser:
+    """A benchmark's command line: its docstring as help, and ``--repeats`` where it repeats."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    if repeats is not None:
+        parser.add_argument("--repeats", type=int, default=repeats, help="measurements of each side")
+    return parser
 
 
 def print_comparison(results: dict[str, list[float]], unit: str, what: str, target: float) -> float:

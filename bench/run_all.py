@@ -7,7 +7,6 @@
 
 from __future__ import annotations
 
-import argparse
 import datetime
 import json
 import os
@@ -19,6 +18,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from report import bench_parser
 
 HERE = Path(__file__).resolve().parent
 WHERE_FROM = """## Where the speed comes from, and what would go faster next
@@ -156,9 +157,7 @@ def gpu_readings() -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = bench_parser(__doc__)
     parser.add_argument(
         "--e2e", action="store_true", help="also time the whole default run (about 10 minutes)"
     )

@@ -9,22 +9,18 @@ arrive while the model is busy are answered together in one batch.
 
 from __future__ import annotations
 
-import argparse
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 import openai
-from report import print_comparison
+from report import bench_parser, print_comparison
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = bench_parser(__doc__, repeats=2)
     parser.add_argument("--requests", type=int, default=16)
     parser.add_argument("--new-tokens", type=int, default=32)
-    parser.add_argument("--repeats", type=int, default=2)
     args = parser.parse_args()
 
     from babeltune.data.loaders import builtin_test_prompts

@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 import torch
-from report import peak_rss_gb, print_comparison, print_speedup
+from report import bench_parser, peak_rss_gb, print_comparison, print_speedup
 
 RECIPES = {  # name: (what it is, TrainArgs settings)
     "paper recipe": (
@@ -70,11 +70,8 @@ def train_in_child(recipe: str, mixture: Path, out: Path) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = bench_parser(__doc__, repeats=3)
     parser.add_argument("--examples", type=int, default=48, help="examples each recipe trains on")
-    parser.add_argument("--repeats", type=int, default=3, help="trainings of each recipe")
     parser.add_argument("--child", choices=RECIPES, help=argparse.SUPPRESS)
     parser.add_argument("--mixture", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)

@@ -10,14 +10,13 @@ outputs are junk, so decoding is pinned to a fixed number of new tokens to make 
 
 from __future__ import annotations
 
-import argparse
 import os
 import tempfile
 import time
 from pathlib import Path
 
 import torch
-from report import print_comparison, print_speedup
+from report import bench_parser, print_comparison, print_speedup
 
 from babeltune import tiny
 
@@ -42,13 +41,10 @@ def timed(translator, texts: list[str], repeats: int) -> list[float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = bench_parser(__doc__, repeats=3)
     parser.add_argument("--texts", type=int, default=48, help="English segments to translate")
     parser.add_argument("--new-tokens", type=int, default=32, help="tokens generated per segment")
     parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
 
     from babeltune.config import TranslateArgs

@@ -84,6 +84,11 @@ def decoding_settings(gen: GenerateArgs) -> dict:
     return settings
 
 
+def stable_hash(text: str) -> int:
+    """The same integer for the same text in every process (Python's hash() is salted per process)."""
+    return int(hashlib.sha256(text.encode()).hexdigest(), 16)
+
+
 def shard_of(prompt_id: str, shard: tuple[int, int]) -> bool:
     """A stable split of prompts into n shards, independent of file order.
 
@@ -91,7 +96,7 @@ def shard_of(prompt_id: str, shard: tuple[int, int]) -> bool:
     1000
     """
     index, count = shard
-    return int(hashlib.sha256(prompt_id.encode()).hexdigest(), 16) % count == index
+    return stable_hash(prompt_id) % count == index
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -183,7 +188,7 @@ def hf_generate(job: GenerateJob, gen: GenerateArgs, todo: list[TestPrompt], log
     texts = {p.id: build_prompt(job.model.template, tokenizer, p.prompt) for p in todo}
     bar = tqdm(total=len(todo), desc=f"generate {job.run_name}", unit="answer")
     for batch in length_sorted_batches(todo, lambda p: len(texts[p.id]), gen.batch_size):
-        seed = gen.seed + int(hashlib.sha256(batch[0].id.encode()).hexdigest()[:8], 16)
+        seed = gen.seed + (stable_hash(batch[0].id) >> 224)  # its top 32 bits: a per-batch seed
         answers = generate_batch(model, tokenizer, [texts[p.id] for p in batch], gen, bf16, seed)
         for p, (answer, n_tokens) in zip(batch, answers, strict=True):
             log.append(_record(job, p, texts[p.id], answer, n_tokens, settings))
