@@ -80,3 +80,13 @@ def test_every_field_has_help():
     rows = config.describe()
     assert len(rows) > 40
     assert all(help for _, _, help in rows), [name for name, _, help in rows if not help]
+
+
+def test_a_field_name_with_a_newline_gives_a_one_line_error():
+    """Found by the property-based test: the raw key used to break the message over two lines."""
+    from babeltune.config import ExperimentConfig, from_dict
+    from babeltune.registry import BabeltuneError
+
+    with pytest.raises(BabeltuneError) as err:
+        from_dict(ExperimentConfig, {"data": {"a\nb": 1}})
+    assert "\n" not in str(err.value) and str(err.value).startswith("data.'a\\nb': unknown field")

@@ -39,6 +39,9 @@ def _overrides_epilog() -> str:
     return "\n".join(lines)
 
 
+DEBUG_HELP = "show Python tracebacks for errors"
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="babeltune",
@@ -46,8 +49,13 @@ def _parser() -> argparse.ArgumentParser:
         "mixtures, fine-tune, generate, evaluate (LLM judge + language ID + chrF) and report, from one YAML file.",
         epilog="Start with `babeltune run` (the offline demo in configs/default.yaml), then open the printed report.",
     )
-    parser.add_argument("--debug", action="store_true", help="show Python tracebacks for errors")
+    parser.add_argument("--debug", action="store_true", help=DEBUG_HELP)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def with_debug(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        # SUPPRESS: a subcommand without --debug keeps the value given before the command
+        p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=DEBUG_HELP)
+        return p
 
     def add(name: str, help: str) -> argparse.ArgumentParser:
         p = sub.add_parser(
@@ -58,13 +66,7 @@ def _parser() -> argparse.ArgumentParser:
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
         p.add_argument("config", nargs="?", type=Path, help=f"experiment YAML (default: {DEFAULT_CONFIG})")
-        p.add_argument(
-            "--debug",
-            action="store_true",
-            default=argparse.SUPPRESS,
-            help="show Python tracebacks for errors",
-        )
-        return p
+        return with_debug(p)
 
     run_cmd = add("run", "run the whole experiment grid, reusing every finished stage")
     run_cmd.add_argument(
@@ -88,9 +90,7 @@ def _parser() -> argparse.ArgumentParser:
     agree.add_argument(
         "scores", nargs="+", type=Path, help="scores.jsonl files, or run directories to search"
     )
-    agree.add_argument(
-        "--debug", action="store_true", default=argparse.SUPPRESS, help="show Python tracebacks for errors"
-    )
+    with_debug(agree)
     serve = sub.add_parser(
         "serve",
         help="serve a model through an OpenAI-compatible HTTP API",
@@ -119,9 +119,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--max-request-bytes", type=int, default=1_000_000, help="largest request body accepted"
     )
-    serve.add_argument(
-        "--debug", action="store_true", default=argparse.SUPPRESS, help="show Python tracebacks for errors"
-    )
+    with_debug(serve)
     plan_cmd = add(
         "plan",
         "print the grid's tasks, mixtures and budget (in units of C, tokens, GPU hours) and what is done",

@@ -397,7 +397,8 @@ def from_dict(cls: type, data: Any, where: str = "") -> Any:
     names = {f.name for f in dataclasses.fields(cls)}
     kwargs = {}
     for key, value in data.items():
-        path = f"{where}.{key}" if where else str(key)
+        name = str(key) if str(key).isidentifier() else repr(key)  # a key with a newline stays on one line
+        path = f"{where}.{name}" if where else name
         if key not in names:
             raise BabeltuneError(f"{path}: {unknown_name_error('field', str(key), names)}")
         kwargs[key] = _convert(hints[key], value, path)

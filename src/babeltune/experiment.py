@@ -226,18 +226,18 @@ def translation_targets(cfg: ExperimentConfig) -> list[str]:
     return [lang for lang in cfg.data.languages if lang != cfg.data.source_language]
 
 
-def data_at_hand(cfg: ExperimentConfig) -> bool:
-    """Whether the training data can be read without a download."""
+def sources_not_at_hand(cfg: ExperimentConfig) -> list[str]:
+    """The training data sources that cannot be read without a download (hub ids, missing files)."""
     sources = list(cfg.data.sources.values()) or [cfg.data.source]
-    return all(s == "builtin" or (not s.startswith("hf:") and Path(s).exists()) for s in sources)
+    return [s for s in sources if s != "builtin" and (s.startswith("hf:") or not Path(s).exists())]
 
 
 def _examples_for_plan(cfg: ExperimentConfig) -> list[Example]:
-    if data_at_hand(cfg):
+    away = sources_not_at_hand(cfg)
+    if not away:
         return data_stage.stage.load_examples(cfg.data)
     if cfg.data.size_hint is None:
-        sources = list(cfg.data.sources.values()) or [cfg.data.source]
-        missing = [s for s in sources if s != "builtin" and not s.startswith("hf:") and not Path(s).exists()]
+        missing = [s for s in away if not s.startswith("hf:")]
         if missing:
             raise BabeltuneError(f"{missing[0]}: no such file or folder (data.source)")
         raise BabeltuneError(
@@ -263,7 +263,7 @@ def _mixture_table(cfg: ExperimentConfig) -> list[dict]:
             for t in translation_targets(cfg)
             for e in source
         ]
-    name = mix_tokenizer(cfg) if data_at_hand(cfg) else None
+    name = None if sources_not_at_hand(cfg) else mix_tokenizer(cfg)
     tokens = mix_stage.token_sizer(name) if name else None
     mixes, budget = mix_stage.mixtures(examples, cfg.data.languages, cfg.mix, tokens)
     return [mix_stage.manifest(m, budget, cfg.mix, tokens) for m in mixes]
