@@ -222,15 +222,37 @@ def test_requests_that_wait_together_are_answered_in_one_batch(trained):
     assert answers == alone
 
 
-def test_concurrent_clients_each_get_their_own_answer(client):
+def test_concurrent_http_clients_are_batched_and_each_get_their_own_answer(trained):
+    """Through the real HTTP server: six clients at once share generations, and every reply is the text
+    its own prompt gets when asked alone."""
+    import threading
     from concurrent.futures import ThreadPoolExecutor
 
+    from babeltune.serve import load, make_server
+
+    served = load(str(trained))
+    served.bf16 = False  # exact comparison with one-at-a-time answers
+    server = make_server(served, port=0)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    client = openai.OpenAI(
+        base_url=f"http://127.0.0.1:{server.server_address[1]}/v1", api_key="-", max_retries=0
+    )
     prompts = [f"Tell me about the number {i}." for i in range(6)]
 
     def ask(prompt):
-        return client.completions.create(model="tiny", prompt=prompt, max_tokens=6, temperature=0)
+        reply = client.completions.create(model=served.name, prompt=prompt, max_tokens=6, temperature=0)
+        return reply.choices[0].text
 
-    with ThreadPoolExecutor(6) as pool:
-        replies = list(pool.map(ask, prompts))
-    assert all(r.choices[0].finish_reason in ("stop", "length") for r in replies)
-    assert all(0 < r.usage.completion_tokens <= 6 for r in replies)  # routing: the in-process test above
+    try:
+        alone = [ask(p) for p in prompts]
+        before = served.generations
+        with ThreadPoolExecutor(6) as pool:
+            with served.lock:  # the model is busy until all six have arrived
+                futures = [pool.submit(ask, p) for p in prompts]
+                while len(served.waiting) < len(prompts):
+                    threading.Event().wait(0.01)
+            together = [f.result(timeout=60) for f in futures]
+    finally:
+        server.shutdown()
+    assert together == alone
+    assert served.generations - before == 1
