@@ -87,7 +87,7 @@ def training(root: Path, mixture: Path, s: dict, params: int, peak: float) -> di
         args = TrainArgs(max_steps=steps, batch_size=batch, grad_accum=1, max_length=512, learning_rate=1e-4,
                          full_learning_rate=1e-5, warmup_ratio=0.0, **extra)  # fmt: skip
         folder = root / f"{method}-{batch}-{steps}-{len(extra)}"
-        run(TrainJob(mixture, model_args, method, LoraArgs(), args), folder)
+        run(TrainJob(model_args, method, LoraArgs(), args), mixture, folder)
         return read_json(folder / "metrics.json")
 
     out = {}
@@ -148,14 +148,14 @@ def hf_generation(root: Path, s: dict, texts: list[str]) -> dict:
 def vllm_generation(root: Path, s: dict, prompts: list) -> dict:
     """babeltune's `vllm` backend over all prompts at once (vLLM schedules its own batches)."""
     from babeltune.config import GenerateArgs, ModelArgs
-    from babeltune.generate import GenerateJob, run
+    from babeltune.generate import GenerateJob, Target, run
     from babeltune.io import read_jsonl, write_jsonl
 
     write_jsonl(root / "prompts.jsonl", [p.to_dict() for p in prompts])
     gen = GenerateArgs(backend="vllm", max_new_tokens=s["new_tokens"], stop=[])
-    job = GenerateJob(root / "prompts.jsonl", ModelArgs(name=str(root / "model")), None, None, "bench", gen)
+    target = Target.base(ModelArgs(name=str(root / "model")))
     start = time.perf_counter()  # includes vLLM's start-up: what a user waits for
-    run(job, root / "vllm")
+    run(GenerateJob(gen, "bench"), target, root / "prompts.jsonl", root / "vllm")
     seconds = time.perf_counter() - start
     tokens = sum(r["new_tokens"] for r in read_jsonl(root / "vllm" / "responses.jsonl"))
     return {

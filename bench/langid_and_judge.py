@@ -21,7 +21,7 @@ from report import bench_parser, print_comparison
 from babeltune.config import JudgeArgs, LangIdArgs
 from babeltune.data.loaders import builtin_test_prompts
 from babeltune.evaluate.judge import BACKENDS, JudgeItem, load_prompt
-from babeltune.evaluate.langid import detect
+from babeltune.langid import detect
 from babeltune.retry import Usage
 from babeltune.serve import HTTPServer
 

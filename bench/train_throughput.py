@@ -59,7 +59,7 @@ def train_once(recipe: str, mixture: Path, out: Path) -> None:
     from babeltune.train import TrainJob, run
 
     args = TrainArgs(epochs=1, max_length=256, warmup_ratio=0.0, **RECIPES[recipe][1])
-    run(TrainJob(mixture, ModelArgs(), "lora", LoraArgs(), args), out)
+    run(TrainJob(ModelArgs(), "lora", LoraArgs(), args), mixture, out)
     print(json.dumps({**read_json(out / "metrics.json"), "peak_rss_gb": peak_rss_gb()}))
 
 

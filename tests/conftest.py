@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -117,3 +119,30 @@ def chat_server():
     yield start
     for server in servers:
         server.close()
+
+
+def babeltune(
+    *args: str, env: dict | None = None, timeout: float = 600, **popen
+) -> subprocess.CompletedProcess:
+    """The `babeltune` command in a real process, as a user runs it."""
+    return subprocess.run(
+        [sys.executable, "-m", "babeltune", *args], capture_output=True, text=True, cwd=REPO, timeout=timeout,
+        env=dict(os.environ, PYTHONUNBUFFERED="1", **(env or {})), **popen,
+    )  # fmt: skip
+
+
+def tiny_config(path: Path, model: str, run_dir: Path, **groups: str) -> Path:
+    """An experiment YAML on the tiny model: English + Spanish, two mixtures, two test languages and an
+    unseen one; ``groups`` replace whole groups (YAML flow text, e.g. translate="{enabled: true}")."""
+    sections = {
+        "data": "{languages: [en, es], max_examples_per_language: 8}",
+        "test": '{languages: [en, es, "no"], max_prompts: 2}',
+        "mix": "{regimes: [english-only, multilingual-downsampled]}",
+        "models": f'[{{name: "{model}"}}]',
+        "train": "{epochs: 1, batch_size: 4, grad_accum: 1, learning_rate: 1.0e-2}",
+        "generate": "{max_new_tokens: 4}",
+        "evaluate": f'{{judge: {{backend: local, model: "{model}", max_per_language: 1}}}}',
+    } | groups
+    body = "".join(f"{name}: {value}\n" for name, value in sections.items())
+    path.write_text(f"# babeltune run {path.name}\nname: tiny\noutput_dir: {run_dir}\n{body}")
+    return path

@@ -94,7 +94,10 @@ CLI_CASES = [
     ("data: {languages: [en, xx]}\n", "unknown language 'xx'"),
     ("train: {methods: [lora], epochs: many}\n", "train.epochs: expected a number, got 'many'"),
     ("translate: {enabled: true, backend: deepl}\n", "unknown translation backend 'deepl'"),
-    ("data: {source: /nonexistent/alpaca.json}\n", "/nonexistent/alpaca.json: no such file"),
+    (
+        "data: {source: /nonexistent/alpaca.json}\n",
+        "data.source: no such file or folder '/nonexistent/alpaca.json'",
+    ),
 ]
 
 

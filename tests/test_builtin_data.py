@@ -4,7 +4,7 @@ import pytest
 
 from babeltune.config import LangIdArgs
 from babeltune.data import loaders
-from babeltune.evaluate.langid import detect, letter_count
+from babeltune.langid import detect, letter_count
 
 TRAIN = ["en", "bg", "cs", "de", "es", "fi", "fr", "ru", "zh"]
 TEST = TRAIN + ["bn", "no", "hi"]

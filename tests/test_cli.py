@@ -3,7 +3,8 @@ import sys
 
 import pytest
 
-from babeltune.cli import STAGES, main
+from babeltune.cli import main
+from babeltune.experiment import STAGES
 
 COMMANDS = ["run", "plan", "show-config", *STAGES]
 

@@ -90,3 +90,40 @@ def test_a_field_name_with_a_newline_gives_a_one_line_error():
     with pytest.raises(BabeltuneError) as err:
         from_dict(ExperimentConfig, {"data": {"a\nb": 1}})
     assert "\n" not in str(err.value) and str(err.value).startswith("data.'a\\nb': unknown field")
+
+
+def test_yaml_is_read_as_yaml_1_2_in_files_and_overrides(tmp_path):
+    """Norwegian is `no`: only true/false are booleans, and 1e-3 is a number (YAML 1.1 says False and a string)."""
+    path = tmp_path / "exp.yaml"
+    path.write_text("test: {languages: [en, no]}\ntrain: {learning_rate: 1e-3}\n")
+    cfg = config.load(path, ["--data.languages=[en, no]", "--translate.enabled=true", "--report.title=on"])
+    assert (
+        cfg.test.languages == ["en", "no"] and cfg.data.languages == ["en", "no"] and cfg.report.title == "on"
+    )
+    assert cfg.train.learning_rate == 0.001 and cfg.translate.enabled is True
+
+
+def test_yaml_yes_is_not_a_boolean(tmp_path):
+    path = tmp_path / "exp.yaml"
+    path.write_text("translate: {enabled: yes}\n")
+    with pytest.raises(BabeltuneError, match="translate.enabled: expected true or false, got 'yes'"):
+        config.load(path)
+
+
+def test_a_missing_model_folder_fails_at_load_naming_the_field():
+    with pytest.raises(BabeltuneError, match=r"models\[0\]\.name: no such model folder './models/tiny'"):
+        config.load(REPO / "configs/quick.yaml", ["--models.0.name=./models/tiny"])
+    with pytest.raises(BabeltuneError, match=r"evaluate\.judge\.model: no such model folder"):
+        config.load(REPO / "configs/quick.yaml", ["--evaluate.judge.model=/nowhere/judge"])
+
+
+def test_settings_that_cannot_change_a_result_say_so_on_the_field():
+    from babeltune.settings import result_fields
+
+    plumbing = {"concurrency", "timeout", "max_retries", "price_per_million_input", "price_per_million_output",
+                "base_url", "api_key_env", "threads", "report_to", "batch_size"}  # fmt: skip
+    judge = result_fields(config.JudgeArgs())
+    assert not plumbing & set(judge) and {"model", "prompt", "backend"} <= set(judge)
+    assert "threads" not in result_fields(config.TrainArgs()) and "batch_size" in result_fields(
+        config.TrainArgs()
+    )

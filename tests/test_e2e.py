@@ -63,4 +63,5 @@ def test_rerun_reuses_every_stage(quick_run):
     proc, seconds = run_quick(out)
     assert "13 of 13 tasks already done; running 0" in proc.stdout
     assert seconds < first_seconds / 2
-    assert (out / "config.yaml").exists()
+    (report_dir,) = (out / "report").iterdir()
+    assert "evaluate:" in (report_dir / "job.yaml").read_text()  # what the report was made with

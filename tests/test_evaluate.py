@@ -1,10 +1,16 @@
 import pytest
 
 from babeltune.config import EvaluateArgs, JudgeArgs, LangIdArgs
-from babeltune.evaluate import run
 from babeltune.evaluate.judge import load_prompt
-from babeltune.evaluate.langid import TOO_SHORT, detect
+from babeltune.evaluate.stage import run as evaluate
 from babeltune.io import read_json, read_jsonl, write_jsonl
+from babeltune.langid import TOO_SHORT, detect
+
+
+def run(cfg, responses, out_dir):
+    """The evaluate stage with a judgement cache beside its folder; returns scores.jsonl."""
+    evaluate(cfg, responses, out_dir, out_dir.parent / "judgements.sqlite")
+    return out_dir / "scores.jsonl"
 
 
 def test_language_id_on_real_sentences():
@@ -229,7 +235,9 @@ def test_pairwise_judge_fair_and_position_biased(tmp_path, chat_server, monkeypa
     for reply, name in ((fair, "fair"), (lambda body, attempt: "First is best. [[A]]", "biased")):
         server = chat_server(reply)
         cfg = EvaluateArgs(judge=JudgeArgs(backend="openai", base_url=server.url, api_key_env="BT_TEST_KEY"))
-        summary = read_json(pairwise.run(cfg, a, b, ("good", "bad"), tmp_path / name))
+        summary = read_json(
+            pairwise.run(cfg.judge, a, b, ("good", "bad"), tmp_path / name, tmp_path / f"{name}.sqlite")
+        )
         if name == "fair":
             assert summary["overall"]["a_wins"] == 4 and summary["overall"]["flip_rate"] == 0.0
             assert summary["overall"]["first_position_win_rate"] == 0.5
@@ -255,3 +263,22 @@ def test_judge_agreement_item_and_system_level(tmp_path):
     es = result["per_language"]["es"]
     assert es["items"] == 12 and es["item_pearson"] == 0.9165 and es["system_pearson"] == 0.982
     assert es["system_spearman"] == 1.0
+
+
+def test_compare_through_the_cli_keeps_each_judges_verdicts_apart(tmp_path, tiny_model):
+    from conftest import babeltune, tiny_config
+
+    cfg = str(tiny_config(tmp_path / "exp.yaml", tiny_model, tmp_path / "run"))
+    runs = [f"{tiny_model.rsplit('/', 1)[1]}/lora/{m}" for m in ("en-only", "multi-down")]
+    first = babeltune("compare", cfg, "--runs", *runs)
+    assert first.returncode == 0, first.stderr
+    assert f"{runs[0]} vs {runs[1]} (judge {tiny_model})" in first.stdout
+    import shutil
+
+    shutil.copytree(tiny_model, tmp_path / "judge-two")
+    second = babeltune("compare", cfg, "--runs", *runs, f"--evaluate.judge.model={tmp_path / 'judge-two'}")
+    assert second.returncode == 0, second.stderr
+    folders = sorted(p.name for p in (tmp_path / "run" / "compare").iterdir())
+    assert len(folders) == 2 and all(
+        (tmp_path / "run" / "compare" / f / "pairwise_summary.json").exists() for f in folders
+    )

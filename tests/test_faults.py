@@ -10,17 +10,8 @@ from pathlib import Path
 import pytest
 
 from babeltune.cli import main
-from babeltune.experiment import run_dir_lock
-from babeltune.registry import BabeltuneError
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def test_a_second_process_on_the_same_run_directory_exits_clearly(tmp_path, capsys):
-    with run_dir_lock(tmp_path):
-        assert main(["data", "configs/quick.yaml", f"--output_dir={tmp_path}"]) == 2
-    assert f"{tmp_path} is in use by another babeltune process" in capsys.readouterr().err
-    assert main(["data", "configs/quick.yaml", f"--output_dir={tmp_path}"]) == 0  # free again
 
 
 def test_an_unwritable_output_directory_is_a_clear_error(tmp_path, capsys):
@@ -29,11 +20,6 @@ def test_an_unwritable_output_directory_is_a_clear_error(tmp_path, capsys):
     assert main(["data", "configs/quick.yaml", f"--output_dir={blocker / 'run'}"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("babeltune: error: output_dir: cannot write to") and "Traceback" not in err
-
-
-def test_run_dir_lock_is_exclusive(tmp_path):
-    with run_dir_lock(tmp_path), pytest.raises(BabeltuneError, match="in use"), run_dir_lock(tmp_path):
-        pass
 
 
 def _quick(out: Path, **popen):
@@ -119,4 +105,5 @@ evaluate: {{judge: {{backend: openai, model: judge, base_url: "{server.url}", ap
     assert len(files) > 40 and server.calls > 0
     leaks = [str(p) for p in files if key.encode() in p.read_bytes()]
     assert leaks == [] and key not in out.out + out.err
-    assert "api_key_env: BT_SECRET" in (tmp_path / "run" / "config.yaml").read_text()  # the name, not the key
+    jobs = [p.read_text() for p in (tmp_path / "run" / "evaluate").glob("*/job.yaml")]
+    assert jobs and all("api_key_env: BT_SECRET" in job for job in jobs)  # the name, not the key

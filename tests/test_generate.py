@@ -4,7 +4,8 @@ import pytest
 
 from babeltune.config import GenerateArgs, ModelArgs, TestArgs
 from babeltune.data import stage as data_stage
-from babeltune.generate import GenerateJob, run
+from babeltune.generate import GenerateJob, Target, effective
+from babeltune.generate import run as generate
 from babeltune.io import read_jsonl
 from babeltune.models import load_tokenizer
 from babeltune.templates import build_prompt
@@ -15,19 +16,16 @@ def prompts(tmp_path):
     return data_stage.run_tests(TestArgs(languages=["en", "zh"], max_prompts=3), tmp_path)
 
 
-def _job(prompts, tiny_model, **gen):
-    return GenerateJob(
-        prompts,
-        ModelArgs(name=tiny_model),
-        None,
-        None,
-        "tiny/base",
-        GenerateArgs(max_new_tokens=8, batch_size=4, **gen),
+def answer(prompts, tiny_model, out_dir, shard=None, method="lora", **gen):
+    """The generate stage with the untuned tiny model; the job holds the decoding after the preset."""
+    job = GenerateJob(
+        effective(GenerateArgs(**{"max_new_tokens": 8, "batch_size": 4} | gen), method), "tiny/base"
     )
+    return generate(job, Target.base(ModelArgs(name=tiny_model)), prompts, out_dir, shard)
 
 
 def test_answers_every_prompt_with_the_training_template(tmp_path, prompts, tiny_model):
-    path = run(_job(prompts, tiny_model), tmp_path / "gen")
+    path = answer(prompts, tiny_model, tmp_path / "gen")
     rows = read_jsonl(path)
     assert sorted(r["id"] for r in rows) == sorted(p["id"] for p in read_jsonl(prompts))
     tok = load_tokenizer(tiny_model)
@@ -39,12 +37,12 @@ def test_answers_every_prompt_with_the_training_template(tmp_path, prompts, tiny
 
 
 def test_a_killed_run_resumes_without_redoing_finished_answers(tmp_path, prompts, tiny_model):
-    path = run(_job(prompts, tiny_model), tmp_path / "gen")
+    path = answer(prompts, tiny_model, tmp_path / "gen")
     lines = path.read_text().splitlines(keepends=True)
     # Simulate a kill: two answers finished, the third torn mid-write.
     path.write_text("".join(lines[:2]) + lines[2][:15])
     kept = [json.loads(line)["id"] for line in lines[:2]]
-    run(_job(prompts, tiny_model), tmp_path / "gen")
+    answer(prompts, tiny_model, tmp_path / "gen")
     again = read_jsonl(path)
     assert len(again) == len(lines)
     assert [r["id"] for r in again[:2]] == kept
@@ -52,8 +50,8 @@ def test_a_killed_run_resumes_without_redoing_finished_answers(tmp_path, prompts
 
 
 def test_beam_search_is_deterministic_and_recorded(tmp_path, prompts, tiny_model):
-    first = read_jsonl(run(_job(prompts, tiny_model, num_beams=2, no_repeat_ngram_size=2), tmp_path / "a"))
-    second = read_jsonl(run(_job(prompts, tiny_model, num_beams=2, no_repeat_ngram_size=2), tmp_path / "b"))
+    first = read_jsonl(answer(prompts, tiny_model, tmp_path / "a", num_beams=2, no_repeat_ngram_size=2))
+    second = read_jsonl(answer(prompts, tiny_model, tmp_path / "b", num_beams=2, no_repeat_ngram_size=2))
     assert all(r["decoding"]["num_beams"] == 2 and r["decoding"]["no_repeat_ngram_size"] == 2 for r in first)
     key = lambda rows: sorted((r["id"], r["response"]) for r in rows)  # noqa: E731
     assert key(first) == key(second)
@@ -61,30 +59,30 @@ def test_beam_search_is_deterministic_and_recorded(tmp_path, prompts, tiny_model
 
 def test_shards_split_the_prompts_and_an_unsharded_run_merges_them(tmp_path, prompts, tiny_model):
     out = tmp_path / "gen"
-    first = read_jsonl(run(_job(prompts, tiny_model), out, shard=(0, 2)))
-    second = read_jsonl(run(_job(prompts, tiny_model), out, shard=(1, 2)))
+    first = read_jsonl(answer(prompts, tiny_model, out, (0, 2)))
+    second = read_jsonl(answer(prompts, tiny_model, out, (1, 2)))
     ids = sorted(p["id"] for p in read_jsonl(prompts))
     assert first and second and sorted(r["id"] for r in first + second) == ids
     assert not {r["id"] for r in first} & {r["id"] for r in second}
-    merged = read_jsonl(run(_job(prompts, tiny_model), out))
+    merged = read_jsonl(answer(prompts, tiny_model, out))
     assert sorted(r["id"] for r in merged) == ids
     by_id = {r["id"]: r["response"] for r in first + second}
     assert all(by_id[r["id"]] == r["response"] for r in merged)  # merged, not regenerated
 
 
 def test_sampling_is_reproducible_with_a_seed(tmp_path, prompts, tiny_model):
-    a = read_jsonl(run(_job(prompts, tiny_model, do_sample=True, temperature=1.5, seed=7), tmp_path / "a"))
-    b = read_jsonl(run(_job(prompts, tiny_model, do_sample=True, temperature=1.5, seed=7), tmp_path / "b"))
-    c = read_jsonl(run(_job(prompts, tiny_model, do_sample=True, temperature=1.5, seed=8), tmp_path / "c"))
+    a = read_jsonl(answer(prompts, tiny_model, tmp_path / "a", do_sample=True, temperature=1.5, seed=7))
+    b = read_jsonl(answer(prompts, tiny_model, tmp_path / "b", do_sample=True, temperature=1.5, seed=7))
+    c = read_jsonl(answer(prompts, tiny_model, tmp_path / "c", do_sample=True, temperature=1.5, seed=8))
     key = lambda rows: sorted((r["id"], r["response"]) for r in rows)  # noqa: E731
     assert key(a) == key(b) and key(a) != key(c)
 
 
 def test_paper_preset_is_applied_and_recorded(tmp_path, prompts, tiny_model):
-    job = _job(prompts, tiny_model, preset="paper")
-    job.gen.max_new_tokens = 999  # the preset wins over the field
-    job.method = "full"
-    rows = read_jsonl(run(job, tmp_path / "gen"))
+    # the preset wins over the field
+    rows = read_jsonl(
+        answer(prompts, tiny_model, tmp_path / "gen", method="full", preset="paper", max_new_tokens=999)
+    )
     d = rows[0]["decoding"]
     assert (d["num_beams"], d["max_new_tokens"], d["no_repeat_ngram_size"], d["repetition_penalty"]) == (
         4,
@@ -107,12 +105,11 @@ def test_vllm_backend(tmp_path, prompts, tiny_model):
 
     from babeltune.registry import BabeltuneError
 
-    job = _job(prompts, tiny_model, backend="vllm")
     if importlib.util.find_spec("vllm") is None:
         with pytest.raises(
             BabeltuneError, match=r"vllm is not installed \(pip install 'babeltune\[vllm\]'\)"
         ):
-            run(job, tmp_path / "gen")
+            answer(prompts, tiny_model, tmp_path / "gen", backend="vllm")
     else:
-        rows = read_jsonl(run(job, tmp_path / "gen"))
+        rows = read_jsonl(answer(prompts, tiny_model, tmp_path / "gen", backend="vllm"))
         assert len(rows) == len(read_jsonl(prompts))

@@ -39,9 +39,9 @@ def test_same_seed_same_bytes_and_other_seed_differs(tmp_path, examples):
     from babeltune.io import write_jsonl
 
     write_jsonl(src, (e.to_dict() for e in examples))
-    a = mix.run(MixArgs(seed=3), src, LANGS, tmp_path / "a")
-    b = mix.run(MixArgs(seed=3), src, LANGS, tmp_path / "b")
-    c = mix.run(MixArgs(seed=4), src, LANGS, tmp_path / "c")
+    a, b, c = (tmp_path / name for name in "abc")
+    for seed, out in ((3, a), (3, b), (4, c)):
+        assert "multi-down" in mix.run(MixArgs(seed=seed), src, LANGS, out).parts
     for name in ("multi-down", "multi", "mono-fi"):
         assert (a / name / "mixture.jsonl").read_bytes() == (b / name / "mixture.jsonl").read_bytes()
         assert (a / name / "mixture.jsonl").read_bytes() != (c / name / "mixture.jsonl").read_bytes()

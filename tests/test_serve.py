@@ -12,7 +12,7 @@ import pytest
 
 from babeltune.config import GenerateArgs, LoraArgs, MixArgs, ModelArgs, TestArgs, TrainArgs
 from babeltune.data import stage as data_stage
-from babeltune.generate import GenerateJob
+from babeltune.generate import GenerateJob, Target
 from babeltune.generate import run as generate
 from babeltune.io import read_jsonl
 from babeltune.mix import run as mix
@@ -30,14 +30,8 @@ def trained(tmp_path_factory, tiny_model):
     root = tmp_path_factory.mktemp("serve")
     data_stage.run(data_stage.DataArgs(languages=["en"], max_examples_per_language=8), root)
     mix(MixArgs(regimes=["english-only"]), root / "examples.jsonl", ["en"], root)
-    job = TrainJob(
-        root / "en-only" / "mixture.jsonl",
-        ModelArgs(name=tiny_model),
-        "lora",
-        LoraArgs(),
-        TrainArgs(epochs=1),
-    )
-    train(job, root / "train")
+    job = TrainJob(ModelArgs(name=tiny_model), "lora", LoraArgs(), TrainArgs(epochs=1))
+    train(job, root / "en-only" / "mixture.jsonl", root / "train")
     return root / "train"
 
 
@@ -140,8 +134,8 @@ def test_generation_backend_openai_talks_to_babeltune_serve(tmp_path, server, mo
     gen = GenerateArgs(
         backend="openai", base_url=server, api_key_env="BT_SERVE_KEY", model="tiny", max_new_tokens=6
     )
-    job = GenerateJob(prompts, ModelArgs(), None, None, "tiny/lora/en-only", gen)
-    rows = read_jsonl(generate(job, tmp_path / "gen"))
+    job = GenerateJob(gen, "tiny/lora/en-only")
+    rows = read_jsonl(generate(job, Target.base(ModelArgs()), prompts, tmp_path / "gen"))
     assert sorted(r["id"] for r in rows) == sorted(p["id"] for p in read_jsonl(prompts))
     assert all(r["prompt_text"] == build_prompt("alpaca", None, r["prompt"]) for r in rows)
     assert all(KEY not in json.dumps(r) for r in rows)
@@ -163,7 +157,13 @@ def test_judge_through_babeltune_serve(tmp_path, server, monkeypatch):
     judge = JudgeArgs(
         backend="openai", base_url=server, model="tiny", api_key_env="BT_SERVE_KEY", max_new_tokens=8
     )
-    scores = read_jsonl(evaluate(EvaluateArgs(judge=judge), tmp_path / "responses.jsonl", tmp_path / "eval"))
+    evaluate(
+        EvaluateArgs(judge=judge),
+        tmp_path / "responses.jsonl",
+        tmp_path / "eval",
+        tmp_path / "judgements.sqlite",
+    )
+    scores = read_jsonl(tmp_path / "eval" / "scores.jsonl")
     assert all(r["judge_raw"] is not None for r in scores)
     assert all(r["judge_score"] in (None, 1, 2, 3) for r in scores)
     report = read_json(tmp_path / "eval" / "evaluation.json")["judge"]

@@ -19,7 +19,7 @@ def mixture(tmp_path_factory):
     return out / "multi-down" / "mixture.jsonl"
 
 
-def _job(mixture, tiny_model, method, **train):
+def _job(tiny_model, method, **train):
     args = TrainArgs(
         epochs=8,
         grad_accum=1,
@@ -32,16 +32,12 @@ def _job(mixture, tiny_model, method, **train):
     # A random hidden-16 model learns little through attention alone: adapt the MLPs too.
     modules = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
     return TrainJob(
-        mixture,
-        ModelArgs(name=tiny_model),
-        method,
-        LoraArgs(r=8, alpha=16, dropout=0.0, target_modules=modules),
-        args,
+        ModelArgs(name=tiny_model), method, LoraArgs(r=8, alpha=16, dropout=0.0, target_modules=modules), args
     )
 
 
 def test_lora_learns_and_saves_an_adapter(tmp_path, mixture, tiny_model):
-    target = run(_job(mixture, tiny_model, "lora"), tmp_path)
+    target = run(_job(tiny_model, "lora"), mixture, tmp_path)
     metrics = read_json(tmp_path / "metrics.json")
     assert metrics["probe_loss_after"] < metrics["probe_loss_before"] - 0.1
     weights = load_file(target / "adapter_model.safetensors")
@@ -53,11 +49,12 @@ def test_lora_learns_and_saves_an_adapter(tmp_path, mixture, tiny_model):
     assert len(losses) == metrics["steps"] and losses[-1] < losses[0]
     assert metrics["trainable_parameters"] < 10_000
     assert metrics["parameters"] == sum(p.numel() for p in load_model(tiny_model).parameters())
-    assert "method: lora" in (tmp_path / "train_config.yaml").read_text()
+    described = read_json(target / "babeltune.json")  # the checkpoint describes itself
+    assert described == {"base_model": tiny_model, "method": "lora", "template": "alpaca", "dtype": "float32"}
 
 
 def test_full_parameter_training_changes_the_weights(tmp_path, mixture, tiny_model):
-    target = run(_job(mixture, tiny_model, "full"), tmp_path)
+    target = run(_job(tiny_model, "full"), mixture, tmp_path)
     metrics = read_json(tmp_path / "metrics.json")
     assert metrics["probe_loss_after"] < metrics["probe_loss_before"]
     before = load_model(tiny_model).state_dict()
@@ -91,13 +88,12 @@ def test_lora_on_every_model_family(tmp_path, mixture, family):
 
     folder = tiny.causal_lm(tmp_path / family, family)
     job = TrainJob(
-        mixture,
         ModelArgs(name=folder),
         "lora",
         LoraArgs(r=8, alpha=16, dropout=0.0),
         TrainArgs(epochs=6, batch_size=4, grad_accum=1, learning_rate=5e-2, max_length=64),
     )
-    target = run(job, tmp_path / "out")
+    target = run(job, mixture, tmp_path / "out")
     metrics = read_json(tmp_path / "out" / "metrics.json")
     assert metrics["probe_loss_after"] < metrics["probe_loss_before"]
     assert metrics["loss"] == ("model" if family == "gemma2" else "chunked")  # Gemma 2 soft-caps its logits
@@ -112,8 +108,8 @@ def test_lora_on_every_model_family(tmp_path, mixture, family):
 
 
 def test_validation_split_picks_the_best_checkpoint(tmp_path, mixture, tiny_model):
-    job = _job(mixture, tiny_model, "lora", val_size=0.25)
-    run(job, tmp_path)
+    job = _job(tiny_model, "lora", val_size=0.25)
+    run(job, mixture, tmp_path)
     metrics = read_json(tmp_path / "metrics.json")
     assert metrics["validation_examples"] == 3 and metrics["examples"] == 9
     assert metrics["probe"] == "validation split" and "checkpoint-" in metrics["best_checkpoint"]
@@ -123,7 +119,7 @@ def test_validation_split_picks_the_best_checkpoint(tmp_path, mixture, tiny_mode
 
 
 def test_useful_tokens_per_second_is_logged(tmp_path, mixture, tiny_model):
-    run(_job(mixture, tiny_model, "lora"), tmp_path)
+    run(_job(tiny_model, "lora"), mixture, tmp_path)
     steps = [r for r in read_jsonl(tmp_path / "train_log.jsonl") if "loss" in r]
     assert all(r["useful_tokens_per_second"] > 0 for r in steps)
     metrics = read_json(tmp_path / "metrics.json")
@@ -146,7 +142,7 @@ def test_the_last_checkpoint_is_written_only_when_best_selection_needs_it(
         return original(self, model, trial)
 
     monkeypatch.setattr(Trainer, "_save_checkpoint", recording)
-    run(_job(mixture, tiny_model, "full", max_steps=8, eval_every=4, val_size=val_size), tmp_path)
+    run(_job(tiny_model, "full", max_steps=8, eval_every=4, val_size=val_size), mixture, tmp_path)
     assert saves == saved_at
     assert (tmp_path / "model" / "model.safetensors").exists()
 
@@ -157,9 +153,9 @@ def test_the_chunked_loss_trains_exactly_like_the_models_own(tmp_path, mixture, 
     runs = {}
     for chunked in (True, False):
         out = tmp_path / str(chunked)
-        job = _job(mixture, tiny_model, method, chunked_loss=chunked, precision="fp32")
+        job = _job(tiny_model, method, chunked_loss=chunked, precision="fp32")
         job.train.grad_accum, job.train.epochs = 2, 2
-        target = run(job, out)
+        target = run(job, mixture, out)
         weights = load_file(next(target.glob("*.safetensors")))
         losses = [r["loss"] for r in read_jsonl(out / "train_log.jsonl") if "loss" in r]
         runs[chunked] = read_json(out / "metrics.json"), losses, weights
@@ -173,7 +169,7 @@ def test_the_chunked_loss_trains_exactly_like_the_models_own(tmp_path, mixture, 
 def test_merged_lora_gives_the_same_outputs(tmp_path, mixture, tiny_model):
     import torch
 
-    run(_job(mixture, tiny_model, "lora", merge_lora=True), tmp_path)
+    run(_job(tiny_model, "lora", merge_lora=True), mixture, tmp_path)
     ids = torch.tensor([[5, 17, 42, 99, 7]])
     with torch.no_grad():
         adapted = load_model(tiny_model, adapter=tmp_path / "adapter")(ids).logits
@@ -186,13 +182,13 @@ def test_two_process_ddp_matches_one_process(tmp_path, mixture, tiny_model):
     common = {"epochs": 4, "grad_accum": 1, "learning_rate": 1e-2, "max_length": 64, "length_grouping": False}
     lora = LoraArgs(r=8, alpha=16, dropout=0.0)
     run(
-        TrainJob(mixture, ModelArgs(name=tiny_model), "lora", lora, TrainArgs(batch_size=12, **common)),
+        TrainJob(ModelArgs(name=tiny_model), "lora", lora, TrainArgs(batch_size=12, **common)),
+        mixture,
         tmp_path / "one",
     )
     run(
-        TrainJob(
-            mixture, ModelArgs(name=tiny_model), "lora", lora, TrainArgs(batch_size=6, nproc=2, **common)
-        ),
+        TrainJob(ModelArgs(name=tiny_model), "lora", lora, TrainArgs(batch_size=6, nproc=2, **common)),
+        mixture,
         tmp_path / "two",
     )
     one, two = read_json(tmp_path / "one" / "metrics.json"), read_json(tmp_path / "two" / "metrics.json")
@@ -215,18 +211,18 @@ def test_a_killed_run_resumes_from_its_last_checkpoint_with_the_same_data_order(
     import torch
 
     from babeltune import tiny
-    from babeltune.config import dump_yaml
+    from babeltune.train import write_job_file
 
     folder = tiny.llama(tmp_path / "model", hidden=512, layers=4, heads=8)  # slow enough to kill mid-run
     args = TrainArgs(
         max_steps=12, eval_every=3, batch_size=2, grad_accum=1, learning_rate=1e-3, max_length=96
     )
-    job = TrainJob(mixture, ModelArgs(name=folder), "lora", LoraArgs(r=8, alpha=16, dropout=0.0), args)
-    run(job, tmp_path / "reference")
+    job = TrainJob(ModelArgs(name=folder), "lora", LoraArgs(r=8, alpha=16, dropout=0.0), args)
+    run(job, mixture, tmp_path / "reference")
 
     out = tmp_path / "killed"
     out.mkdir()
-    (out / "job.yaml").write_text(dump_yaml(job))
+    write_job_file(job, mixture, out / "job.yaml")
     proc = subprocess.Popen([sys.executable, "-m", "babeltune.train", str(out / "job.yaml"), str(out)])
     deadline = time.time() + 300
     while (
@@ -237,7 +233,7 @@ def test_a_killed_run_resumes_from_its_last_checkpoint_with_the_same_data_order(
     proc.wait()
     assert proc.returncode == -signal.SIGKILL and not (out / "metrics.json").exists()
 
-    run(job, out)
+    run(job, mixture, out)
     metrics = read_json(out / "metrics.json")
     assert metrics["resumed_from"].endswith(("checkpoint-6", "checkpoint-9")) and metrics["steps"] == 12
     resumed = load_file(out / "adapter" / "adapter_model.safetensors")
@@ -270,8 +266,8 @@ def test_no_chunked_loss_where_the_head_is_sharded(monkeypatch, env):
 def test_gradient_checkpointing_trains_the_same_adapter(tmp_path, mixture, tiny_model):
     weights = {}
     for on in (False, True):
-        job = _job(mixture, tiny_model, "lora", gradient_checkpointing=on, precision="fp32", max_steps=4)
-        weights[on] = load_file(run(job, tmp_path / str(on)) / "adapter_model.safetensors")
+        job = _job(tiny_model, "lora", gradient_checkpointing=on, precision="fp32", max_steps=4)
+        weights[on] = load_file(run(job, mixture, tmp_path / str(on)) / "adapter_model.safetensors")
         assert read_json(tmp_path / str(on) / "metrics.json")["gradient_checkpointing"] is on
     assert all(weights[True][k].allclose(weights[False][k], atol=1e-5) for k in weights[False])
     assert any(weights[True][k].abs().sum() > 0 for k in weights[True] if "lora_B" in k)
@@ -281,8 +277,8 @@ def test_full_runs_train_with_the_full_settings(tmp_path, mixture, tiny_model):
     """The paper's full-parameter runs: loss on answers only while LoRA runs also learn the prompt."""
     losses = {}
     for full_loss_on_prompt in (True, False):
-        job = _job(mixture, tiny_model, "full", max_steps=1, full_loss_on_prompt=full_loss_on_prompt)
-        run(job, tmp_path / str(full_loss_on_prompt))
+        job = _job(tiny_model, "full", max_steps=1, full_loss_on_prompt=full_loss_on_prompt)
+        run(job, mixture, tmp_path / str(full_loss_on_prompt))
         losses[full_loss_on_prompt] = read_json(tmp_path / str(full_loss_on_prompt) / "metrics.json")
     # Same model, same probe examples: only which tokens the loss counts differs.
     assert losses[True]["probe_loss_before"] != pytest.approx(losses[False]["probe_loss_before"], abs=1e-3)

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-__version__ = "0.2.0"
+from babeltune.version import __version__
+
+__all__ = ["__version__", "load_config", "run_experiment"]
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] = ()):

@@ -1,6 +1,7 @@
-"""The ``babeltune`` command: thin, it parses arguments and calls the experiment runner.
+"""The ``babeltune`` command: a table of commands; each parses its arguments, calls the experiment runner or a
+stage, and prints with the printer that sits beside the files it prints.
 
-Every command takes an experiment YAML (default: ./configs/default.yaml) and ``--group.field=value``
+Every grid command takes an experiment YAML (default: ./configs/default.yaml) and ``--group.field=value``
 overrides, e.g. ``babeltune run configs/quick.yaml --train.epochs=1``.
 """
 
@@ -11,13 +12,18 @@ import contextlib
 import os
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from babeltune.registry import BabeltuneError
 
-STAGES = ["data", "translate", "mix", "train", "generate", "evaluate", "report"]
 DEFAULT_CONFIG = Path("configs/default.yaml")
-
+EXIT_CODES = (
+    "exit status: 0 all done; 2 bad input or an error (one line; finished tasks are kept); "
+    "3 finished, but some items failed (an endpoint gave up): a rerun retries exactly those"
+)
+DEBUG_HELP = "show Python tracebacks for errors"
 STAGE_HELP = {
     "data": "load training examples and test prompts into the run directory",
     "translate": "machine-translate the source-language data into the other languages (cached, filtered)",
@@ -29,118 +35,16 @@ STAGE_HELP = {
 }
 
 
-def _overrides_epilog() -> str:
-    from babeltune.config import describe
-
-    rows = describe()
-    width = max(len(name) for name, _, _ in rows) + 2
-    lines = ["config fields (set in the YAML, or override with --FIELD=VALUE):"]
-    lines += [f"  {name:<{width}}{help} [default: {default}]" for name, default, help in rows]
-    return "\n".join(lines)
-
-
-DEBUG_HELP = "show Python tracebacks for errors"
+@dataclass
+class Command:
+    help: str
+    handler: Callable[[argparse.Namespace, list[str]], int]
+    arguments: Callable[[argparse.ArgumentParser], None] = lambda parser: None
+    grid: bool = True  # takes an experiment YAML and --group.field=value overrides
+    description: str = ""
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="babeltune",
-        description="Monolingual or multilingual instruction tuning under a fixed budget: build data, compose "
-        "mixtures, fine-tune, generate, evaluate (LLM judge + language ID + chrF) and report, from one YAML file.",
-        epilog="Start with `babeltune run` (the offline demo in configs/default.yaml), then open the printed report.",
-    )
-    parser.add_argument("--debug", action="store_true", help=DEBUG_HELP)
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    def with_debug(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
-        # SUPPRESS: a subcommand without --debug keeps the value given before the command
-        p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=DEBUG_HELP)
-        return p
-
-    def add(name: str, help: str) -> argparse.ArgumentParser:
-        p = sub.add_parser(
-            name,
-            help=help,
-            description=help,
-            epilog=_overrides_epilog(),
-            formatter_class=argparse.RawDescriptionHelpFormatter,
-        )
-        p.add_argument("config", nargs="?", type=Path, help=f"experiment YAML (default: {DEFAULT_CONFIG})")
-        return with_debug(p)
-
-    run_cmd = add("run", "run the whole experiment grid, reusing every finished stage")
-    run_cmd.add_argument(
-        "--task",
-        type=int,
-        metavar="ID",
-        help="run only training run ID of the grid (see plan; for Slurm arrays)",
-    )
-    compare = add(
-        "compare", "judge two runs of the grid against each other on the same prompts, in both orders"
-    )
-    compare.add_argument("--runs", nargs=2, metavar=("RUN_A", "RUN_B"), required=True,
-                         help="run names as the report shows them, e.g. smollm2-135m/lora/mono-es")  # fmt: skip
-    agree = sub.add_parser(
-        "judge-agreement",
-        help="correlate judge scores with human scores (item and system level, per language)",
-        description="Pearson and Spearman correlation between judge and human scores, per item and per system "
-        "(run), for each language. HUMAN_SCORES is CSV or JSONL with id, run and score.",
-    )
-    agree.add_argument("human_scores", type=Path, help="CSV or JSONL: id (e.g. test-01:es), run, score")
-    agree.add_argument(
-        "scores", nargs="+", type=Path, help="scores.jsonl files, or run directories to search"
-    )
-    with_debug(agree)
-    serve = sub.add_parser(
-        "serve",
-        help="serve a model through an OpenAI-compatible HTTP API",
-        description="Serve a base model, a tuned adapter or the embedded model at /v1/chat/completions, "
-        "/v1/completions and /v1/models, with the template it was trained with.",
-    )
-    serve.add_argument("checkpoint", help="a training folder (runs/NAME/train/TASK), a PEFT adapter or model folder, "
-                       "builtin:smollm2-135m, or a hub id")  # fmt: skip
-    serve.add_argument(
-        "--base", help="base model of a bare adapter folder (default: from adapter_config.json)"
-    )
-    serve.add_argument(
-        "--template", choices=["alpaca", "chat"], help="prompt template (default: the training one)"
-    )
-    serve.add_argument("--name", help="model id to serve under (default: the folder name)")
-    serve.add_argument(
-        "--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, this machine only)"
-    )
-    serve.add_argument("--port", type=int, default=8000, help="port (default: 8000; 0 picks a free one)")
-    serve.add_argument(
-        "--api-key-env", help="require `Authorization: Bearer <key>` with the key in this variable"
-    )
-    serve.add_argument(
-        "--max-tokens", type=int, default=1024, help="largest max_tokens a request may ask for"
-    )
-    serve.add_argument(
-        "--max-request-bytes", type=int, default=1_000_000, help="largest request body accepted"
-    )
-    with_debug(serve)
-    plan_cmd = add(
-        "plan",
-        "print the grid's tasks, mixtures and budget (in units of C, tokens, GPU hours) and what is done",
-    )
-    plan_cmd.add_argument(
-        "--slurm",
-        type=Path,
-        metavar="FILE",
-        help="also write an sbatch array script: one task per training run",
-    )
-    add("show-config", "print the fully resolved configuration (defaults + YAML + overrides)")
-    for stage in STAGES:
-        p = add(stage, f"{STAGE_HELP[stage]} (runs earlier stages first when needed)")
-        if stage == "generate":
-            p.add_argument(
-                "--shard",
-                metavar="I/N",
-                help="answer only shard I of N (after training is done); "
-                "a later unsharded `babeltune generate` or `run` merges the shards",
-            )
-    return parser
+# --- handlers --------------------------------------------------------------------------------------------
 
 
 def _load(args: argparse.Namespace, overrides: list[str]):
@@ -159,205 +63,119 @@ def _load(args: argparse.Namespace, overrides: list[str]):
     return config.load(path, overrides)
 
 
-def _print_plan(plan, config: Path, slurm: Path | None) -> None:
-    from rich.console import Console
-    from rich.table import Table
+def _plan(args: argparse.Namespace, overrides: list[str]):
+    from babeltune.experiment import build_plan
+    from babeltune.generate import parse_shard
 
-    console = Console(width=max(Console().width, 140))
-    unit = plan.cfg.mix.budget_unit
-    budget = plan.mixtures[0]["budget_C"] if plan.mixtures else "?"
-    table = Table(
-        title=f"mixtures of {plan.cfg.name}: C = {budget} {unit} (one monolingual run)", title_justify="left"
-    )
-    for col in (
-        "mixture",
-        "regime",
-        "examples",
-        "tokens",
-        "cost (C)",
-        "runs",
-        "total cost (C)",
-        "per language",
-    ):
-        table.add_column(col)
-    runs = len(plan.cfg.models) * len(plan.cfg.train.methods)
-    for m in plan.mixtures:
-        langs = ", ".join(f"{k} {v}" for k, v in m["per_language"].items())
-        tokens = "–" if m["tokens"] is None else str(m["tokens"])
-        total = round(m["cost_in_C"] * runs, 3)
-        table.add_row(
-            m["name"],
-            m["regime"],
-            str(m["examples"]),
-            tokens,
-            str(m["cost_in_C"]),
-            str(runs),
-            str(total),
-            langs,
-        )
-    console.print(table)
-    from babeltune.planning import EFFECTIVE_FLOPS, TOKENS_PER_EXAMPLE, slurm_script, training_rows
+    shard = parse_shard(args.shard) if getattr(args, "shard", None) else None
+    plan = build_plan(_load(args, overrides), shard)
+    if getattr(args, "task", None) is not None:
+        from babeltune.experiment import select_task
 
-    rows = training_rows(plan)
-    runs = Table(title="training runs (task IDs for --task and Slurm)", title_justify="left")
-    for col in ("task", "run", "regime", "examples", "tokens", "cost (C)", "params (B)", "GPU hours"):
-        runs.add_column(col)
-    for r in rows:
-        tokens = str(r["tokens"]) if r["tokens_counted"] else f"~{r['tokens']}"
-        runs.add_row(str(r["task"]), r["run"], r["regime"], str(r["examples"]), tokens, str(r["cost_in_C"]),
-                     str(r["parameters_b"] or "?"), str(r["gpu_hours"] or "?"))  # fmt: skip
-    console.print(runs)
-    total = sum(r["gpu_hours"] or 0 for r in rows)
-    console.print(
-        f"{len(rows)} training runs, {sum(r['cost_in_C'] for r in rows):g} C in all, about {total:.1f} GPU hours of training "
-        f"(estimate: {EFFECTIVE_FLOPS / 1e12:.0f} TFLOP/s effective; ~ marks tokens estimated at {TOKENS_PER_EXAMPLE} per example)"
-    )
-    if slurm:
-        from babeltune.io import atomic_write_text
-
-        atomic_write_text(slurm, slurm_script(plan, config, rows))
-        console.print(f"Slurm array script: {slurm} (sbatch {slurm})")
-    tasks = Table(title=f"tasks in {plan.cfg.run_dir}")
-    for col in ("stage", "name", "key", "status"):
-        tasks.add_column(col)
-    for t in plan.tasks:
-        tasks.add_row(t.stage, t.name, t.key, "done" if t.done else "to do")
-    console.print(tasks)
+        select_task(plan, args.task)
+    return plan, shard
 
 
-def _print_translation(plan) -> None:
-    """Per-language counts of the translate stage: what was kept, filtered, failed, cached, and at what cost."""
-    from rich.console import Console
-    from rich.table import Table
+def run_stages(stage: str) -> Callable[[argparse.Namespace, list[str]], int]:
+    """The handler of ``run`` (every stage) or of one stage command (it and the stages before it)."""
 
-    from babeltune.io import read_json
+    def handler(args: argparse.Namespace, overrides: list[str]) -> int:
+        from babeltune.experiment import execute, up_to
 
-    (task,) = [t for t in plan.tasks if t.stage == "translate"]
-    report = read_json(task.out_dir / "translate_report.json")
-    quality = (
-        read_json(task.out_dir / "mt_quality.json") if (task.out_dir / "mt_quality.json").exists() else {}
-    )
-    table = Table(
-        title=f"translation {report['source_language']} -> ... with {report['backend']}:{report['model']}"
-    )
-    columns = [
-        "items",
-        "accepted",
-        "rejected",
-        "failed",
-        "segments",
-        "cache_hits",
-        "translated_now",
-        "seconds",
-    ]
-    for col in ["language", *columns, "chrF", "top rejection reasons"]:
-        table.add_column(col)
-    for lang, rep in report["languages"].items():
-        reasons = ", ".join(f"{k} {v}" for k, v in sorted(rep["reasons"].items(), key=lambda kv: -kv[1])[:3])
-        chrf = str(quality[lang]["chrF"]) if lang in quality else "–"
-        table.add_row(lang, *(str(rep[c]) for c in columns), chrf, reasons or "–")
-    console = Console(width=max(Console().width, 160))  # a wide table is easier to read than a wrapped one
-    console.print(table)
-    usage = report["usage"]
-    console.print(
-        f"calls {usage['calls']}, retries {usage['retries']}, tokens {usage['input_tokens']} in / "
-        f"{usage['output_tokens']} out, cost {usage['cost']}; files in {task.out_dir}"
-    )
+        plan, shard = _plan(args, overrides)
+        if shard and not all(p.train.done for p in plan.points):
+            raise BabeltuneError("--shard: train first (babeltune train CONFIG), then shard the generation")
+        if stage == "translate" and not plan.cfg.translate.enabled:
+            raise BabeltuneError(
+                "translate.enabled is false: set it in the YAML or pass --translate.enabled=true"
+            )
+        up_to(plan, stage)
+        start = time.perf_counter()
+        summary = execute(plan)
+        if stage == "translate":
+            from babeltune.translate.stage import print_summary
+
+            (task,) = [t for t in plan.tasks if t.stage == "translate"]
+            print_summary(task.out_dir)
+        if plan.report in plan.tasks:
+            from babeltune.report.console import print_summary
+
+            print_summary(plan.report_dir, time.perf_counter() - start)
+        line = summary.failure_line()
+        if line:
+            print(f"babeltune: {line}", file=sys.stderr)
+            from babeltune.tasks import EXIT_INCOMPLETE
+
+            return EXIT_INCOMPLETE
+        return 0
+
+    return handler
 
 
-SUMMARY_METRICS = [
-    (
-        "consistency",
-        "language consistency (% of answers in the prompt's language)",
-        lambda v: f"{100 * v:.0f}",
-    ),
-    ("chrf", "chrF against the reference answer", lambda v: f"{v:.1f}"),
-    ("score_mean", "mean score (judge x language match)", lambda v: f"{v:.2f}"),
-]
+def _print_plan(args: argparse.Namespace, overrides: list[str]) -> int:
+    from babeltune import planning
 
-
-def _print_summary(plan, seconds: float) -> None:
-    """One small table per metric: runs as rows, languages as columns (unseen ones starred)."""
-    from rich.console import Console
-    from rich.table import Table
-
-    from babeltune.io import read_jsonl
-    from babeltune.report.aggregate import cells
-
-    scores = {r.name: read_jsonl(r.scores) for r in plan.results}
-    table_cells = cells(scores, set(plan.cfg.data.languages), plan.cfg.test.languages)
-    langs = list(dict.fromkeys(c.lang for c in table_cells))
-    seen = {c.lang: c.seen for c in table_cells}
-    by = {(c.run, c.lang): c for c in table_cells}
-    needed = max(len(run) for run in scores) + 8 * len(langs) + 8
-    console = Console(width=max(Console().width, needed))  # never truncate run names in a log file
-    for metric, title, fmt in SUMMARY_METRICS:
-        table = Table(title=title, title_justify="left")
-        table.add_column("run")
-        for lang in langs:
-            table.add_column(lang if seen[lang] else f"{lang}*", justify="right")
-        for run in scores:
-            values = [getattr(by[run, lang], metric) if (run, lang) in by else None for lang in langs]
-            table.add_row(run, *("–" if v is None else fmt(v) for v in values))
-        console.print(table)
-    console.print("* unseen in training")
-    console.print(f"done in {seconds:.0f} s; report: {plan.report_dir / 'report.html'}")
-
-
-def _compare(plan, runs: list[str]) -> int:
-    from rich.console import Console
-
-    from babeltune.evaluate import pairwise
-    from babeltune.experiment import execute
-    from babeltune.io import read_json, read_jsonl
-
-    by_name = {r.name: r for r in plan.results}
-    for name in runs:
-        if name not in by_name:
-            from babeltune.registry import unknown_name_error
-
-            raise unknown_name_error("run", name, by_name)
-    plan.tasks = [t for t in plan.tasks if STAGES.index(t.stage) <= STAGES.index("generate")]
-    execute(plan)
-    a, b = (read_jsonl(by_name[n].responses) for n in runs)
-    out = plan.cfg.run_dir / "compare" / "--vs--".join(n.replace("/", "-") for n in runs)
-    summary = read_json(pairwise.run(plan.cfg.evaluate, a, b, tuple(runs), out))
-    console = Console()
-    o = summary["overall"]
-    console.print(f"{runs[0]} vs {runs[1]} (judge {summary['judge']}): {o['a_wins']} : {o['b_wins']}, {o['ties']} ties, "
-                  f"{o['unparsable']} unparsable; flip rate {o['flip_rate']}, first-position win rate "
-                  f"{o['first_position_win_rate']}; details in {out}")  # fmt: skip
+    plan, _ = _plan(args, overrides)
+    if args.json:
+        planning.print_json(plan)
+    else:
+        planning.print_plan(plan, args.config or DEFAULT_CONFIG, overrides, args.slurm)
     return 0
 
 
-def _judge_agreement(args: argparse.Namespace) -> int:
-    from rich.console import Console
-    from rich.table import Table
+def _show_config(args: argparse.Namespace, overrides: list[str]) -> int:
+    from babeltune.settings import dump_yaml
 
-    from babeltune.evaluate.agreement import agreement, read_human_scores
+    print(dump_yaml(_load(args, overrides)), end="")
+    return 0
+
+
+def _compare(args: argparse.Namespace, overrides: list[str]) -> int:
+    from babeltune.evaluate import pairwise
+    from babeltune.experiment import cache_paths, execute, up_to
+    from babeltune.io import read_jsonl
+    from babeltune.models import model_slug
+    from babeltune.registry import unknown_name_error
+
+    plan, _ = _plan(args, overrides)
+    by_name = {p.name: p for p in plan.points}
+    for name in args.runs:
+        if name not in by_name:
+            raise unknown_name_error("run", name, by_name)
+    up_to(plan, "generate")
+    execute(plan)
+    a, b = (read_jsonl(by_name[n].generate.output().path) for n in args.runs)
+    judge = plan.cfg.evaluate.judge
+    folder = "--vs--".join(n.replace("/", "-") for n in args.runs) + f"--{model_slug(judge.model)}"
+    summary = pairwise.run(
+        judge, a, b, tuple(args.runs), plan.cfg.run_dir / "compare" / folder, cache_paths(plan.cfg)[1]
+    )
+    pairwise.print_summary(summary)
+    return 0
+
+
+def _judge_agreement(args: argparse.Namespace, overrides: list[str]) -> int:
+    from babeltune.evaluate.agreement import agreement, print_agreement, read_human_scores
     from babeltune.io import read_jsonl
 
+    if overrides:
+        raise BabeltuneError(f"judge-agreement: unrecognised argument {overrides[0]!r}")
     files = [
         p for s in args.scores for p in ([s] if s.is_file() else sorted(s.glob("**/evaluate/*/scores.jsonl")))
     ]
     if not files:
         raise BabeltuneError(f"judge-agreement: no scores.jsonl in {', '.join(map(str, args.scores))}")
-    result = agreement([r for f in files for r in read_jsonl(f)], read_human_scores(args.human_scores))
-    table = Table(title="judge vs human scores")
-    cols = ["items", "systems", "item_pearson", "item_spearman", "system_pearson", "system_spearman"]
-    for col in ["language", *cols]:
-        table.add_column(col)
-    for lang, row in result["per_language"].items():
-        table.add_row(lang, *(str(row[c]) for c in cols))
-    Console(width=120).print(table)
+    print_agreement(
+        agreement([r for f in files for r in read_jsonl(f)], read_human_scores(args.human_scores))
+    )
     return 0
 
 
-def _serve(args: argparse.Namespace, extra: list[str]) -> int:
+def _serve(args: argparse.Namespace, overrides: list[str]) -> int:
     from babeltune import serve
 
-    if extra:
-        raise BabeltuneError(f"serve: unrecognised argument {extra[0]!r}")
+    if overrides:
+        raise BabeltuneError(f"serve: unrecognised argument {overrides[0]!r}")
     api_key = None
     if args.api_key_env:
         api_key = os.environ.get(args.api_key_env)
@@ -373,53 +191,138 @@ def _serve(args: argparse.Namespace, extra: list[str]) -> int:
     return 0
 
 
+# --- arguments --------------------------------------------------------------------------------------------
+
+
+def _task_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--task", type=int, metavar="ID", help="run only training run ID of the grid and what it needs "
+                   "(see plan; for Slurm arrays: processes with different IDs share one run directory)")  # fmt: skip
+
+
+def _plan_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--slurm", type=Path, metavar="FILE",
+                   help="also write a Slurm script; `bash FILE` submits one array task per training run, sized "
+                   "per model, and the report after them")  # fmt: skip
+    p.add_argument("--json", action="store_true", help="print only the tasks, one JSON object a line")
+
+
+def _shard_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--shard", metavar="I/N", help="answer only shard I of N (after training is done); "
+                   "a later unsharded `babeltune generate` or `run` merges the shards")  # fmt: skip
+
+
+def _compare_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--runs", nargs=2, metavar=("RUN_A", "RUN_B"), required=True,
+                   help="run names as the report shows them, e.g. smollm2-135m/lora/mono-es")  # fmt: skip
+
+
+def _agreement_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("human_scores", type=Path, help="CSV or JSONL: id (e.g. test-01:es), run, score")
+    p.add_argument("scores", nargs="+", type=Path, help="scores.jsonl files, or run directories to search")
+
+
+def _serve_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("checkpoint", help="a training folder (runs/NAME/train/TASK), a checkpoint, a PEFT adapter "
+                   "or model folder, builtin:smollm2-135m, or a hub id")  # fmt: skip
+    p.add_argument("--base", help="base model of a bare adapter folder (default: from adapter_config.json)")
+    p.add_argument(
+        "--template", choices=["alpaca", "chat"], help="prompt template (default: the training one)"
+    )
+    p.add_argument("--name", help="model id to serve under (default: the folder name)")
+    p.add_argument(
+        "--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, this machine only)"
+    )
+    p.add_argument("--port", type=int, default=8000, help="port (default: 8000; 0 picks a free one)")
+    p.add_argument(
+        "--api-key-env", help="require `Authorization: Bearer <key>` with the key in this variable"
+    )
+    p.add_argument("--max-tokens", type=int, default=1024, help="largest max_tokens a request may ask for")
+    p.add_argument("--max-request-bytes", type=int, default=1_000_000, help="largest request body accepted")
+
+
+def _stage_arguments(stage: str) -> Callable[[argparse.ArgumentParser], None]:
+    def add(p: argparse.ArgumentParser) -> None:
+        _task_argument(p)
+        if stage == "generate":
+            _shard_argument(p)
+
+    return add
+
+
+def _commands() -> dict[str, Command]:
+    from babeltune.experiment import STAGES
+
+    stages = {
+        stage: Command(f"{STAGE_HELP[stage]} (runs earlier stages first when needed)", run_stages(stage),
+                       _stage_arguments(stage))
+        for stage in STAGES
+    }  # fmt: skip
+    return {
+        "run": Command("run the whole experiment grid, reusing every finished task", run_stages("report"),
+                       _task_argument),
+        "plan": Command("print the grid's tasks, mixtures and budget (in units of C, tokens, GPU hours) and what is "
+                        "done; needs no data", _print_plan, _plan_arguments),
+        "show-config": Command("print the fully resolved configuration (defaults + YAML + overrides)", _show_config),
+        **stages,
+        "compare": Command("judge two runs of the grid against each other on the same prompts, in both orders",
+                           _compare, _compare_arguments),
+        "judge-agreement": Command(
+            "correlate judge scores with human scores (item and system level, per language)", _judge_agreement,
+            _agreement_arguments, grid=False,
+            description="Pearson and Spearman correlation between judge and human scores, per item and per system "
+            "(run), for each language. HUMAN_SCORES is CSV or JSONL with id, run and score."),
+        "serve": Command(
+            "serve a model through an OpenAI-compatible HTTP API", _serve, _serve_arguments, grid=False,
+            description="Serve a base model, a tuned checkpoint or the embedded model at /v1/chat/completions, "
+            "/v1/completions and /v1/models, with the template it was trained with."),
+    }  # fmt: skip
+
+
+def _overrides_epilog() -> str:
+    from babeltune.config import describe
+
+    rows = describe()
+    width = max(len(name) for name, _, _ in rows) + 2
+    lines = ["config fields (set in the YAML, or override with --FIELD=VALUE):"]
+    lines += [f"  {name:<{width}}{help} [default: {default}]" for name, default, help in rows]
+    return "\n".join(lines) + "\n\n" + EXIT_CODES
+
+
+def _parser(commands: dict[str, Command]) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="babeltune",
+        description="Monolingual or multilingual instruction tuning under a fixed budget: build data, compose "
+        "mixtures, fine-tune, generate, evaluate (LLM judge + language ID + chrF) and report, from one YAML file.",
+        epilog="Start with `babeltune run` (the offline demo in configs/default.yaml), then open the printed "
+        f"report. {EXIT_CODES}.",
+    )
+    parser.add_argument("--debug", action="store_true", help=DEBUG_HELP)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, command in commands.items():
+        p = sub.add_parser(
+            name, help=command.help, description=command.description or command.help,
+            epilog=_overrides_epilog() if command.grid else EXIT_CODES,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )  # fmt: skip
+        if command.grid:
+            p.add_argument(
+                "config", nargs="?", type=Path, help=f"experiment YAML (default: {DEFAULT_CONFIG})"
+            )
+        command.arguments(p)
+        # SUPPRESS: a subcommand without --debug keeps the value given before the command
+        p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=DEBUG_HELP)
+    return parser
+
+
 def main(argv: list[str] | None = None) -> int:
-    args, overrides = _parser().parse_known_args(argv)
+    commands = _commands()
+    args, overrides = _parser(commands).parse_known_args(argv)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     try:
         from transformers.utils import logging as hf_logging
 
         hf_logging.set_verbosity_error()
-        if args.command == "serve":
-            return _serve(args, overrides)
-        if args.command == "judge-agreement":
-            return _judge_agreement(args)
-        cfg = _load(args, overrides)
-        if args.command == "show-config":
-            from babeltune.config import dump_yaml
-
-            print(dump_yaml(cfg), end="")
-            return 0
-        from babeltune.experiment import build_plan, execute
-        from babeltune.generate import parse_shard
-
-        shard = parse_shard(args.shard) if getattr(args, "shard", None) else None
-        plan = build_plan(cfg, shard)
-        if shard and not all(t.done for t in plan.tasks if t.stage == "train"):
-            raise BabeltuneError("--shard: train first (babeltune train CONFIG), then shard the generation")
-        if args.command == "plan":
-            _print_plan(plan, args.config or DEFAULT_CONFIG, args.slurm)
-            return 0
-        if getattr(args, "task", None) is not None:
-            from babeltune.experiment import select_task
-
-            select_task(plan, args.task)
-        if args.command == "compare":
-            return _compare(plan, args.runs)
-        if args.command == "translate" and not cfg.translate.enabled:
-            raise BabeltuneError(
-                "translate.enabled is false: set it in the YAML or pass --translate.enabled=true"
-            )
-        if args.command in STAGES:
-            last = STAGES.index(args.command)
-            plan.tasks = [t for t in plan.tasks if STAGES.index(t.stage) <= last]
-        start = time.perf_counter()
-        execute(plan)
-        if args.command in ("run", "report") and getattr(args, "task", None) is None:
-            _print_summary(plan, time.perf_counter() - start)
-        if args.command == "translate":
-            _print_translation(plan)
-        return 0
+        return commands[args.command].handler(args, overrides)
     except BabeltuneError as err:
         if args.debug:
             raise

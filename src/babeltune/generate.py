@@ -9,27 +9,96 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Literal
 
 from tqdm.auto import tqdm
 
-from babeltune.config import GenerateArgs, ModelArgs
+from babeltune import checkpoint
 from babeltune.data.schema import TestPrompt
+from babeltune.endpoints import EndpointArgs
 from babeltune.io import AppendLog, read_complete_jsonl, read_jsonl
-from babeltune.registry import BabeltuneError, Registry
+from babeltune.models import ModelArgs
+from babeltune.registry import BabeltuneError, Registry, check_names
+from babeltune.settings import result_fields, setting
+from babeltune.tasks import Output, Task
 from babeltune.templates import build_prompt
+
+RESPONSES = "responses.jsonl"
+
+
+@dataclass
+class GenerateArgs(EndpointArgs):
+    timeout: float = setting(600.0, "openai backend: seconds per request", affects_result=False)
+    backend: str = setting(
+        "hf", "generation backend: hf (transformers), vllm (GPU, optional extra), openai (an endpoint)"
+    )
+    preset: Literal["custom", "fast", "paper"] = setting(
+        "custom",
+        "decoding preset: paper = beam 4, 256 new tokens, no repeated 6-grams (+ repetition penalty 1.1 for "
+        "full-parameter runs); fast = greedy, 128 tokens; custom = the fields below",
+        affects_result=False,  # a job holds the values the preset set
+    )
+    max_new_tokens: int = setting(96, "maximum new tokens per answer (the paper: 256)")
+    batch_size: int = setting(
+        16, "prompts per batch (batches are sorted by prompt length)", affects_result=False
+    )
+    num_beams: int = setting(1, "beam search width (the paper: 4)")
+    do_sample: bool = setting(False, "sample instead of greedy/beam decoding")
+    temperature: float = setting(1.0, "sampling temperature")
+    top_p: float = setting(1.0, "nucleus sampling mass")
+    seed: int = setting(0, "sampling seed")
+    no_repeat_ngram_size: int = setting(0, "forbid repeated n-grams of this size (the paper: 6)")
+    repetition_penalty: float = setting(1.0, "repetition penalty (the paper's full-parameter runs: 1.1)")
+    stop: list[str] = setting(["\n### "], "stop at the first of these strings (the paper: \\n### )")
+    precision: Literal["auto", "fp32", "bf16"] = setting(
+        "auto",
+        "auto = bf16 autocast where the hardware is fast at it (decided on the machine that generates)",
+    )
+    model: str | None = setting(None, "openai backend: served model id (default: the run name)")
+
+    def check(self, where: str) -> None:
+        check_names(where, backend=lambda: BACKENDS.get(self.backend))
+
+
+@dataclass(frozen=True)
+class Target:
+    """What answers: the weights to load, an adapter to attach, and the template it was trained with."""
+
+    weights: str
+    adapter: Path | None = None
+    template: str = "alpaca"
+    dtype: str = "float32"
+
+    @classmethod
+    def base(cls, model: ModelArgs) -> Target:
+        return cls(model.name, None, model.template, model.dtype)
+
+    @classmethod
+    def of(cls, folder: Path) -> Target:
+        """The checkpoint in ``folder``, as its own description tells it."""
+        described = checkpoint.read(folder)
+        weights, adapter = described.weights(folder)
+        return cls(weights, adapter, described.template, described.dtype)
 
 
 @dataclass
 class GenerateJob:
-    prompts: Path  # test_prompts.jsonl
-    model: ModelArgs
-    adapter: Path | None  # LoRA adapter folder, or None
-    checkpoint: Path | None  # full fine-tuned model folder, or None (then the base model)
+    gen: GenerateArgs  # the decoding settings, with the preset applied for this run's method
     run_name: str  # recorded in each response, e.g. "smollm2-135m/lora/mono-es"
-    gen: GenerateArgs
-    method: str = "lora"  # the paper's preset adds a repetition penalty for full-parameter runs
+
+
+def task(
+    cfg: GenerateArgs, method: str, weights: Output, prompts: Output, name: str, shard: tuple[int, int] | None
+) -> Task:
+    job = GenerateJob(effective(cfg, method), name)
+    return Task(
+        "generate", name, job,
+        lambda t: run(t.job, Target.of(t.inputs["weights"].path), t.inputs["prompts"].path, t.out_dir, shard),
+        {"weights": weights, "prompts": prompts}, locate=lambda folder, _: folder / RESPONSES,
+        slug=name.replace("/", "-"), partial=shard is not None,
+    )  # fmt: skip
 
 
 def split_at_stop(text: str, stops: list[str]) -> tuple[str, bool]:
@@ -78,10 +147,7 @@ def effective(gen: GenerateArgs, method: str) -> GenerateArgs:
 
 def decoding_settings(gen: GenerateArgs) -> dict:
     """What is recorded with every answer: the settings that shape the text, not the plumbing."""
-    settings = asdict(gen)
-    for plumbing in ("batch_size", "base_url", "api_key_env", "concurrency"):
-        settings.pop(plumbing)
-    return settings
+    return result_fields(gen)
 
 
 def stable_hash(text: str) -> int:
@@ -131,12 +197,12 @@ def _record(
     }
 
 
-Backend = Callable[[GenerateJob, GenerateArgs, list[TestPrompt], AppendLog], None]
+Backend = Callable[[GenerateJob, Target, list[TestPrompt], AppendLog], None]
 BACKENDS: Registry[Backend] = Registry("generation backend")
 
 
 def use_bf16(gen: GenerateArgs, dtype: str) -> bool:
-    from babeltune.train import bf16_is_fast
+    from babeltune.precision import bf16_is_fast
 
     return gen.precision == "bf16" or (gen.precision == "auto" and dtype == "float32" and bf16_is_fast())
 
@@ -172,20 +238,20 @@ def generate_batch(
 
 
 @BACKENDS.register("hf")
-def hf_generate(job: GenerateJob, gen: GenerateArgs, todo: list[TestPrompt], log: AppendLog) -> None:
+def hf_generate(job: GenerateJob, target: Target, todo: list[TestPrompt], log: AppendLog) -> None:
     """transformers ``generate``: left padding, length-sorted batches, KV cache, stop strings, LoRA unmerged."""
     import torch
 
     from babeltune.models import load_model, load_tokenizer
 
-    base = str(job.checkpoint) if job.checkpoint else job.model.name
-    tokenizer = load_tokenizer(base, padding_side="left")
-    model = load_model(base, job.model.dtype, adapter=job.adapter).eval()
+    gen = job.gen
+    tokenizer = load_tokenizer(target.weights, padding_side="left")
+    model = load_model(target.weights, target.dtype, adapter=target.adapter).eval()
     if torch.cuda.is_available():
         model.to("cuda")
     settings = decoding_settings(gen)
-    bf16 = use_bf16(gen, job.model.dtype)
-    texts = {p.id: build_prompt(job.model.template, tokenizer, p.prompt) for p in todo}
+    bf16 = use_bf16(gen, target.dtype)
+    texts = {p.id: build_prompt(target.template, tokenizer, p.prompt) for p in todo}
     bar = tqdm(total=len(todo), desc=f"generate {job.run_name}", unit="answer")
     for batch in length_sorted_batches(todo, lambda p: len(texts[p.id]), gen.batch_size):
         seed = gen.seed + (stable_hash(batch[0].id) >> 224)  # its top 32 bits: a per-batch seed
@@ -197,24 +263,19 @@ def hf_generate(job: GenerateJob, gen: GenerateArgs, todo: list[TestPrompt], log
 
 
 @BACKENDS.register("openai")
-def openai_generate(job: GenerateJob, gen: GenerateArgs, todo: list[TestPrompt], log: AppendLog) -> None:
+def openai_generate(job: GenerateJob, target: Target, todo: list[TestPrompt], log: AppendLog) -> None:
     """An OpenAI-compatible endpoint serving the tuned model (``babeltune serve``, vLLM, ...).
 
     The alpaca template goes through /v1/completions with the exact training prompt; the chat template
     through /v1/chat/completions, where the server applies the model's own chat template."""
-    import os
     import threading
     from concurrent.futures import ThreadPoolExecutor
 
-    from openai import OpenAI
+    from babeltune.retry import GaveUp, Usage
 
-    from babeltune.retry import GaveUp, call_with_retries, openai_retryable
-
-    if not gen.base_url:
-        raise BabeltuneError("generate.base_url: required for the openai backend")
-    client = OpenAI(
-        base_url=gen.base_url, api_key=os.environ.get(gen.api_key_env) or "none", max_retries=0, timeout=600
-    )
+    gen = job.gen
+    client = gen.client("generate")
+    usage = Usage()
     settings = decoding_settings(gen)
     model = gen.model or job.run_name
     common = {"model": model, "max_tokens": gen.max_new_tokens, "temperature": gen.temperature if gen.do_sample else 0,
@@ -223,7 +284,7 @@ def openai_generate(job: GenerateJob, gen: GenerateArgs, todo: list[TestPrompt],
     bar = tqdm(total=len(todo), desc=f"generate {job.run_name}", unit="answer")
 
     def ask(p: TestPrompt) -> tuple[str, Callable[[], str]]:
-        if job.model.template == "alpaca":
+        if target.template == "alpaca":
             text = build_prompt("alpaca", None, p.prompt)
             return text, lambda: client.completions.create(prompt=text, **common).choices[0].text
         messages = [{"role": "user", "content": p.prompt}]
@@ -235,7 +296,7 @@ def openai_generate(job: GenerateJob, gen: GenerateArgs, todo: list[TestPrompt],
     def one(p: TestPrompt) -> None:
         text, call = ask(p)
         try:
-            answer = call_with_retries(call, openai_retryable, max_retries=4)
+            answer = gen.call(call, usage)
         except GaveUp as err:
             raise BabeltuneError(f"generate: {gen.base_url} failed for {p.id}: {err.reason}") from None
         with lock:
@@ -248,7 +309,7 @@ def openai_generate(job: GenerateJob, gen: GenerateArgs, todo: list[TestPrompt],
 
 
 @BACKENDS.register("vllm")
-def vllm_generate(job: GenerateJob, gen: GenerateArgs, todo: list[TestPrompt], log: AppendLog) -> None:
+def vllm_generate(job: GenerateJob, target: Target, todo: list[TestPrompt], log: AppendLog) -> None:
     """vLLM on GPUs (``pip install babeltune[vllm]``); the LoRA adapter is applied per request."""
     try:
         from vllm import LLM, SamplingParams
@@ -257,36 +318,37 @@ def vllm_generate(job: GenerateJob, gen: GenerateArgs, todo: list[TestPrompt], l
         raise BabeltuneError(
             "generate.backend: vllm is not installed (pip install 'babeltune[vllm]')"
         ) from None
+    gen = job.gen
     if gen.num_beams > 1:
         raise BabeltuneError(
             "generate.num_beams: the vllm backend decodes greedily or by sampling; use hf for beams"
         )
     from babeltune.models import resolve
 
-    base = str(job.checkpoint) if job.checkpoint else resolve(job.model.name)
-    llm = LLM(model=base, enable_lora=job.adapter is not None, seed=gen.seed)
+    llm = LLM(model=resolve(target.weights), enable_lora=target.adapter is not None, seed=gen.seed)
     tokenizer = llm.get_tokenizer()
-    texts = [build_prompt(job.model.template, tokenizer, p.prompt) for p in todo]
+    texts = [build_prompt(target.template, tokenizer, p.prompt) for p in todo]
     params = SamplingParams(
         temperature=gen.temperature if gen.do_sample else 0.0, top_p=gen.top_p, max_tokens=gen.max_new_tokens,
         repetition_penalty=gen.repetition_penalty, stop=gen.stop or None, seed=gen.seed,
     )  # fmt: skip
-    lora = LoRARequest("adapter", 1, str(job.adapter)) if job.adapter else None
+    lora = LoRARequest("adapter", 1, str(target.adapter)) if target.adapter else None
     settings = decoding_settings(gen)
     for p, text, out in zip(todo, texts, llm.generate(texts, params, lora_request=lora), strict=True):
         completion = out.outputs[0]
         log.append(_record(job, p, text, completion.text, len(completion.token_ids), settings))
 
 
-def run(job: GenerateJob, out_dir: Path, shard: tuple[int, int] | None = None) -> Path:
+def run(
+    job: GenerateJob, target: Target, prompts_file: Path, out_dir: Path, shard: tuple[int, int] | None = None
+) -> Path:
     """Answer every prompt (of this shard) not yet answered; returns the responses file written."""
-    prompts = [TestPrompt.from_dict(r) for r in read_jsonl(job.prompts)]
-    gen = effective(job.gen, job.method)
+    prompts = [TestPrompt.from_dict(r) for r in read_jsonl(prompts_file)]
     if shard:
         prompts = [p for p in prompts if shard_of(p.id, shard)]
         path = out_dir / f"responses.shard-{shard[0]}-of-{shard[1]}.jsonl"
     else:
-        path = out_dir / "responses.jsonl"
+        path = out_dir / RESPONSES
     with AppendLog(path) as log:
         done = {r["id"] for r in log.rows}
         if not shard:  # merge what shards already answered
@@ -297,5 +359,5 @@ def run(job: GenerateJob, out_dir: Path, shard: tuple[int, int] | None = None) -
                         done.add(row["id"])
         todo = [p for p in prompts if p.id not in done]
         if todo:
-            BACKENDS.get(gen.backend)(job, gen, todo, log)
+            BACKENDS.get(job.gen.backend)(job, target, todo, log)
     return path

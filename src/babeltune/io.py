@@ -1,4 +1,5 @@
-"""File helpers shared by every stage: atomic writes and JSONL with line-numbered errors."""
+"""File helpers shared by every stage: atomic writes that honour the umask, and JSONL with line-numbered
+errors."""
 
 from __future__ import annotations
 
@@ -12,11 +13,43 @@ from typing import Any
 from babeltune.registry import BabeltuneError
 
 
+def current_umask() -> int:
+    """The process umask, read without changing it where Linux tells it (os.umask can only set it)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def temporary_dir(parent: Path, prefix: str) -> Path:
+    """A fresh folder in ``parent`` with the permissions a plain mkdir would give it (mkdtemp gives 0700)."""
+    parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=parent, prefix=prefix))
+    tmp.chmod(0o777 & ~current_umask())
+    return tmp
+
+
+def honour_umask(folder: Path) -> None:
+    """Give what a library wrote into ``folder`` the permissions a plain open would have (safetensors
+    writes weights 0600, unreadable to colleagues on a shared cluster)."""
+    mask = current_umask()
+    for path in [folder, *folder.rglob("*")]:
+        path.chmod((0o777 if path.is_dir() else 0o666) & ~mask)
+
+
 def atomic_write_text(path: Path, text: str) -> None:
-    """Write via a temporary file and rename, so a reader never sees a half-written file."""
+    """Write via a temporary file and rename, so a reader never sees a half-written file. The file gets the
+    permissions a plain open would give it (mkstemp's are 0600: unreadable to colleagues on a cluster)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~current_umask())
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
             fh.flush()
@@ -25,6 +58,20 @@ def atomic_write_text(path: Path, text: str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def fingerprint(name: str | Path) -> str:
+    """What identifies a file or folder's contents cheaply: its path, sizes and modification times (a file
+    rewritten in place gets a new one); anything that is not on disk, such as a hub id, stands for itself."""
+    path = Path(name)
+    if not path.exists():
+        return str(name)
+    files = [path] if path.is_file() else sorted(f for f in path.rglob("*") if f.is_file())
+    stats = "|".join(
+        f"{f.relative_to(path) if f != path else f.name}:{f.stat().st_size}:{f.stat().st_mtime_ns}"
+        for f in files
+    )
+    return f"{path.resolve()}|{stats}"
 
 
 def write_json(path: Path, data: Any) -> None:

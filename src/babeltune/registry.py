@@ -25,6 +25,22 @@ def unknown_name_error(kind: str, name: str, choices: Iterable[str]) -> Babeltun
     return BabeltuneError(f"unknown {kind} {name!r}{hint} choices: {', '.join(choices)}")
 
 
+def check_names(where: str, **lookups: Callable[[], object]) -> None:
+    """Run each lookup (a registry get, a prompt file load); an unknown name's error names its field.
+
+    >>> strategies = Registry("strategy")
+    >>> _ = strategies.register("uniform")(print)
+    >>> check_names("mix", strategy=lambda: strategies.get("unifrom"))
+    Traceback (most recent call last):
+    babeltune.registry.BabeltuneError: mix.strategy: unknown strategy 'unifrom'; did you mean 'uniform'? choices: uniform
+    """
+    for field, lookup in lookups.items():
+        try:
+            lookup()
+        except BabeltuneError as err:
+            raise BabeltuneError(f"{where}.{field}: {err}") from None
+
+
 class Registry(Generic[T]):
     """Name -> implementation, filled with the ``register`` decorator."""
 

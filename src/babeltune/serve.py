@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from babeltune.config import GenerateArgs
+from babeltune import checkpoint
+from babeltune.generate import GenerateArgs
 from babeltune.generate import split_at_stop as cut
 from babeltune.registry import BabeltuneError
 from babeltune.templates import build_prompt
@@ -115,36 +116,32 @@ class ServedModel:
 
 
 def load(
-    checkpoint: str, base: str | None = None, template: str | None = None, name: str | None = None
+    source: str, base: str | None = None, template: str | None = None, name: str | None = None
 ) -> ServedModel:
-    """A babeltune training folder (adapter or full model, with its template), a PEFT adapter folder,
-    a model folder, ``builtin:...`` or a hub id."""
+    """A babeltune checkpoint or training folder (adapter or full model: its description gives the base and
+    the template), a PEFT adapter folder, a model folder, ``builtin:...`` or a hub id."""
     import torch
 
     from babeltune.generate import use_bf16
     from babeltune.models import load_model, load_tokenizer
 
-    path = Path(checkpoint)
+    path = Path(source)
     adapter = None
-    if (path / "train_config.yaml").exists():
-        from babeltune.train import TrainJob
-
-        job = TrainJob.from_yaml(path / "train_config.yaml")
-        template = template or job.model.template
-        if job.method == "lora":
-            adapter, weights = path / "adapter", job.model.name
-        else:
-            weights = str(path / "model")
+    found = checkpoint.find(path)
+    if found is not None:
+        described = checkpoint.read(found)
+        template = template or described.template
+        weights, adapter = described.weights(found)
     elif (path / "adapter_config.json").exists():
         adapter = path
         weights = base or json.loads((path / "adapter_config.json").read_text())["base_model_name_or_path"]
     else:
-        weights = base or checkpoint
+        weights = base or source
     tokenizer = load_tokenizer(weights, padding_side="left")
     model = load_model(weights, adapter=adapter).eval()
     if torch.cuda.is_available():
         model.to("cuda")
-    label = name or (path.name if path.exists() else checkpoint)
+    label = name or (path.name if path.exists() else source)
     return ServedModel(label, template or "alpaca", tokenizer, model, use_bf16(GenerateArgs(), "float32"))
 
 

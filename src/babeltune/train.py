@@ -1,10 +1,10 @@
 """Train stage: supervised fine-tuning on one mixture, with LoRA (PEFT) or all parameters (transformers Trainer).
 
-Writes ``adapter/`` (LoRA, safetensors) or ``model/`` (full; also LoRA with ``merge_lora``),
-``train_log.jsonl`` (one line per logged step, with useful = non-padding tokens per second),
-``metrics.json`` (loss on a fixed probe set before and after training, throughput of the whole run and of
-the steps alone) and ``train_config.yaml`` (everything that shaped the run). Checkpoints go to
-``checkpoints/``; a killed run resumes from the last one with the same data order.
+Writes ``adapter/`` (LoRA, safetensors) or ``model/`` (full; also LoRA with ``merge_lora``), each with the
+``babeltune.json`` that describes it, ``train_log.jsonl`` (one line per logged step, with useful =
+non-padding tokens per second) and ``metrics.json`` (loss on a fixed probe set before and after training,
+throughput of the whole run and of the steps alone). Checkpoints go to ``checkpoints/``; a killed run
+resumes from the last one with the same data order.
 
 With ``train.nproc > 1`` the run is relaunched under ``torchrun`` (data-parallel; gloo on CPU):
 ``python -m babeltune.train JOB.yaml OUT_DIR`` is the entry point each process runs.
@@ -20,37 +20,144 @@ import statistics
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Literal
 
-import yaml
-
-from babeltune.config import LoraArgs, ModelArgs, TrainArgs, dump_yaml, from_dict
+from babeltune import checkpoint
 from babeltune.data.schema import Example
-from babeltune.io import atomic_write_text, read_jsonl, write_json
+from babeltune.io import atomic_write_text, honour_umask, read_jsonl, write_json
+from babeltune.models import ModelArgs
+from babeltune.precision import resolve_precision
+from babeltune.settings import dump_yaml, from_dict, load_yaml, setting
+from babeltune.tasks import Output, Task
 from babeltune.templates import build_training_text
 
 PROBE_SIZE = 32  # examples whose loss is measured before and after training (without validation)
+METRICS = "metrics.json"
+
+
+@dataclass
+class LoraArgs:
+    r: int = setting(8, "LoRA rank")
+    alpha: int = setting(16, "LoRA alpha")
+    dropout: float = setting(0.05, "LoRA dropout")
+    target_modules: list[str] | None = setting(None, "modules to adapt (default: per model family)")
+
+
+@dataclass
+class TrainArgs:
+    methods: list[Literal["lora", "full"]] = setting(["lora"], "fine-tuning methods in the grid: lora, full")
+    epochs: float = setting(2.0, "passes over the mixture")
+    max_steps: int | None = setting(None, "stop after this many optimizer steps (overrides epochs)")
+    learning_rate: float = setting(3e-4, "peak learning rate (the paper: 3e-4 for LoRA)")
+    full_learning_rate: float | None = setting(2e-5, "peak learning rate for full-parameter runs")
+    batch_size: int = setting(
+        4, "micro-batch size per device (on CPU, 4 beat 8: 287 vs 250 tokens/s, 2.8 vs 4.9 GB)"
+    )
+    grad_accum: int = setting(
+        2, "gradient accumulation steps (global batch = batch_size x grad_accum x devices)"
+    )
+    max_length: int = setting(256, "truncate training sequences to this many tokens")
+    warmup_ratio: float = setting(0.05, "fraction of steps for linear warm-up")
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = setting(
+        "auto",
+        "mixed precision: auto = bf16 autocast where the hardware computes bf16 fast (recent CPUs, GPUs), "
+        "decided on the machine that trains (metrics.json says what ran)",
+    )
+    scheduler: str = setting("cosine", "learning-rate schedule after warm-up: cosine, linear, constant, ...")
+    loss_on_prompt: bool = setting(True, "also train on prompt tokens (the paper's LoRA runs did)")
+    full_epochs: float | None = setting(
+        None, "epochs for full-parameter runs (default: epochs; the paper: 3)"
+    )
+    full_loss_on_prompt: bool | None = setting(
+        None, "loss on prompt tokens in full-parameter runs (the paper: false)"
+    )
+    length_grouping: bool = setting(
+        True, "batch sequences of similar length together (little compute spent on padding)"
+    )
+    chunked_loss: bool = setting(
+        True,
+        "compute the loss from the last hidden states in chunks, only where tokens have labels: the full "
+        "logits tensor never exists (used where the model's logits are its plain linear head; checked; "
+        "the same losses within 1e-4, so it redoes nothing)",
+        affects_result=False,
+    )
+    gradient_checkpointing: bool = setting(
+        False,
+        "keep only each layer's input and recompute the rest in backward: activation memory down to a "
+        "fraction, about a third more compute (for big models or long sequences on small GPUs)",
+        affects_result=False,
+    )
+    val_size: float = setting(
+        0.0, "held-out validation examples (count, or a fraction below 1); the paper: 1000"
+    )
+    eval_every: int | None = setting(None, "evaluate and checkpoint every N steps (default: every epoch)")
+    keep_best: bool = setting(True, "with validation: keep the checkpoint with the lowest validation loss")
+    merge_lora: bool = setting(False, "also save the LoRA adapter merged into the base weights (model/)")
+    report_to: list[str] = setting(
+        [], "trackers for training metrics, e.g. [tensorboard, wandb] (off by default)", affects_result=False
+    )
+    nproc: int = setting(1, "processes for data-parallel training (torchrun; gloo on CPU, nccl on GPUs)")
+    seed: int = setting(0, "training seed")
+    threads: int | None = setting(None, "torch CPU threads (default: torch's choice)", affects_result=False)
+
+    def for_method(self, method: str) -> TrainArgs:
+        """The settings a ``method`` run trains with: the ``full_*`` fields are folded into their plain ones
+        and cleared, and ``methods`` names this one, so a job holds no setting it does not use (and a
+        LoRA run's key cannot change with a full-parameter setting). Applying it twice changes nothing.
+
+        >>> t = TrainArgs(full_epochs=3, full_loss_on_prompt=False).for_method("full")
+        >>> t.epochs, t.learning_rate, t.loss_on_prompt, t.full_learning_rate, t.methods
+        (3, 2e-05, False, None, ['full'])
+        >>> TrainArgs(full_epochs=3).for_method("lora").epochs, t.for_method("full") == t
+        (2.0, True)
+        """
+        full = method == "full"
+        return replace(
+            self,
+            methods=[method],
+            epochs=(self.full_epochs or self.epochs) if full else self.epochs,
+            learning_rate=self.full_learning_rate if full and self.full_learning_rate else self.learning_rate,
+            loss_on_prompt=self.full_loss_on_prompt
+            if full and self.full_loss_on_prompt is not None
+            else self.loss_on_prompt,
+            full_epochs=None,
+            full_learning_rate=None,
+            full_loss_on_prompt=None,
+        )
 
 
 @dataclass
 class TrainJob:
-    mixture: Path  # mixture.jsonl
+    """One training run: the model, the method and exactly the settings it trains with."""
+
     model: ModelArgs
-    method: str  # "lora" | "full"
-    lora: LoraArgs
+    method: Literal["lora", "full"]
+    lora: LoraArgs | None  # None for full-parameter runs
     train: TrainArgs
 
-    @classmethod
-    def from_yaml(cls, path: Path) -> TrainJob:
-        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-        return cls(
-            Path(data["mixture"]),
-            from_dict(ModelArgs, data["model"], "model"),
-            data["method"],
-            from_dict(LoraArgs, data["lora"], "lora"),
-            from_dict(TrainArgs, data["train"], "train"),
-        )
+    def __post_init__(self) -> None:
+        self.train = self.train.for_method(self.method)
+        if self.method == "full":
+            self.lora = None
+
+
+def weights_dir(out_dir: Path, method: str) -> Path:
+    return out_dir / ("adapter" if method == "lora" else "model")
+
+
+def metrics_file(weights: Path) -> Path:
+    """The ``metrics.json`` of the training run whose weights are in ``weights``."""
+    return weights.parent / METRICS
+
+
+def task(model: ModelArgs, method: str, lora: LoraArgs, train: TrainArgs, mixture: Output, name: str) -> Task:
+    job = TrainJob(model, method, lora, train)
+    return Task(
+        "train", name, job, lambda t: run(t.job, t.inputs["mixture"].path, t.out_dir), {"mixture": mixture},
+        locate=lambda folder, _: weights_dir(folder, method), slug=name.replace("/", "-"),
+    )  # fmt: skip
 
 
 def tokenize(
@@ -191,24 +298,6 @@ def _no_final_checkpoint_callback():
     return NoFinalCheckpoint()
 
 
-def bf16_is_fast() -> bool:
-    """Whether this hardware multiplies bf16 matrices natively (measured here: 4.5x fp32 on an AVX512-BF16 CPU)."""
-    import torch
-
-    if torch.cuda.is_available():
-        return torch.cuda.is_bf16_supported()
-    return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
-
-
-def resolve_precision(precision: str, dtype: str) -> str:
-    """The autocast precision actually used: ``auto`` becomes bf16 on fast hardware, else the weights' dtype."""
-    if precision != "auto":
-        return precision
-    if dtype != "float32":
-        return {"bfloat16": "bf16", "float16": "fp16"}[dtype]
-    return "bf16" if bf16_is_fast() else "fp32"
-
-
 def checkpointing_arguments(arguments_class, enabled: bool) -> dict:
     """Activation checkpointing under the name this transformers uses (``gradient_`` before 5.24)."""
     if not enabled:
@@ -229,7 +318,7 @@ def training_arguments(job: TrainJob, out_dir: Path, validate: bool):
     import torch
     from transformers import TrainingArguments
 
-    cfg = job.train.for_method(job.method)
+    cfg = job.train
     precision = resolve_precision(cfg.precision, job.model.dtype)
     cadence = "steps" if cfg.eval_every else "epoch"
     distributed = (
@@ -285,11 +374,21 @@ def last_complete_checkpoint(folder: Path) -> str | None:
     return None
 
 
-def launch_distributed(job: TrainJob, out_dir: Path) -> None:
+def write_job_file(job: TrainJob, mixture: Path, path: Path) -> None:
+    """A job file that ``python -m babeltune.train`` runs (the task's job.yaml has the same shape)."""
+    atomic_write_text(path, dump_yaml({"inputs": {"mixture": {"path": str(mixture)}}, "job": job}))
+
+
+def read_job_file(path: Path) -> tuple[TrainJob, Path]:
+    data = load_yaml(Path(path).read_text(encoding="utf-8"))
+    return from_dict(TrainJob, data["job"], f"{path}: job"), Path(data["inputs"]["mixture"]["path"])
+
+
+def launch_distributed(job: TrainJob, mixture: Path, out_dir: Path) -> None:
     """Run this job under torchrun with ``job.train.nproc`` processes on this machine."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    job_file = out_dir / "job.yaml"
-    atomic_write_text(job_file, dump_yaml(job))
+    job_file = out_dir / "torchrun_job.yaml"
+    write_job_file(job, mixture, job_file)
     cmd = [
         sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={job.train.nproc}",
         "-m", "babeltune.train", str(job_file), str(out_dir),
@@ -297,11 +396,11 @@ def launch_distributed(job: TrainJob, out_dir: Path) -> None:
     subprocess.run(cmd, check=True)
 
 
-def run(job: TrainJob, out_dir: Path) -> Path:
-    """Fine-tune ``job.model`` on ``job.mixture``; returns the folder holding the adapter or model."""
-    target = out_dir / ("adapter" if job.method == "lora" else "model")
+def run(job: TrainJob, mixture: Path, out_dir: Path) -> Path:
+    """Fine-tune ``job.model`` on the ``mixture`` file; returns the folder holding the adapter or model."""
+    target = weights_dir(out_dir, job.method)
     if job.train.nproc > 1 and "LOCAL_RANK" not in os.environ:
-        launch_distributed(job, out_dir)
+        launch_distributed(job, mixture, out_dir)
         return target
 
     import torch
@@ -309,11 +408,11 @@ def run(job: TrainJob, out_dir: Path) -> Path:
 
     from babeltune.models import load_model, load_tokenizer
 
-    cfg = job.train.for_method(job.method)
+    cfg = job.train
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
-    examples = [Example.from_dict(r) for r in read_jsonl(job.mixture)]
+    examples = [Example.from_dict(r) for r in read_jsonl(mixture)]
     tokenizer = load_tokenizer(job.model.name)
     rows, val = split_validation(
         tokenize(examples, tokenizer, job.model.template, cfg.max_length, cfg.loss_on_prompt),
@@ -356,15 +455,21 @@ def run(job: TrainJob, out_dir: Path) -> Path:
     loss_after = trainer.evaluate(probe, metric_key_prefix="probe")["probe_loss"]
 
     if trainer.is_world_process_zero():
+        described = checkpoint.Checkpoint(job.model.name, job.method, job.model.template, job.model.dtype)
         model.save_pretrained(target)
         tokenizer.save_pretrained(target)
+        checkpoint.describe(target, described)
         if job.method == "lora" and cfg.merge_lora:
             merged = model.merge_and_unload()
             merged.save_pretrained(out_dir / "model")
             tokenizer.save_pretrained(out_dir / "model")
+            checkpoint.describe(out_dir / "model", replace(described, method="full"))
+        for folder in (target, out_dir / "model"):
+            if folder.is_dir():
+                honour_umask(folder)
         useful = trainer.state.num_input_tokens_seen
         write_json(
-            out_dir / "metrics.json",
+            out_dir / METRICS,
             {
                 "examples": len(rows),
                 "validation_examples": len(val),
@@ -387,7 +492,6 @@ def run(job: TrainJob, out_dir: Path) -> Path:
                 "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
             },
         )
-        atomic_write_text(out_dir / "train_config.yaml", dump_yaml(job))
         shutil.rmtree(checkpoints, ignore_errors=True)  # finished: the saved weights are what counts
     return target
 
@@ -395,7 +499,8 @@ def run(job: TrainJob, out_dir: Path) -> Path:
 def main(argv: list[str] | None = None) -> int:
     """Entry point for each process under torchrun / accelerate launch."""
     job_file, out_dir = (argv or sys.argv[1:])[:2]
-    run(TrainJob.from_yaml(Path(job_file)), Path(out_dir))
+    job, mixture = read_job_file(Path(job_file))
+    run(job, mixture, Path(out_dir))
     return 0
 
 

@@ -1,15 +1,143 @@
-"""Data stage: write ``examples.jsonl`` (training data) and ``test_prompts.jsonl`` (test set)."""
+"""Data stage: its settings (training data, test prompts), its tasks, and the files it writes:
+``examples.jsonl`` (training data) and ``test_prompts.jsonl`` (test set), each with a manifest."""
 
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
-from babeltune.config import DataArgs, TestArgs
+from babeltune import languages
 from babeltune.data import loaders
-from babeltune.data.schema import Example
-from babeltune.io import write_json, write_jsonl
+from babeltune.data.schema import Example, TestPrompt
+from babeltune.io import fingerprint, read_jsonl, write_json, write_jsonl
 from babeltune.registry import BabeltuneError
+from babeltune.settings import setting
+from babeltune.tasks import Task
+
+EXAMPLES = "examples.jsonl"
+TEST_PROMPTS = "test_prompts.jsonl"
+
+
+@dataclass
+class DataArgs:
+    source: str = setting(
+        "builtin",
+        "'builtin' (the bundled parallel sample), a file (Alpaca JSON, JSONL, ShareGPT), a datasets "
+        "save_to_disk folder, or hf:<hub id>",
+    )
+    sources: dict[str, str] = setting(
+        {},
+        "one index-parallel source per language, e.g. {en: hf:yahma/alpaca-cleaned, de: ...} (overrides source)",
+    )
+    size_hint: int | None = setting(
+        None,
+        "examples per language, for `plan`'s budget table when the data is not at hand (the paper: 51760)",
+        affects_result=False,
+    )
+    format: Literal["auto", "alpaca", "jsonl", "sharegpt", "hf"] = setting(
+        "auto", "format of `source` (auto: guess)"
+    )
+    column_map: dict[str, str] = setting({}, "field renames, e.g. {instruction: question, output: answer}")
+    split: str = setting("train", "split of a datasets source")
+    languages: list[str] = setting(
+        list(languages.PAPER_TRAIN), "training languages (ISO 639-1); English is in the pool"
+    )
+    source_language: str = setting("en", "language of a user file given in `source` (one language per file)")
+    max_examples_per_language: int | None = setting(None, "keep only the first N examples of each language")
+
+    def check(self, where: str) -> None:
+        for code in self.languages:
+            languages.check(code, f"{where}.languages")
+        languages.check(self.source_language, f"{where}.source_language")
+
+    def local_sources(self, where: str) -> dict[str, Path]:
+        """The files or folders this data is read from, by the field that names each."""
+        named = {f"{where}.sources.{lang}": s for lang, s in self.sources.items()} or {
+            f"{where}.source": self.source
+        }
+        return {k: Path(s) for k, s in named.items() if s != "builtin" and not s.startswith("hf:")}
+
+
+@dataclass
+class TestArgs:
+    __test__ = False  # not a pytest test class, despite the name
+    source: str = setting(
+        "builtin", "'builtin' test prompts with references, or a folder of test_<lang>.jsonl files"
+    )
+    files: dict[str, str] = setting(
+        {}, "test file per language, e.g. {bn: data/bengali.jsonl} (overrides `source`)"
+    )
+    on_error: Literal["fail", "skip"] = setting(
+        "fail", "bad lines in test files: fail, or skip and count them"
+    )
+    align: Literal["line", "id"] = setting(
+        "line", "join languages by line order (the paper's files) or by id"
+    )
+    languages: list[str] = setting(
+        ["en", "es", "fr", "ru", "zh", "bn", "no"], "test languages; unseen ones are fine"
+    )
+    max_prompts: int | None = setting(None, "use only the first N prompts of each language")
+
+    def check(self, where: str) -> None:
+        for code in self.languages:
+            languages.check(code, f"{where}.languages")
+
+    def test_files(self) -> dict[str, Path]:
+        """The test file of each language (none for the built-in prompts)."""
+        if self.source == "builtin" and not self.files:
+            return {}
+        return {
+            lang: Path(self.files.get(lang) or Path(self.source) / f"test_{lang}.jsonl")
+            for lang in self.languages
+        }
+
+    def needs(self, where: str) -> dict[str, Path]:
+        """The test files, by the field that names each."""
+        return {
+            f"{where}.files.{lang}" if lang in self.files else f"{where}.source ({lang})": path
+            for lang, path in self.test_files().items()
+        }
+
+
+@dataclass
+class DataJob:
+    """What the examples are made from: the settings and what the source files held when planned."""
+
+    data: DataArgs
+    contents: dict[str, str]  # field -> fingerprint of the file it names (a rewritten file is read again)
+
+
+@dataclass
+class TestsJob:
+    test: TestArgs
+    contents: dict[str, str]
+
+
+def examples_task(cfg: DataArgs) -> Task:
+    sources = cfg.local_sources("data")
+    return Task(
+        "data", "training examples", DataJob(cfg, {k: fingerprint(p) for k, p in sources.items()}),
+        lambda t: run(cfg, t.out_dir), locate=lambda folder, _: folder / EXAMPLES, needs=sources,
+    )  # fmt: skip
+
+
+def tests_task(cfg: TestArgs) -> Task:
+    files = cfg.needs("test")
+    return Task(
+        "data", "test prompts", TestsJob(cfg, {k: fingerprint(p) for k, p in files.items()}),
+        lambda t: run_tests(cfg, t.out_dir), locate=lambda folder, _: folder / TEST_PROMPTS,
+        folder="tests", needs=files,
+    )  # fmt: skip
+
+
+def read_examples(path: Path) -> list[Example]:
+    return [Example.from_dict(r) for r in read_jsonl(path)]
+
+
+def read_test_prompts(path: Path) -> list[TestPrompt]:
+    return [TestPrompt.from_dict(r) for r in read_jsonl(path)]
 
 
 def first_n_per_language(items: list, n: int | None) -> list:
@@ -53,7 +181,7 @@ def load_examples(cfg: DataArgs) -> list[Example]:
 def run(cfg: DataArgs, out_dir: Path) -> Path:
     """Load the training examples of every configured language into ``out_dir/examples.jsonl``."""
     examples = load_examples(cfg)
-    path = out_dir / "examples.jsonl"
+    path = out_dir / EXAMPLES
     write_jsonl(path, (ex.to_dict() for ex in examples))
     write_json(
         out_dir / "data_manifest.json",
@@ -65,17 +193,14 @@ def run(cfg: DataArgs, out_dir: Path) -> Path:
 def run_tests(cfg: TestArgs, out_dir: Path) -> Path:
     """Load the test prompts of every test language into ``out_dir/test_prompts.jsonl``."""
     manifest: dict = {"source": cfg.source}
-    if cfg.source == "builtin" and not cfg.files:
+    files = cfg.test_files()
+    if not files:
         prompts = loaders.builtin_test_prompts(cfg.languages)
     else:
-        files = {
-            lang: Path(cfg.files.get(lang) or Path(cfg.source) / f"test_{lang}.jsonl")
-            for lang in cfg.languages
-        }
         prompts, found = loaders.test_prompt_files(files, cfg.align, cfg.on_error)
         manifest |= found
     prompts = first_n_per_language(prompts, cfg.max_prompts)
-    path = out_dir / "test_prompts.jsonl"
+    path = out_dir / TEST_PROMPTS
     write_jsonl(path, (p.to_dict() for p in prompts))
     write_json(out_dir / "test_manifest.json", manifest | {"prompts": Counter(p.lang for p in prompts)})
     return path

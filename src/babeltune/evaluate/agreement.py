@@ -65,3 +65,16 @@ def agreement(judge_rows: list[dict], human_rows: list[dict]) -> dict:
             "judge-agreement: no response has both a judge score and a human score (match on run and id)"
         )
     return {"per_language": out}
+
+
+def print_agreement(result: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="judge vs human scores")
+    cols = ["items", "systems", "item_pearson", "item_spearman", "system_pearson", "system_spearman"]
+    for col in ["language", *cols]:
+        table.add_column(col)
+    for lang, row in result["per_language"].items():
+        table.add_row(lang, *(str(row[c]) for c in cols))
+    Console(width=120).print(table)

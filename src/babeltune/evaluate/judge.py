@@ -9,23 +9,54 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
-from pathlib import Path
-
-import yaml
+from typing import Literal
 
 from babeltune import languages
-from babeltune.config import JudgeArgs
-from babeltune.registry import BabeltuneError, Registry, unknown_name_error
+from babeltune.content_cache import ContentCache, cache_key
+from babeltune.endpoints import EndpointArgs
+from babeltune.models import check_model_name
+from babeltune.registry import BabeltuneError, Registry, check_names, unknown_name_error
 from babeltune.retry import Usage
+from babeltune.settings import load_yaml, setting
 
 JUDGES_DIR = resources.files("babeltune") / "resources" / "judges"
+
+
+@dataclass
+class JudgeArgs(EndpointArgs):
+    timeout: float = setting(120.0, "openai backend: seconds per request", affects_result=False)
+    enabled: bool = setting(True, "run the LLM judge")
+    prompt: str = setting("paper-1to3", "judge prompt file in resources/judges (without .yaml)")
+    backend: str = setting(
+        "local", "judge backend: local (a transformers model) or openai (any compatible endpoint)"
+    )
+    model: str = setting(
+        "builtin:smollm2-135m", "judge model: a model name for local, the served model id for openai"
+    )
+    rating_mode: Literal["next-token", "generate"] = setting(
+        "next-token", "local judge: read the rating from next-token probabilities, or generate and parse"
+    )
+    max_per_language: int | None = setting(None, "judge only the first N prompts of each language and model")
+    max_new_tokens: int = setting(256, "judge output length when generating")
+
+    def check(self, where: str) -> None:
+        check_names(
+            where, backend=lambda: BACKENDS.get(self.backend), prompt=lambda: load_prompt(self.prompt)
+        )
+        if self.enabled and self.backend == "local":
+            check_model_name(self.model, f"{where}.model")
+        if self.enabled and self.backend == "openai" and not self.base_url:
+            raise BabeltuneError(f"{where}.base_url: required when {where}.backend is 'openai'")
+
+    def identity(self, prompt: JudgePrompt) -> list:
+        """What decides a judgement besides the item: the cache key's first part."""
+        return [self.backend, self.model, prompt.fingerprint, self.rating_mode, self.max_new_tokens]
 
 
 @dataclass(frozen=True)
@@ -62,7 +93,7 @@ def load_prompt(name: str) -> JudgePrompt:
     available = [p.name.removesuffix(".yaml") for p in JUDGES_DIR.iterdir() if p.name.endswith(".yaml")]
     if name not in available:
         raise unknown_name_error("judge prompt", name, available)
-    data = yaml.safe_load((JUDGES_DIR / f"{name}.yaml").read_text(encoding="utf-8"))
+    data = load_yaml((JUDGES_DIR / f"{name}.yaml").read_text(encoding="utf-8"))
     PARSERS.get(data["parser"])
     return JudgePrompt(
         name=data["name"],
@@ -133,35 +164,32 @@ class JudgeItem:
 
 
 def item_key(
-    prompt: JudgePrompt, model: str, question: str, answer: str, lang: str, answer_b: str | None = None
+    cfg: JudgeArgs, prompt: JudgePrompt, question: str, answer: str, lang: str, answer_b: str | None = None
 ) -> str:
-    blob = json.dumps([prompt.fingerprint, model, question, answer, lang, answer_b], ensure_ascii=False)
-    return hashlib.sha256(blob.encode()).hexdigest()
+    """The judgement cache's key: the judge's identity and the item's content."""
+    return cache_key("judgement", *cfg.identity(prompt), question, answer, lang, answer_b)
 
 
 def judge_with_cache(
-    cfg: JudgeArgs, prompt: JudgePrompt, items: list[JudgeItem], log_path: Path, usage: Usage
+    cfg: JudgeArgs, prompt: JudgePrompt, items: list[JudgeItem], cache: ContentCache, usage: Usage
 ) -> dict[str, Judgement]:
-    """Judgements by item key: those in the ``log_path`` cache, the rest from the backend, appended as they
+    """Judgements by item key: those in the run's judgement cache, the rest from the backend, cached as they
     arrive (a killed run re-judges nothing). A judgement the endpoint never gave is returned, not cached."""
     from tqdm.auto import tqdm
 
-    from babeltune.io import AppendLog
+    found = {k: Judgement(v["score"], v["raw"]) for k, v in cache.get_many([i.key for i in items]).items()}
+    todo = list({item.key: item for item in items if item.key not in found}.values())
+    bar = tqdm(total=len(todo), desc="judge", unit="answer", disable=not todo)
 
-    with AppendLog(log_path) as log:
-        found = {row["key"]: Judgement(row["score"], row["raw"]) for row in log.rows}
-        todo = list({item.key: item for item in items if item.key not in found}.values())
-        bar = tqdm(total=len(todo), desc="judge", unit="answer", disable=not todo)
+    def done(item: JudgeItem, judgement: Judgement) -> None:  # backends call it from one thread
+        if judgement.error is None:
+            cache.put_many({item.key: {"score": judgement.score, "raw": judgement.raw}})
+        found[item.key] = judgement
+        bar.update(1)
 
-        def done(item: JudgeItem, judgement: Judgement) -> None:  # backends call it from one thread
-            if judgement.error is None:
-                log.append({"key": item.key, "score": judgement.score, "raw": judgement.raw})
-            found[item.key] = judgement
-            bar.update(1)
-
-        if todo:
-            BACKENDS.get(cfg.backend)(cfg, prompt, todo, done, usage)
-        bar.close()
+    if todo:
+        BACKENDS.get(cfg.backend)(cfg, prompt, todo, done, usage)
+    bar.close()
     return found
 
 
@@ -178,18 +206,12 @@ def openai_judge(
     cfg: JudgeArgs, prompt: JudgePrompt, items: list[JudgeItem], done: Callable, usage: Usage
 ) -> None:
     """Concurrent chat-completion calls with bounded retries (backoff + jitter) on 429/5xx/timeouts."""
-    from openai import OpenAI
+    from babeltune.retry import GaveUp
 
-    from babeltune.retry import GaveUp, call_with_retries, openai_retryable
-
-    key = os.environ.get(cfg.api_key_env)
-    if not key:
-        raise BabeltuneError(f"evaluate.judge.api_key_env: environment variable {cfg.api_key_env} is not set")
-    client = OpenAI(base_url=cfg.base_url, api_key=key, max_retries=0, timeout=cfg.timeout)
+    client = cfg.client("evaluate.judge")
     parse = PARSERS.get(prompt.parser)
 
     def attempt(item: JudgeItem) -> str:
-        usage.add(calls=1)
         reply = client.chat.completions.create(
             model=cfg.model,
             messages=item.messages(prompt),
@@ -202,8 +224,7 @@ def openai_judge(
 
     def call(item: JudgeItem) -> tuple[JudgeItem, Judgement]:
         try:
-            text = call_with_retries(lambda: attempt(item), openai_retryable, cfg.max_retries,
-                                     on_retry=lambda err: usage.add(retries=1))  # fmt: skip
+            text = cfg.call(lambda: attempt(item), usage)
         except GaveUp as err:
             return item, Judgement(None, "", error=f"{err.reason} (after {err.attempts} attempts)")
         return item, Judgement(parse(text, prompt.scale), text)

@@ -10,8 +10,9 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from pathlib import Path
 
-from babeltune.config import EvaluateArgs
+from babeltune.content_cache import ContentCache
 from babeltune.evaluate import judge as judges
+from babeltune.evaluate.judge import JudgeArgs
 from babeltune.io import write_json, write_jsonl
 from babeltune.retry import Usage
 
@@ -52,31 +53,29 @@ def summarise(rows: list[dict]) -> dict:
     }
 
 
-def run(cfg: EvaluateArgs, a: list[dict], b: list[dict], names: tuple[str, str], out_dir: Path) -> Path:
-    """Judge run ``a`` against run ``b`` on the prompts both answered; writes pairwise.jsonl and a summary."""
+def run(
+    cfg: JudgeArgs, a: list[dict], b: list[dict], names: tuple[str, str], out_dir: Path, judgements: Path
+) -> Path:
+    """Judge run ``a`` against run ``b`` on the prompts both answered; writes pairwise.jsonl and a summary.
+    ``judgements`` is the run's judgement cache."""
     prompt = judges.load_prompt("pairwise")
     b_by_id = {r["id"]: r for r in b}
     seen: Counter[str] = Counter()
     pairs = []
     for ra in sorted(a, key=lambda r: r["id"]):
         seen[ra["lang"]] += 1
-        if ra["id"] in b_by_id and (
-            cfg.judge.max_per_language is None or seen[ra["lang"]] <= cfg.judge.max_per_language
-        ):
+        if ra["id"] in b_by_id and (cfg.max_per_language is None or seen[ra["lang"]] <= cfg.max_per_language):
             pairs.append((ra, b_by_id[ra["id"]]))
     items = {}
     for ra, rb in pairs:
         for order, (x, y) in (("first", (ra, rb)), ("swapped", (rb, ra))):
-            key = judges.item_key(
-                prompt, cfg.judge.model, ra["prompt"], x["response"], ra["lang"], y["response"]
-            )
+            key = judges.item_key(cfg, prompt, ra["prompt"], x["response"], ra["lang"], y["response"])
             items[ra["id"], order] = judges.JudgeItem(
                 key, ra["prompt"], x["response"], ra["lang"], y["response"]
             )
     usage = Usage()
-    found = judges.judge_with_cache(
-        cfg.judge, prompt, list(items.values()), out_dir / "judgements.jsonl", usage
-    )
+    with ContentCache(judgements) as cache:
+        found = judges.judge_with_cache(cfg, prompt, list(items.values()), cache, usage)
     verdicts = {key: j.score for key, j in found.items()}
     rows = []
     for ra, _ in pairs:
@@ -94,8 +93,22 @@ def run(cfg: EvaluateArgs, a: list[dict], b: list[dict], names: tuple[str, str],
     for r in rows:
         by_lang[r["lang"]].append(r)
     write_jsonl(out_dir / "pairwise.jsonl", rows)
-    summary = {"a": names[0], "b": names[1], "judge": cfg.judge.model, "overall": summarise(rows),
+    summary = {"a": names[0], "b": names[1], "judge": cfg.model, "overall": summarise(rows),
                "per_language": {lang: summarise(rs) for lang, rs in by_lang.items()}, "usage": usage.as_dict()}  # fmt: skip
     path = out_dir / "pairwise_summary.json"
     write_json(path, summary)
     return path
+
+
+def print_summary(path: Path) -> None:
+    from rich.console import Console
+
+    from babeltune.io import read_json
+
+    summary = read_json(path)
+    o = summary["overall"]
+    Console(soft_wrap=True).print(
+        f"{summary['a']} vs {summary['b']} (judge {summary['judge']}): {o['a_wins']} : {o['b_wins']}, "
+        f"{o['ties']} ties, {o['unparsable']} unparsable; flip rate {o['flip_rate']}, first-position win rate "
+        f"{o['first_position_win_rate']}; details in {path.parent}"
+    )

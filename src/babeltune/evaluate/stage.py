@@ -1,22 +1,65 @@
 """Evaluate stage: one ``scores.jsonl`` row per response, and ``evaluation.json`` with the run's summary.
 
 The paper's score is ``judge score x language match``: an answer in the wrong language scores 0.
-Judgements are cached in ``judgements.jsonl`` as they arrive (keyed by judge prompt version, judge
-model, question and answer), so a rerun makes no calls and a killed run re-judges nothing; a
-judgement the endpoint never gave is not cached and is retried by the next run.
+Judgements go to the run's judgement cache as they arrive (keyed by the judge's model, prompt version and
+decoding, the question and the answer), so a rerun makes no calls, a killed run re-judges nothing, and a
+new evaluate task (another language-ID setting, more prompts) pays only for what is new. A judgement the
+endpoint never gave is not cached: the task is incomplete and the next run retries exactly those.
 """
 
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
-from babeltune.config import EvaluateArgs
+from babeltune.content_cache import ContentCache
 from babeltune.evaluate import judge as judges
-from babeltune.evaluate.langid import detect, matches
+from babeltune.evaluate.judge import JudgeArgs
 from babeltune.evaluate.metrics import chrf, pearson
 from babeltune.io import read_jsonl, write_json, write_jsonl
+from babeltune.langid import LangIdArgs, detect, matches
 from babeltune.retry import Usage
+from babeltune.settings import setting
+from babeltune.tasks import Outcome, Output, Task
+
+SCORES = "scores.jsonl"
+EVALUATION = "evaluation.json"
+
+
+@dataclass
+class EvaluateArgs:
+    langid: LangIdArgs = setting(LangIdArgs(), "language identification")
+    judge: JudgeArgs = setting(JudgeArgs(), "LLM judge")
+    chrf: bool = setting(True, "compute chrF against reference answers when the test set has them")
+
+    def check(self, where: str) -> None:
+        self.langid.check(f"{where}.langid")
+        self.judge.check(f"{where}.judge")
+
+
+@dataclass
+class EvaluateJob:
+    evaluate: EvaluateArgs
+    judge_prompt: str | None  # the judge prompt's fingerprint: a reworded prompt re-judges
+
+
+def task(cfg: EvaluateArgs, responses: Output, judgements: Path, name: str) -> Task:
+    """``judgements`` is the run's judgement cache, shared by every evaluate task."""
+    version = judges.load_prompt(cfg.judge.prompt).fingerprint if cfg.judge.enabled else None
+    if not cfg.judge.enabled:  # then no judge setting can change a result
+        cfg = EvaluateArgs(cfg.langid, JudgeArgs(enabled=False), cfg.chrf)
+    needs = {"evaluate.langid.model_path": Path(cfg.langid.model_path)} if cfg.langid.model_path else {}
+    return Task(
+        "evaluate", name, EvaluateJob(cfg, version),
+        lambda t: run(cfg, t.inputs["responses"].path, t.out_dir, judgements), {"responses": responses},
+        locate=lambda folder, _: folder / SCORES, slug=name.replace("/", "-"), needs=needs,
+    )  # fmt: skip
+
+
+def evaluation_file(scores: Path) -> Path:
+    """The ``evaluation.json`` written beside a ``scores.jsonl``."""
+    return scores.parent / EVALUATION
 
 
 def is_pipeline_check(cfg: EvaluateArgs) -> bool:
@@ -37,17 +80,15 @@ def _judge_subset(responses: list[dict], limit: int | None) -> list[dict]:
 
 
 def _judge(
-    cfg: EvaluateArgs, responses: list[dict], out_dir: Path, usage: Usage
+    cfg: EvaluateArgs, responses: list[dict], cache: ContentCache, usage: Usage
 ) -> dict[str, judges.Judgement]:
     """Judge responses (a subset if configured); returns response id -> judgement."""
     prompt = judges.load_prompt(cfg.judge.prompt)
     wanted = {}
     for r in _judge_subset(responses, cfg.judge.max_per_language):
-        key = judges.item_key(prompt, cfg.judge.model, r["prompt"], r["response"], r["lang"])
+        key = judges.item_key(cfg.judge, prompt, r["prompt"], r["response"], r["lang"])
         wanted[r["id"]] = judges.JudgeItem(key, r["prompt"], r["response"], r["lang"])
-    found = judges.judge_with_cache(
-        cfg.judge, prompt, list(wanted.values()), out_dir / "judgements.jsonl", usage
-    )
+    found = judges.judge_with_cache(cfg.judge, prompt, list(wanted.values()), cache, usage)
     return {rid: found[item.key] for rid, item in wanted.items()}
 
 
@@ -76,10 +117,6 @@ def score_row(
 def judge_summary(cfg: EvaluateArgs, rows: list[dict], usage: Usage) -> dict:
     judged = [r for r in rows if r["judge_raw"] is not None]
     rated = [r for r in judged if r["judge_score"] is not None]
-    cost = (
-        usage.input_tokens * cfg.judge.price_per_million_input
-        + usage.output_tokens * cfg.judge.price_per_million_output
-    )
     return {
         "prompt": cfg.judge.prompt if cfg.judge.enabled else None,
         "backend": cfg.judge.backend,
@@ -88,7 +125,7 @@ def judge_summary(cfg: EvaluateArgs, rows: list[dict], usage: Usage) -> dict:
         "unparsable": len(judged) - len(rated),
         "failed": sum(r["judge_error"] is not None for r in rows),
         "pipeline_check_only": is_pipeline_check(cfg),
-        "usage": usage.as_dict() | {"cost": round(cost / 1e6, 6)},
+        "usage": usage.as_dict() | {"cost": cfg.judge.cost(usage)},
         # A judge that prefers long answers shows a positive correlation between score and length.
         "bias": {
             "score_length_pearson": pearson(
@@ -98,18 +135,22 @@ def judge_summary(cfg: EvaluateArgs, rows: list[dict], usage: Usage) -> dict:
     }
 
 
-def run(cfg: EvaluateArgs, responses_path: Path, out_dir: Path) -> Path:
-    """Score every response in ``responses_path``; writes ``scores.jsonl`` and ``evaluation.json``."""
+def run(cfg: EvaluateArgs, responses_path: Path, out_dir: Path, judgements: Path) -> Outcome:
+    """Score every response in ``responses_path``; writes ``scores.jsonl`` and ``evaluation.json``. The
+    responses whose judgement failed are the outcome's failures: the next run asks for exactly those."""
     responses = read_jsonl(responses_path)
     detections = detect([r["response"] for r in responses], cfg.langid)
     usage = Usage()
-    judged = _judge(cfg, responses, out_dir, usage) if cfg.judge.enabled else {}
+    judged = {}
+    if cfg.judge.enabled:
+        with ContentCache(judgements) as cache:
+            judged = _judge(cfg, responses, cache, usage)
     rows = [
         score_row(r, d.lang, d.confidence, judged.get(r["id"]), cfg)
         for r, d in zip(responses, detections, strict=True)
     ]
     write_json(
-        out_dir / "evaluation.json",
+        out_dir / EVALUATION,
         {
             "judge": judge_summary(cfg, rows, usage),
             "langid": {
@@ -121,6 +162,5 @@ def run(cfg: EvaluateArgs, responses_path: Path, out_dir: Path) -> Path:
             },
         },
     )
-    path = out_dir / "scores.jsonl"
-    write_jsonl(path, rows)
-    return path
+    write_jsonl(out_dir / SCORES, rows)
+    return Outcome(failed=[r["id"] for r in rows if r["judge_error"] is not None])

@@ -8,10 +8,22 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from statistics import mean
 
-from babeltune.config import ReportArgs
+from babeltune.evaluate.stage import evaluation_file
 from babeltune.io import atomic_write_text, read_json, read_jsonl
+from babeltune.mix import manifest_file
 from babeltune.report import html, plots
 from babeltune.report.aggregate import Cell, cells, paired_tests
+from babeltune.settings import setting
+from babeltune.tasks import Output, Task
+from babeltune.train import metrics_file
+
+REPORT = "report.html"
+SUMMARY = "summary.csv"
+
+
+@dataclass
+class ReportArgs:
+    title: str = setting("babeltune report", "title of the HTML report")
 
 
 @dataclass
@@ -25,6 +37,47 @@ class RunResult:
     manifest: Path | None
     model: str = ""  # e.g. "smollm2-135m"
     method: str = ""  # "lora" | "full"
+
+
+@dataclass
+class ReportRun:
+    """One training run of the grid, as the report sees it: its names and the outputs it reads."""
+
+    name: str
+    regime: str
+    model: str
+    method: str
+    mixture: Output
+    weights: Output
+    responses: Output
+    scores: Output
+
+
+@dataclass
+class ReportJob:
+    report: ReportArgs
+    runs: list[list[str]]  # name, regime, model and method of each run, in order
+    seen: list[str]  # training languages
+    lang_order: list[str]  # test languages, in the order the tables show them
+    settings: str  # the experiment's result-shaping settings, shown in the report
+
+
+def task(
+    cfg: ReportArgs, runs: list[ReportRun], seen: list[str], lang_order: list[str], settings: str
+) -> Task:
+    roles = ("mixture", "weights", "responses", "scores")
+    inputs = {f"{i:04d}.{role}": getattr(r, role) for i, r in enumerate(runs) for role in roles}
+    job = ReportJob(cfg, [[r.name, r.regime, r.model, r.method] for r in runs], seen, lang_order, settings)
+
+    def work(t: Task) -> Path:
+        results = [
+            RunResult(r.name, r.regime, r.responses.path, r.scores.path, evaluation_file(r.scores.path),
+                      metrics_file(r.weights.path), manifest_file(r.mixture.path), r.model, r.method)
+            for r in runs
+        ]  # fmt: skip
+        return run(cfg, results, set(seen), settings, t.out_dir, lang_order)
+
+    return Task("report", "report", job, work, inputs, locate=lambda folder, _: folder / REPORT)
 
 
 def _csv(rows: list[dict]) -> str:
@@ -121,7 +174,7 @@ def run(
     out_dir.mkdir(parents=True, exist_ok=True)
     scores = {r.name: read_jsonl(r.scores) for r in results}
     table = cells(scores, seen_langs, lang_order)
-    atomic_write_text(out_dir / "summary.csv", summary_csv(table))
+    atomic_write_text(out_dir / SUMMARY, summary_csv(table))
     atomic_write_text(out_dir / "summary.md", summary_md(table))
     figures = plots.grouped_bars(
         table, "consistency", "language consistency (share)", out_dir / "consistency"
@@ -172,6 +225,6 @@ def run(
         browser,
         tests,
     )
-    path = out_dir / "report.html"
+    path = out_dir / REPORT
     atomic_write_text(path, page)
     return path

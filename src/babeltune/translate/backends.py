@@ -1,4 +1,5 @@
-"""Translation backends. Each takes unique texts for one language pair and reports results as they finish.
+"""Translation settings and the backends they name. Each backend takes unique texts for one language pair
+and reports results as they finish.
 
 ``done(pairs)`` receives {source text: translation} per finished batch (the stage caches it at once);
 ``failed(text, reason)`` receives what could not be translated after bounded retries.
@@ -8,20 +9,78 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from importlib import resources
-
-import yaml
+from pathlib import Path
 
 from babeltune import languages
-from babeltune.config import TranslateArgs
-from babeltune.registry import BabeltuneError, Registry
+from babeltune.endpoints import EndpointArgs
+from babeltune.registry import BabeltuneError, Registry, check_names
 from babeltune.retry import Usage
+from babeltune.settings import load_yaml, setting
+
+PROMPTS = resources.files("babeltune") / "resources" / "translate"
+
+
+@dataclass
+class TranslateArgs(EndpointArgs):
+    enabled: bool = setting(
+        False,
+        "machine-translate the source-language examples into the other data.languages",
+        affects_result=False,
+    )
+    backend: str = setting(
+        "hf",
+        "hf (transformers seq2seq MT: Marian, NLLB, M2M100), ctranslate2 (the same models converted to "
+        "CTranslate2, int8 on CPUs) or openai (any compatible chat endpoint)",
+    )
+    model: str = setting(
+        "Helsinki-NLP/opus-mt-{src}-{tgt}",
+        "MT model id or folder ({src}/{tgt} are filled per pair), or the served model",
+    )
+    batch_size: int = setting(
+        16, "hf, ctranslate2: texts per batch (batches are sorted by length)", affects_result=False
+    )
+    num_beams: int = setting(1, "hf, ctranslate2: beam width")
+    max_length: int = setting(512, "hf, ctranslate2: maximum tokens in and out")
+    compute_type: str = setting(
+        "auto", "ctranslate2: int8, int8_float32, float32, float16, ... or auto (the fastest this device has)"
+    )
+    prompt: str = setting("chat-translate", "openai: prompt file in resources/translate (without .yaml)")
+    check_language: bool = setting(
+        True, "reject translations whose language ID (evaluate.langid) is not the target language"
+    )
+    min_length_ratio: float = setting(0.25, "reject translations shorter than this x the source (characters)")
+    max_length_ratio: float = setting(4.0, "reject translations longer than this x the source (characters)")
+    cache: str | None = setting(
+        None, "SQLite translation cache (default: <run dir>/cache/translations.sqlite)", affects_result=False
+    )
+
+    def check(self, where: str) -> None:
+        check_names(
+            where, backend=lambda: BACKENDS.get(self.backend), prompt=lambda: load_prompt(self.prompt)
+        )
+
+    def translator(self) -> list:
+        """What decides one segment's translation: the cache key's first part (filters are not in it, so a
+        stricter filter reuses every cached translation)."""
+        detail = {"ctranslate2": self.compute_type, "openai": load_prompt(self.prompt)}.get(self.backend)
+        return [self.backend, self.model, self.num_beams, self.max_length, detail]
+
 
 Done = Callable[[dict[str, str]], None]
 Failed = Callable[[str, str], None]
 
 
 BACKENDS: Registry[type] = Registry("translation backend")
+
+
+def load_prompt(name: str) -> dict:
+    """A translation prompt file of resources/translate (system and user text)."""
+    path = PROMPTS / f"{name}.yaml"
+    if not path.is_file():
+        raise BabeltuneError(f"no prompt file {name}.yaml in resources/translate")
+    return load_yaml(path.read_text(encoding="utf-8"))
 
 
 def model_for_pair(template: str, src: str, tgt: str) -> str:
@@ -84,8 +143,11 @@ class HFTranslator(Seq2SeqTranslator):
     def _load(self, name: str) -> tuple:
         from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
-        model = AutoModelForSeq2SeqLM.from_pretrained(name).eval()
-        return AutoTokenizer.from_pretrained(name), model, model.config.model_type
+        from babeltune.models import from_hub
+
+        where = name if Path(name).is_dir() else from_hub(name)
+        model = AutoModelForSeq2SeqLM.from_pretrained(where).eval()
+        return AutoTokenizer.from_pretrained(where), model, model.config.model_type
 
     def _batch(self, tokenizer, model, texts: list[str], target: str | None) -> list[str]:
         import torch
@@ -161,23 +223,10 @@ class OpenAITranslator:
     """Any OpenAI-compatible chat endpoint; one text per request, concurrent, with bounded retries."""
 
     def __init__(self, cfg: TranslateArgs):
-        import os
-
-        from openai import OpenAI
-
-        if not cfg.base_url:
-            raise BabeltuneError("translate.base_url: required for the openai backend")
-        key = os.environ.get(cfg.api_key_env)
-        if not key:
-            raise BabeltuneError(f"translate.api_key_env: environment variable {cfg.api_key_env} is not set")
-        # Retries are ours (bounded, counted, with jitter), so the client's own are off.
-        self.client = OpenAI(base_url=cfg.base_url, api_key=key, max_retries=0, timeout=cfg.timeout)
+        self.client = cfg.client("translate")
         self.cfg = cfg
         self.usage = Usage()
-        path = resources.files("babeltune") / "resources" / "translate" / f"{cfg.prompt}.yaml"
-        if not path.is_file():
-            raise BabeltuneError(f"translate.prompt: no prompt file {cfg.prompt}.yaml in resources/translate")
-        self.prompt = yaml.safe_load(path.read_text(encoding="utf-8"))
+        self.prompt = load_prompt(cfg.prompt)
 
     def _one(self, text: str, src: str, tgt: str) -> str:
         user = self.prompt["user"].format(
@@ -202,20 +251,11 @@ class OpenAITranslator:
         return content.strip()
 
     def translate(self, texts: list[str], src: str, tgt: str, done: Done, failed: Failed) -> None:
-        from babeltune.retry import GaveUp, call_with_retries, openai_retryable
+        from babeltune.retry import GaveUp
 
         def work(text: str) -> None:
-            def attempt() -> str:
-                self.usage.add(calls=1)
-                return self._one(text, src, tgt)
-
             try:
-                result = call_with_retries(
-                    attempt,
-                    openai_retryable,
-                    self.cfg.max_retries,
-                    on_retry=lambda err: self.usage.add(retries=1),
-                )
+                result = self.cfg.call(lambda: self._one(text, src, tgt), self.usage)
             except GaveUp as err:
                 failed(text, f"{err.reason} (after {err.attempts} attempts)")
                 return

@@ -7,19 +7,8 @@ import os
 import shutil
 from pathlib import Path
 
+from babeltune.io import fingerprint
 from babeltune.models import cache_dir, model_slug
-
-
-def source_fingerprint(name: str) -> str:
-    """What identifies a model's weights: a hub id as written, a local folder by its path and its files'
-    sizes and modification times (so a retrained model in the same folder is converted again)."""
-    folder = Path(name)
-    if not folder.is_dir():
-        return name
-    files = sorted(f for f in folder.iterdir() if f.is_file())
-    return f"{folder.resolve()}|" + "|".join(
-        f"{f.name}:{f.stat().st_size}:{f.stat().st_mtime_ns}" for f in files
-    )
 
 
 def converted(name: str) -> Path:
@@ -32,7 +21,8 @@ def converted(name: str) -> Path:
     import ctranslate2
     from ctranslate2.converters import TransformersConverter
 
-    key = hashlib.sha256(f"{source_fingerprint(name)}|{ctranslate2.__version__}".encode()).hexdigest()[:12]
+    # A retrained model in the same folder has new sizes and times, so it is converted again.
+    key = hashlib.sha256(f"{fingerprint(name)}|{ctranslate2.__version__}".encode()).hexdigest()[:12]
     target = cache_dir() / "ctranslate2" / f"{model_slug(name)}-{key}"
     if (target / "model.bin").exists():
         return target

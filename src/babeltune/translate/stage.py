@@ -20,15 +20,38 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from babeltune.config import LangIdArgs, TranslateArgs
+from babeltune.content_cache import ContentCache, cache_key
 from babeltune.data.schema import Example
 from babeltune.io import read_jsonl, write_json, write_jsonl
+from babeltune.langid import TOO_SHORT, LangIdArgs, detect
+from babeltune.tasks import Outcome, Output, Task
 from babeltune.translate import filters
-from babeltune.translate.backends import BACKENDS
-from babeltune.translate.cache import TranslationCache
+from babeltune.translate.backends import BACKENDS, TranslateArgs
 from babeltune.translate.protect import mask, split_segments, unmask
 
 FIELDS = ("instruction", "input", "output")
+EXAMPLES = "examples.jsonl"
+REPORT = "translate_report.json"
+
+
+@dataclass
+class TranslateJob:
+    translate: TranslateArgs
+    source_language: str
+    targets: list[str]
+    langid: LangIdArgs | None  # the language ID the filter uses (None: not checked)
+
+
+def task(
+    cfg: TranslateArgs, src: str, targets: list[str], langid: LangIdArgs, examples: Output, cache: Path
+) -> Task:
+    """``cache`` is the run's translation cache, shared by every translate task."""
+    lid = langid if cfg.check_language else None
+    return Task(
+        "translate", f"{src} -> {', '.join(targets)}", TranslateJob(cfg, src, targets, lid),
+        lambda t: run(cfg, t.inputs["examples"].path, src, targets, t.out_dir, cache, langid),
+        {"examples": examples}, locate=lambda folder, _: folder / EXAMPLES,
+    )  # fmt: skip
 
 
 @dataclass
@@ -102,11 +125,14 @@ def check(
 
 
 def _translate_language(
-    cfg, backend, cache, source: list[Example], parsed, src: str, tgt: str, rep: LanguageReport
+    cfg: TranslateArgs, backend, cache: ContentCache, parsed, src: str, tgt: str, rep: LanguageReport
 ):
     """Translate every unique segment not yet cached; returns {segment: translation} and {segment: failure}."""
     unique = list(dict.fromkeys(t for fields in parsed for f in fields.values() for t in f.to_translate()))
-    translations = cache.get_many(src, tgt, unique)
+    translator = cfg.translator()
+    keys = {text: cache_key("translation", *translator, src, tgt, text) for text in unique}
+    cached = cache.get_many(list(keys.values()))
+    translations = {text: cached[k] for text, k in keys.items() if k in cached}
     rep.segments, rep.cache_hits = len(unique), len(translations)
     todo = [t for t in unique if t not in translations]
     failures: dict[str, str] = {}
@@ -115,7 +141,7 @@ def _translate_language(
 
     def done(pairs: dict[str, str]) -> None:
         with lock:
-            cache.put_many(src, tgt, pairs)
+            cache.put_many({keys[text]: out for text, out in pairs.items()})
             translations.update(pairs)
             rep.translated_now += len(pairs)
             bar.update(len(pairs))
@@ -132,24 +158,31 @@ def _translate_language(
 
 
 def run(
-    cfg: TranslateArgs, examples_path: Path, src: str, targets: list[str], out_dir: Path, cache_path: Path
-) -> Path:
-    """Translate the ``src`` examples of ``examples_path`` into ``targets``; returns ``examples.jsonl``."""
-    from babeltune.evaluate.langid import detect
-
+    cfg: TranslateArgs,
+    examples_path: Path,
+    src: str,
+    targets: list[str],
+    out_dir: Path,
+    cache_path: Path,
+    langid: LangIdArgs | None = None,
+) -> Outcome:
+    """Translate the ``src`` examples of ``examples_path`` into ``targets`` (filtered with the ``langid``
+    settings); writes ``examples.jsonl`` and the rest. Items with a segment the backend never translated
+    are the outcome's failures: the next run asks for exactly those segments."""
+    langid = langid or LangIdArgs()
     examples = [Example.from_dict(r) for r in read_jsonl(examples_path)]
     source = [e for e in examples if e.lang == src]
     references = {(e.source_id, e.lang): e for e in examples if e.lang != src}
     parsed = [{name: Field.parse(getattr(e, name)) for name in FIELDS} for e in source]
     backend = BACKENDS.get(cfg.backend)(cfg)
-    cache = TranslationCache(cache_path, cfg.backend, cfg.model)
+    cache = ContentCache(cache_path)
     kept, rejected, failed_rows, reports = list(source), [], [], {}
     try:
         for tgt in targets:
             rep = reports[tgt] = LanguageReport(items=len(source))
             rep.source_characters = sum(len(getattr(e, f)) for e in source for f in FIELDS)
             start = time.perf_counter()
-            translations, failures = _translate_language(cfg, backend, cache, source, parsed, src, tgt, rep)
+            translations, failures = _translate_language(cfg, backend, cache, parsed, src, tgt, rep)
             built = []
             for ex, fields in zip(source, parsed, strict=True):
                 pieces = {name: f.assemble(translations) for name, f in fields.items()}
@@ -165,7 +198,7 @@ def run(
                     failed_rows.append({"source_id": ex.source_id, "lang": tgt, "reasons": why})
                     continue
                 built.append((ex, {n: p[0] for n, p in pieces.items()}, sum(p[1] for p in pieces.values())))
-            detected = detect([f"{o['instruction']} {o['output']}" for _, o, _ in built], LangIdArgs())
+            detected = detect([f"{o['instruction']} {o['output']}" for _, o, _ in built], langid)
             for (ex, out, lost), det in zip(built, detected, strict=True):
                 new = Example(
                     f"{ex.source_id}:{tgt}",
@@ -175,7 +208,7 @@ def run(
                     out["input"],
                     out["output"],
                 )
-                reasons = check(cfg, ex, out, det.lang if det.lang != "too-short" else None, tgt, lost)
+                reasons = check(cfg, ex, out, det.lang if det.lang != TOO_SHORT else None, tgt, lost)
                 if reasons:
                     rejected.append(new.to_dict() | {"reasons": reasons})
                     rep.reasons.update(reasons)
@@ -188,7 +221,7 @@ def run(
     finally:
         cache.close()
 
-    write_jsonl(out_dir / "examples.jsonl", (e.to_dict() for e in kept))
+    write_jsonl(out_dir / EXAMPLES, (e.to_dict() for e in kept))
     write_jsonl(out_dir / "rejected.jsonl", rejected)
     write_jsonl(out_dir / "failed.jsonl", failed_rows)
     for tgt in targets:
@@ -196,25 +229,20 @@ def run(
             out_dir / f"alpaca_{tgt}.json",
             [{f: getattr(e, f) for f in FIELDS} for e in kept if e.lang == tgt],
         )
-    usage = backend.usage.as_dict()
-    cost = (
-        usage["input_tokens"] * cfg.price_per_million_input
-        + usage["output_tokens"] * cfg.price_per_million_output
-    ) / 1e6
     write_json(
-        out_dir / "translate_report.json",
+        out_dir / REPORT,
         {
             "backend": cfg.backend,
             "model": cfg.model,
             "source_language": src,
-            "usage": usage | {"cost": round(cost, 6)},
+            "usage": backend.usage.as_dict() | {"cost": cfg.cost(backend.usage)},
             "languages": {t: dict(vars(r)) for t, r in reports.items()},
         },
     )
     quality = mt_quality(kept + [Example.from_dict(r) for r in rejected], references)  # filters aside
     if quality:
         write_json(out_dir / "mt_quality.json", quality)
-    return out_dir / "examples.jsonl"
+    return Outcome(failed=[f"{row['source_id']}:{row['lang']}" for row in failed_rows])
 
 
 def mt_quality(translated: list[Example], references: dict[tuple[str, str], Example]) -> dict:
@@ -240,3 +268,40 @@ def mt_quality(translated: list[Example], references: dict[tuple[str, str], Exam
             "BLEU": round(BLEU(tokenize=tokenize).corpus_score(hyps, [refs]).score, 2),
         }
     return out
+
+
+def print_summary(out_dir: Path) -> None:
+    """Per-language counts of a translate task: what was kept, filtered, failed, cached, and at what cost."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from babeltune.io import read_json
+
+    report = read_json(out_dir / REPORT)
+    quality = read_json(out_dir / "mt_quality.json") if (out_dir / "mt_quality.json").exists() else {}
+    table = Table(
+        title=f"translation {report['source_language']} -> ... with {report['backend']}:{report['model']}"
+    )
+    columns = [
+        "items",
+        "accepted",
+        "rejected",
+        "failed",
+        "segments",
+        "cache_hits",
+        "translated_now",
+        "seconds",
+    ]
+    for col in ["language", *columns, "chrF", "top rejection reasons"]:
+        table.add_column(col)
+    for lang, rep in report["languages"].items():
+        reasons = ", ".join(f"{k} {v}" for k, v in sorted(rep["reasons"].items(), key=lambda kv: -kv[1])[:3])
+        chrf = str(quality[lang]["chrF"]) if lang in quality else "–"
+        table.add_row(lang, *(str(rep[c]) for c in columns), chrf, reasons or "–")
+    console = Console(width=max(Console().width, 160))  # a wide table is easier to read than a wrapped one
+    console.print(table)
+    usage = report["usage"]
+    console.print(
+        f"calls {usage['calls']}, retries {usage['retries']}, tokens {usage['input_tokens']} in / "
+        f"{usage['output_tokens']} out, cost {usage['cost']}; files in {out_dir}"
+    )

