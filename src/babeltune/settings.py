@@ -187,7 +187,8 @@ def describe(cls: type, prefix: str = "") -> list[tuple[str, str, str]]:
         if isinstance(default, list) and default and dataclasses.is_dataclass(default[0]):
             rows += describe(type(default[0]), f"{name}.N.")
             continue
-        rows.append((name, repr(default), f.metadata.get("help", "")))
+        note = "" if f.metadata.get("affects_result", True) else " (cannot change a result: redoes nothing)"
+        rows.append((name, repr(default), f.metadata.get("help", "") + note))
     return rows
 
 
