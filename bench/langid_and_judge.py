@@ -14,7 +14,7 @@ import os
 import statistics
 import threading
 import time
-from http.server import BaseHTTPRequestHandler
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from report import bench_parser, print_comparison
 
@@ -23,7 +23,6 @@ from babeltune.data.loaders import builtin_test_prompts
 from babeltune.evaluate.judge import BACKENDS, JudgeItem, load_prompt
 from babeltune.langid import detect
 from babeltune.retry import Usage
-from babeltune.serve import HTTPServer
 
 LANGS = ["en", "bg", "cs", "de", "es", "fi", "fr", "ru", "zh", "bn", "no", "hi"]
 
@@ -68,7 +67,11 @@ def judge_bench(delay: float, count: int, repeats: int) -> None:
         def log_message(self, *args):
             pass
 
-    server = HTTPServer(("127.0.0.1", 0), Slow)
+    class Server(ThreadingHTTPServer):
+        request_queue_size = 128  # with the standard 5, the 7th concurrent client waits ~1 s for a SYN retry
+        daemon_threads = True
+
+    server = Server(("127.0.0.1", 0), Slow)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     os.environ["BENCH_JUDGE_KEY"] = "local"
     prompt = load_prompt("paper-1to3")

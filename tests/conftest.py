@@ -34,14 +34,17 @@ class ChatServer:
     """A real HTTP server on 127.0.0.1 speaking the OpenAI chat-completions protocol.
 
     ``reply(body, attempt)`` returns the assistant text, or an int status code to fail with, or
-    ("sleep", seconds, text) to answer late, or ("raw", bytes) to send a malformed body.
+    ("error", status, message) to fail with that message, ("sleep", seconds, text) to answer late, or
+    ("raw", bytes) to send a malformed body.
     """
 
     def __init__(self, reply):
         import threading
-        from http.server import BaseHTTPRequestHandler
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-        from babeltune.serve import HTTPServer
+        class HTTPServer(ThreadingHTTPServer):
+            request_queue_size = 128  # a burst of concurrent clients waits here, not for SYN retries
+            daemon_threads = True
 
         server = self
         self.reply, self.calls, self.attempts, self.lock = reply, 0, {}, threading.Lock()
@@ -60,10 +63,10 @@ class ChatServer:
                     time.sleep(result[1])
                     result = result[2]
                 if isinstance(result, int):
-                    return self._send(
-                        result,
-                        json.dumps({"error": {"message": "injected", "type": "server_error"}}).encode(),
-                    )
+                    result = ("error", result, "injected")
+                if isinstance(result, tuple) and result[0] == "error":
+                    body = {"error": {"message": result[2], "type": "server_error"}}
+                    return self._send(result[1], json.dumps(body).encode())
                 if isinstance(result, tuple) and result[0] == "raw":
                     return self._send(200, result[1])
                 payload = {

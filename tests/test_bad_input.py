@@ -85,7 +85,7 @@ import pytest  # noqa: E402
 
 CLI_CASES = [
     ("name: [unclosed\n", "invalid YAML"),
-    ("mix: {budget: -5}\n", "mix.budget: must be positive"),
+    ("mix: {budget: -5}\n", "mix.budget: must be at least 1, got -5"),
     (
         "evaluate: {judge: {prompt: paper-1to4}}\n",
         "unknown judge prompt 'paper-1to4'; did you mean 'paper-1to3'",

@@ -69,5 +69,7 @@ def test_help_says_which_settings_cannot_change_a_result(capsys):
     with pytest.raises(SystemExit):
         main(["run", "--help"])
     lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines() if line.startswith("  ")}
-    assert "redoes nothing" in lines["evaluate.judge.concurrency"] and "redoes nothing" in lines["train.threads"]
+    assert (
+        "redoes nothing" in lines["evaluate.judge.concurrency"] and "redoes nothing" in lines["train.threads"]
+    )
     assert "redoes nothing" not in lines["train.learning_rate"] and "redoes nothing" not in lines["lora.r"]

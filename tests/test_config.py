@@ -58,7 +58,7 @@ def test_invalid_yaml_names_the_line(tmp_path):
     [
         ("--mix.regimes=[english]", "unknown regime 'english'; did you mean 'english-only'"),
         ("--data.languages=[en, xx]", "data.languages: unknown language 'xx'"),
-        ("--mix.budget=0", "mix.budget: must be positive"),
+        ("--mix.budget=0", "mix.budget: must be at least 1, got 0"),
         ("--mix.monolingual_languages=[hi]", "'hi' is not in data.languages"),
         ("--train.methods=[qlora]", "unknown value 'qlora'"),
     ],

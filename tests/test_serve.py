@@ -170,15 +170,14 @@ def test_judge_through_babeltune_serve(tmp_path, server, monkeypatch):
     assert report["judged"] == 3 and report["unparsable"] == sum(r["judge_score"] is None for r in scores)
 
 
-def test_a_burst_of_connections_waits_in_the_listen_queue_not_for_syn_retries():
+def test_a_burst_of_connections_waits_in_the_listen_queue_not_for_syn_retries(trained):
     """Nobody accepts yet: every one of 64 simultaneous connections must still complete its handshake
     (with a listen queue of 5 only 6 do, and the rest wait about a second for a retry)."""
     import socket
-    from http.server import BaseHTTPRequestHandler
 
-    from babeltune.serve import HTTPServer
+    from babeltune.serve import load, make_server
 
-    server = HTTPServer(("127.0.0.1", 0), BaseHTTPRequestHandler)
+    server = make_server(load(str(trained)), port=0)  # bound and listening, not serving yet
     sockets = []
     try:
         for _ in range(64):
@@ -189,7 +188,7 @@ def test_a_burst_of_connections_waits_in_the_listen_queue_not_for_syn_retries():
     finally:
         for sock in sockets:
             sock.close()
-        server.server_close()
+        server.socket.close()
     assert len(sockets) == 64
 
 

@@ -249,7 +249,7 @@ def test_a_checkpoint_cut_short_by_a_kill_is_never_resumed_from(tmp_path):
     for step, files in ((2, CHECKPOINT_FILES), (4, ("adapter_model.safetensors",)), (10, ())):
         (tmp_path / f"checkpoint-{step}").mkdir()
         for name in files:
-            (tmp_path / f"checkpoint-{step}" / name).write_text("x")
+            (tmp_path / f"checkpoint-{step}" / name).write_text("{}" if name == "trainer_state.json" else "x")
     assert last_complete_checkpoint(tmp_path) == str(tmp_path / "checkpoint-2")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint-2"]  # half-written ones removed
 

@@ -10,13 +10,16 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import signal
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from babeltune.registry import BabeltuneError
+from babeltune.secrets import redact
 
 DEFAULT_CONFIG = Path("configs/default.yaml")
 EXIT_CODES = (
@@ -314,10 +317,30 @@ def _parser(commands: dict[str, Command]) -> argparse.ArgumentParser:
     return parser
 
 
+STOPPED = (
+    "babeltune: stopped by {how}; finished tasks, answers, judgements, translations and training checkpoints "
+    "are kept: run the same command again to resume"
+)
+
+
+def _terminated(signum: int, frame: object) -> None:
+    raise Stopped("SIGTERM", 128 + signum)
+
+
+class Stopped(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM: the work stops where it is; what is finished stays."""
+
+    def __init__(self, how: str = "Ctrl-C", status: int = 130):
+        super().__init__(how)
+        self.how, self.status = how, status
+
+
 def main(argv: list[str] | None = None) -> int:
     commands = _commands()
     args, overrides = _parser(commands).parse_known_args(argv)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _terminated)
     try:
         from transformers.utils import logging as hf_logging
 
@@ -326,8 +349,14 @@ def main(argv: list[str] | None = None) -> int:
     except BabeltuneError as err:
         if args.debug:
             raise
-        print(f"babeltune: error: {err}", file=sys.stderr)
+        print(f"babeltune: error: {redact(str(err))}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as stop:
+        if args.debug:
+            raise
+        how, status = (stop.how, stop.status) if isinstance(stop, Stopped) else ("Ctrl-C", 130)
+        print(STOPPED.format(how=how), file=sys.stderr)
+        return status
 
 
 if __name__ == "__main__":

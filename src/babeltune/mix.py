@@ -47,7 +47,7 @@ class MixArgs:
         None, "languages that get a monolingual run (default: all)"
     )
     budget: int | None = setting(
-        None, "size of one monolingual run, the budget unit C (default: smallest language)"
+        None, "size of one monolingual run, the budget unit C (default: smallest language)", ge=1
     )
     budget_unit: Literal["examples", "tokens"] = setting("examples", "what `budget` counts")
     tokenizer: str | None = setting(
@@ -56,7 +56,7 @@ class MixArgs:
     strategy: str = setting(
         "uniform", "how multilingual-downsampled draws C from the pool (or name it: regime:strategy)"
     )
-    alpha: float = setting(0.3, "temperature strategy: language share proportional to size**alpha")
+    alpha: float = setting(0.3, "temperature strategy: language share proportional to size**alpha", ge=0)
     ratios: dict[str, float] = setting(
         {}, "ratios strategy: share per language, e.g. {en: 0.5, de: 0.25, fr: 0.25}"
     )
@@ -71,8 +71,6 @@ class MixArgs:
         for code in self.monolingual_languages or []:
             if code not in languages:
                 raise BabeltuneError(f"{where}.monolingual_languages: {code!r} is not in data.languages")
-        if self.budget is not None and self.budget <= 0:
-            raise BabeltuneError(f"{where}.budget: must be positive, got {self.budget}")
         mixture_specs(self, languages)  # e.g. english-only without English
 
     def counting_tokenizer(self, first_model: str) -> str | None:

@@ -11,7 +11,7 @@ from functools import cache
 from pathlib import Path
 from typing import Literal
 
-from babeltune.io import honour_umask, temporary_dir
+from babeltune.io import honour_umask, locked, temporary_dir
 from babeltune.registry import BabeltuneError, check_names, unknown_name_error
 from babeltune.settings import setting
 from babeltune.templates import TEMPLATES
@@ -199,6 +199,16 @@ def _convert_embedded(name: str) -> Path:
     target = cache_dir() / "models" / name.removeprefix("builtin:")
     if (target / "config.json").exists():
         return target
+    with locked(target.parent / f".{target.name}.lock"):  # one conversion at a time, per model
+        if not (target / "config.json").exists():
+            for stale in target.parent.glob(f".{target.name}.*"):  # a killed conversion's half-written copy
+                if stale.is_dir():
+                    shutil.rmtree(stale, ignore_errors=True)
+            _dequantise(name, target)
+    return target
+
+
+def _dequantise(name: str, target: Path) -> None:
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
@@ -213,11 +223,7 @@ def _convert_embedded(name: str) -> Path:
     model.save_pretrained(tmp)
     tokenizer.save_pretrained(tmp)
     honour_umask(tmp)
-    try:
-        tmp.rename(target)
-    except OSError:  # another process finished first
-        shutil.rmtree(tmp, ignore_errors=True)
-    return target
+    tmp.rename(target)
 
 
 def load_tokenizer(name: str, padding_side: str = "right"):

@@ -13,6 +13,16 @@ class BabeltuneError(Exception):
     """An error caused by the user's input: printed as one line, no traceback (``--debug`` shows it)."""
 
 
+def short(value: object, limit: int = 60) -> str:
+    """A value's repr for an error message, cut to ``limit`` characters: never a whole file in one line.
+
+    >>> short("x" * 100)
+    "'xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx... (102 characters)"
+    """
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[: limit - 2]}... ({len(text)} characters)"
+
+
 def unknown_name_error(kind: str, name: str, choices: Iterable[str]) -> BabeltuneError:
     """Build the error for an unknown name, listing near matches first and then every choice.
 
@@ -20,9 +30,9 @@ def unknown_name_error(kind: str, name: str, choices: Iterable[str]) -> Babeltun
     "unknown regime 'english'; did you mean 'english-only'? choices: english-only, multilingual"
     """
     choices = sorted(choices)
-    near = difflib.get_close_matches(name, choices, n=3, cutoff=0.5)
+    near = difflib.get_close_matches(name[:200], choices, n=3, cutoff=0.5)
     hint = f"; did you mean {', '.join(repr(n) for n in near)}?" if near else ""
-    return BabeltuneError(f"unknown {kind} {name!r}{hint} choices: {', '.join(choices)}")
+    return BabeltuneError(f"unknown {kind} {short(name)}{hint} choices: {', '.join(choices)}")
 
 
 def check_names(where: str, **lookups: Callable[[], object]) -> None:

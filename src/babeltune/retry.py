@@ -9,6 +9,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
+from babeltune.secrets import redact
+
 T = TypeVar("T")
 
 
@@ -62,7 +64,7 @@ def call_with_retries(
             return fn()
         except Exception as err:  # noqa: BLE001 - classified right below
             if not is_retryable(err) or attempt == max_retries:
-                raise GaveUp(f"{type(err).__name__}: {str(err)[:200]}", attempt + 1) from err
+                raise GaveUp(redact(f"{type(err).__name__}: {str(err)[:200]}"), attempt + 1) from err
             on_retry(err)
             time.sleep(backoff_delay(attempt, base_delay, max_delay))
     raise AssertionError("unreachable")

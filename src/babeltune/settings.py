@@ -20,15 +20,25 @@ from typing import Any, Literal
 
 import yaml
 
-from babeltune.registry import BabeltuneError, unknown_name_error
+from babeltune.registry import BabeltuneError, short, unknown_name_error
 
 
-def setting(default: Any, help: str, *, affects_result: bool = True) -> Any:
+def setting(
+    default: Any,
+    help: str,
+    *,
+    affects_result: bool = True,
+    ge: float | None = None,
+    gt: float | None = None,
+    le: float | None = None,
+) -> Any:
     """A dataclass field with help text; mutable defaults are copied per instance.
 
     ``affects_result=False`` marks plumbing (how fast or where, never what): it is left out of task keys.
+    ``ge``/``gt``/``le`` bound a number: checked when the config loads, with the field's name.
     """
-    meta = {"help": help, "affects_result": affects_result}
+    bounds = {k: v for k, v in (("ge", ge), ("gt", gt), ("le", le)) if v is not None}
+    meta = {"help": help, "affects_result": affects_result, "bounds": bounds}
     if isinstance(default, list | dict):
         return field(default_factory=lambda d=default: type(d)(d), metadata=meta)
     if dataclasses.is_dataclass(default):
@@ -58,7 +68,23 @@ class Yaml12Loader(yaml.SafeLoader):
 
     def construct_yaml_int(self, node: yaml.Node) -> int:
         value = self.construct_scalar(node)
+        if len(value) > 100:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"a number of {len(value)} digits", node.start_mark
+            )
         return int(value, 0) if value.startswith(("0o", "0x")) else int(value, 10)
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        """A key given twice is an error, not a silent last-one-wins."""
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if isinstance(key, str | int | float | bool) and key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {short(key)}", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep)
 
 
 for _tag, _pattern, _first in _RESOLVERS:
@@ -66,13 +92,50 @@ for _tag, _pattern, _first in _RESOLVERS:
 Yaml12Loader.add_constructor(_INT, Yaml12Loader.construct_yaml_int)
 
 
+MAX_YAML_VALUES = 100_000  # after aliases are expanded: a 283-byte "billion laughs" stops here
+MAX_YAML_DEPTH = 100
+
+
+def _expanded_size(root: yaml.Node) -> int:
+    """How many values the document holds once every alias is expanded, without expanding it (and
+    without recursion: 20,000 nested lists are fine to measure)."""
+    size: dict[int, int] = {}
+    stack = [(root, False, 1)]
+    while stack:
+        node, children_done, depth = stack.pop()
+        if id(node) in size:
+            continue
+        kids = [n for pair in node.value for n in pair] if isinstance(node, yaml.MappingNode) else (
+            node.value if isinstance(node, yaml.SequenceNode) else [])  # fmt: skip
+        if children_done:
+            size[id(node)] = min(1 + sum(size[id(k)] for k in kids), MAX_YAML_VALUES + 1)
+            if size[id(node)] > MAX_YAML_VALUES:
+                raise BabeltuneError(f"more than {MAX_YAML_VALUES:,} values once its aliases are expanded")
+            continue
+        if depth > MAX_YAML_DEPTH:
+            raise BabeltuneError(f"nested more than {MAX_YAML_DEPTH} levels deep")
+        stack.append((node, True, depth))
+        stack += [(k, False, depth + 1) for k in kids if id(k) not in size]
+    return size[id(root)]
+
+
 def load_yaml(text: str) -> Any:
-    """Parse YAML with the 1.2 core schema.
+    """Parse YAML with the 1.2 core schema; duplicate keys, alias bombs and absurd nesting are errors.
 
     >>> load_yaml("languages: [en, no, on]\\nflag: true\\nlr: 1e-3\\nn: 010\\nversion: 1.10")
     {'languages': ['en', 'no', 'on'], 'flag': True, 'lr': 0.001, 'n': 10, 'version': 1.1}
     """
-    return yaml.load(text, Loader=Yaml12Loader)  # noqa: S506 - a SafeLoader subclass
+    loader = Yaml12Loader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _expanded_size(node)
+        return loader.construct_document(node)
+    except RecursionError:  # the composer recurses per level
+        raise BabeltuneError(f"nested more than {MAX_YAML_DEPTH} levels deep") from None
+    finally:
+        loader.dispose()
 
 
 def dump_yaml(obj: Any) -> str:
@@ -87,15 +150,35 @@ def from_dict(cls: type, data: Any, where: str = "") -> Any:
     if not isinstance(data, dict):
         raise BabeltuneError(f"{where or 'config'}: expected a mapping, got {type(data).__name__}")
     hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
+    fields = {f.name: f for f in dataclasses.fields(cls)}
     kwargs = {}
     for key, value in data.items():
-        name = str(key) if str(key).isidentifier() else repr(key)  # a key with a newline stays on one line
+        name = str(key) if str(key).isidentifier() else short(key)  # a key with a newline stays on one line
         path = f"{where}.{name}" if where else name
-        if key not in names:
-            raise BabeltuneError(f"{path}: {unknown_name_error('field', str(key), names)}")
-        kwargs[key] = _convert(hints[key], value, path)
+        if key not in fields:
+            raise BabeltuneError(f"{path}: {unknown_name_error('field', str(key), fields)}")
+        kwargs[key] = _check_bounds(
+            _convert(hints[key], value, path), fields[key].metadata.get("bounds"), path
+        )
     return cls(**kwargs)
+
+
+def _check_bounds(value: Any, bounds: dict | None, path: str) -> Any:
+    """A number within its field's declared range, or an error naming the field.
+
+    >>> _check_bounds(0, {"ge": 1}, "generate.batch_size")
+    Traceback (most recent call last):
+    babeltune.registry.BabeltuneError: generate.batch_size: must be at least 1, got 0
+    """
+    if not bounds or not isinstance(value, int | float) or isinstance(value, bool):
+        return value
+    if "ge" in bounds and value < bounds["ge"]:
+        raise BabeltuneError(f"{path}: must be at least {bounds['ge']}, got {short(value)}")
+    if "gt" in bounds and value <= bounds["gt"]:
+        raise BabeltuneError(f"{path}: must be more than {bounds['gt']}, got {short(value)}")
+    if "le" in bounds and value > bounds["le"]:
+        raise BabeltuneError(f"{path}: must be at most {bounds['le']:,}, got {short(value)}")
+    return value
 
 
 def _convert(tp: Any, value: Any, path: str) -> Any:
@@ -109,7 +192,7 @@ def _convert(tp: Any, value: Any, path: str) -> Any:
         return from_dict(tp, value, path)
     if origin is dict:
         if not isinstance(value, dict):
-            raise BabeltuneError(f"{path}: expected a mapping, got {value!r}")
+            raise BabeltuneError(f"{path}: expected a mapping, got {short(value)}")
         return {str(k): _convert(args[1], v, f"{path}.{k}") for k, v in value.items()}
     if origin is list:
         if not isinstance(value, list):
@@ -121,18 +204,18 @@ def _convert(tp: Any, value: Any, path: str) -> Any:
         return value
     if tp is bool:
         if not isinstance(value, bool):
-            raise BabeltuneError(f"{path}: expected true or false, got {value!r}")
+            raise BabeltuneError(f"{path}: expected true or false, got {short(value)}")
         return value
     if tp in (int, float):
         ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
         if not ok or (tp is int and value != int(value)):
             raise BabeltuneError(
-                f"{path}: expected {'an integer' if tp is int else 'a number'}, got {value!r}"
+                f"{path}: expected {'an integer' if tp is int else 'a number'}, got {short(value)}"
             )
         return tp(value)
     if tp is str:
         if not isinstance(value, str | int | float) or isinstance(value, bool):
-            raise BabeltuneError(f"{path}: expected a string, got {value!r}")
+            raise BabeltuneError(f"{path}: expected a string, got {short(value)}")
         return str(value)
     if tp is Path:
         return Path(_convert(str, value, path))
@@ -162,16 +245,35 @@ def apply_override(data: dict, dotted: str, raw: str) -> None:
     {'train': {'epochs': 1}}
     >>> apply_override(d, "test.languages", "[en, no]"); d["test"]
     {'languages': ['en', 'no']}
+    >>> apply_override(d, "train.epochs.x", "1")
+    Traceback (most recent call last):
+    babeltune.registry.BabeltuneError: train.epochs is a value, not a group of settings
     """
     keys = dotted.split(".")
+    try:
+        value = load_yaml(raw) if raw != "" else ""
+    except yaml.YAMLError as err:
+        raise BabeltuneError(
+            f"invalid YAML value {short(raw)}: {getattr(err, 'problem', None) or err}"
+        ) from None
     node: Any = data
-    for key in keys[:-1]:
-        node = node[int(key)] if isinstance(node, list) else node.setdefault(key, {})
-    value = load_yaml(raw) if raw != "" else ""
-    if isinstance(node, list):
-        node[int(keys[-1])] = value
-    else:
-        node[keys[-1]] = value
+    for depth, key in enumerate(keys):
+        last = depth == len(keys) - 1
+        where = ".".join(keys[:depth])
+        if isinstance(node, list):
+            if not key.isdigit() or int(key) > len(node):
+                raise BabeltuneError(
+                    f"{where}: no item {short(key)} (it has {len(node)}; {len(node)} adds one)"
+                )
+            if int(key) == len(node):
+                node.append({})
+            key = int(key)
+        elif not isinstance(node, dict):
+            raise BabeltuneError(f"{where} is a value, not a group of settings")
+        if last:
+            node[key] = value
+        else:
+            node = node[key] if isinstance(node, list) else node.setdefault(key, {})
 
 
 def describe(cls: type, prefix: str = "") -> list[tuple[str, str, str]]:
@@ -187,7 +289,12 @@ def describe(cls: type, prefix: str = "") -> list[tuple[str, str, str]]:
         if isinstance(default, list) and default and dataclasses.is_dataclass(default[0]):
             rows += describe(type(default[0]), f"{name}.N.")
             continue
-        note = "" if f.metadata.get("affects_result", True) else " (cannot change a result: redoes nothing)"
+        bounds = f.metadata.get("bounds", {})
+        note = "".join(
+            f" [{sign} {bounds[k]:,}]" for k, sign in (("ge", ">="), ("gt", ">"), ("le", "<=")) if k in bounds
+        )
+        if not f.metadata.get("affects_result", True):
+            note += " (cannot change a result: redoes nothing)"
         rows.append((name, repr(default), f.metadata.get("help", "") + note))
     return rows
 

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
 import hashlib
+import os
 import shutil
 import time
 from collections.abc import Callable, Iterator
@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from babeltune.io import atomic_write_text, read_json, write_json
+from babeltune.io import atomic_write_text, locked, out_of_room, read_json, write_json
 from babeltune.registry import BabeltuneError
 from babeltune.settings import content_key, dump_yaml, to_dict
 from babeltune.version import __version__
@@ -152,21 +152,15 @@ def job_yaml(task: Task) -> str:
 @contextlib.contextmanager
 def task_lock(task: Task, log: Callable[[str], None]) -> Iterator[None]:
     """Hold this task alone: another process that needs it waits, then finds it done."""
-    locks = task.run_dir / ".locks"
+    path = task.run_dir / ".locks" / f"{task.folder or task.stage}-{task.out_dir.name}.lock"
     try:
-        locks.mkdir(parents=True, exist_ok=True)
-        handle = open(locks / f"{task.folder or task.stage}-{task.out_dir.name}.lock", "a+")  # noqa: SIM115
+        path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise BabeltuneError(f"output_dir: cannot write to {task.run_dir}: {err.strerror}") from None
-    try:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            log(f"waiting for another babeltune process to finish {task.stage}: {task.name}")
-            fcntl.flock(handle, fcntl.LOCK_EX)
+    with locked(
+        path, lambda: log(f"waiting for another babeltune process to finish {task.stage}: {task.name}")
+    ):
         yield
-    finally:
-        handle.close()  # closing releases the lock
 
 
 @dataclass
@@ -190,15 +184,21 @@ class Summary:
 
 def check_needs(tasks: list[Task]) -> None:
     """Every file that a task still to run will read exists, before anything runs."""
-    missing = [
-        f"{where}: no such file or folder {str(path)!r}"
-        for t in tasks
-        if not t.done
-        for where, path in t.needs.items()
-        if not Path(path).exists()
-    ]
+    missing = [f"{where}: {problem}" for t in tasks if not t.done for where, path in t.needs.items()
+               if (problem := _unreadable(Path(path)))]  # fmt: skip
     if missing:
         raise BabeltuneError("; ".join(dict.fromkeys(missing)))
+
+
+def _unreadable(path: Path) -> str | None:
+    """Why ``path`` cannot be read (no such file, a symlink loop, no permission), or None."""
+    try:
+        os.stat(path)
+    except FileNotFoundError:
+        return f"no such file or folder {str(path)!r}"
+    except OSError as err:
+        return f"cannot read {str(path)!r}: {err.strerror}"
+    return None
 
 
 def pending(tasks: list[Task]) -> list[Task]:
@@ -239,11 +239,15 @@ def _run(task: Task) -> tuple[Outcome | None, float]:
         atomic_write_text(out / JOB, job_yaml(task))
         result = task.work(task)
         outcome = result if isinstance(result, Outcome) else Outcome()
-    except OSError as err:
+    except Exception as err:
         _forget_if_empty(out)
-        if err.errno in (errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EDQUOT):
-            raise BabeltuneError(f"cannot write {err.filename or out}: {err.strerror}; finished tasks are "
-                                 "kept, rerun when there is room") from None  # fmt: skip
+        if out_of_room(err):
+            raise BabeltuneError(f"cannot write {out}: no space left on the device; finished tasks are kept, "
+                                 "rerun when there is room") from None  # fmt: skip
+        if isinstance(err, OSError) and err.errno in (errno.EROFS, errno.EACCES):
+            raise BabeltuneError(
+                f"cannot write {err.filename or out}: {err.strerror}; finished tasks are kept"
+            ) from None
         raise
     except BaseException:
         _forget_if_empty(out)

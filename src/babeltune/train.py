@@ -39,27 +39,34 @@ METRICS = "metrics.json"
 
 @dataclass
 class LoraArgs:
-    r: int = setting(8, "LoRA rank")
-    alpha: int = setting(16, "LoRA alpha")
-    dropout: float = setting(0.05, "LoRA dropout")
+    r: int = setting(8, "LoRA rank", ge=1, le=4096)
+    alpha: int = setting(16, "LoRA alpha", gt=0)
+    dropout: float = setting(0.05, "LoRA dropout", ge=0, le=0.99)
     target_modules: list[str] | None = setting(None, "modules to adapt (default: per model family)")
 
 
 @dataclass
 class TrainArgs:
     methods: list[Literal["lora", "full"]] = setting(["lora"], "fine-tuning methods in the grid: lora, full")
-    epochs: float = setting(2.0, "passes over the mixture")
-    max_steps: int | None = setting(None, "stop after this many optimizer steps (overrides epochs)")
-    learning_rate: float = setting(3e-4, "peak learning rate (the paper: 3e-4 for LoRA)")
-    full_learning_rate: float | None = setting(2e-5, "peak learning rate for full-parameter runs")
+    epochs: float = setting(2.0, "passes over the mixture", gt=0, le=10_000)
+    max_steps: int | None = setting(
+        None, "stop after this many optimizer steps (overrides epochs)", ge=1, le=10**9
+    )
+    learning_rate: float = setting(3e-4, "peak learning rate (the paper: 3e-4 for LoRA)", gt=0, le=10)
+    full_learning_rate: float | None = setting(
+        2e-5, "peak learning rate for full-parameter runs", gt=0, le=10
+    )
     batch_size: int = setting(
-        4, "micro-batch size per device (on CPU, 4 beat 8: 287 vs 250 tokens/s, 2.8 vs 4.9 GB)"
+        4,
+        "micro-batch size per device (on CPU, 4 beat 8: 287 vs 250 tokens/s, 2.8 vs 4.9 GB)",
+        ge=1,
+        le=65536,
     )
     grad_accum: int = setting(
-        2, "gradient accumulation steps (global batch = batch_size x grad_accum x devices)"
+        2, "gradient accumulation steps (global batch = batch_size x grad_accum x devices)", ge=1, le=65536
     )
-    max_length: int = setting(256, "truncate training sequences to this many tokens")
-    warmup_ratio: float = setting(0.05, "fraction of steps for linear warm-up")
+    max_length: int = setting(256, "truncate training sequences to this many tokens", ge=8, le=10**7)
+    warmup_ratio: float = setting(0.05, "fraction of steps for linear warm-up", ge=0, le=0.99)
     precision: Literal["auto", "fp32", "bf16", "fp16"] = setting(
         "auto",
         "mixed precision: auto = bf16 autocast where the hardware computes bf16 fast (recent CPUs, GPUs), "
@@ -68,7 +75,7 @@ class TrainArgs:
     scheduler: str = setting("cosine", "learning-rate schedule after warm-up: cosine, linear, constant, ...")
     loss_on_prompt: bool = setting(True, "also train on prompt tokens (the paper's LoRA runs did)")
     full_epochs: float | None = setting(
-        None, "epochs for full-parameter runs (default: epochs; the paper: 3)"
+        None, "epochs for full-parameter runs (default: epochs; the paper: 3)", gt=0, le=10_000
     )
     full_loss_on_prompt: bool | None = setting(
         None, "loss on prompt tokens in full-parameter runs (the paper: false)"
@@ -90,17 +97,23 @@ class TrainArgs:
         affects_result=False,
     )
     val_size: float = setting(
-        0.0, "held-out validation examples (count, or a fraction below 1); the paper: 1000"
+        0.0, "held-out validation examples (count, or a fraction below 1); the paper: 1000", ge=0
     )
-    eval_every: int | None = setting(None, "evaluate and checkpoint every N steps (default: every epoch)")
+    eval_every: int | None = setting(
+        None, "evaluate and checkpoint every N steps (default: every epoch)", ge=1
+    )
     keep_best: bool = setting(True, "with validation: keep the checkpoint with the lowest validation loss")
     merge_lora: bool = setting(False, "also save the LoRA adapter merged into the base weights (model/)")
     report_to: list[str] = setting(
         [], "trackers for training metrics, e.g. [tensorboard, wandb] (off by default)", affects_result=False
     )
-    nproc: int = setting(1, "processes for data-parallel training (torchrun; gloo on CPU, nccl on GPUs)")
+    nproc: int = setting(
+        1, "processes for data-parallel training (torchrun; gloo on CPU, nccl on GPUs)", ge=1, le=4096
+    )
     seed: int = setting(0, "training seed")
-    threads: int | None = setting(None, "torch CPU threads (default: torch's choice)", affects_result=False)
+    threads: int | None = setting(
+        None, "torch CPU threads (default: torch's choice)", affects_result=False, ge=1, le=4096
+    )
 
     def for_method(self, method: str) -> TrainArgs:
         """The settings a ``method`` run trains with: the ``full_*`` fields are folded into their plain ones
@@ -360,7 +373,8 @@ CHECKPOINT_FILES = ("trainer_state.json", "optimizer.pt", "scheduler.pt")
 
 
 def last_complete_checkpoint(folder: Path) -> str | None:
-    """The newest checkpoint a kill did not cut short; half-written ones are removed."""
+    """The newest checkpoint a kill did not cut short; half-written and unreadable ones are removed (and
+    an unreadable one is said, since it looked complete)."""
     if not folder.is_dir():
         return None
     found = sorted(
@@ -369,7 +383,12 @@ def last_complete_checkpoint(folder: Path) -> str | None:
     )
     for path in reversed(found):
         if all((path / name).exists() for name in CHECKPOINT_FILES):
-            return str(path)
+            try:
+                json.loads((path / "trainer_state.json").read_text(encoding="utf-8"))
+                return str(path)
+            except (ValueError, OSError) as err:
+                print(f"{path}: unreadable trainer_state.json ({err}); skipped, resuming from an earlier "
+                      "checkpoint or the start", file=sys.stderr)  # fmt: skip
         shutil.rmtree(path, ignore_errors=True)
     return None
 

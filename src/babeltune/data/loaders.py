@@ -8,8 +8,8 @@ from importlib import resources
 from pathlib import Path
 
 from babeltune.data.schema import Example, TestPrompt
-from babeltune.io import read_json
-from babeltune.registry import BabeltuneError
+from babeltune.io import bounded_lines, read_json, regular_file
+from babeltune.registry import BabeltuneError, short
 
 BUILTIN = resources.files("babeltune") / "resources" / "builtin"
 USER_ROLES = {"human", "user"}
@@ -55,23 +55,33 @@ def builtin_test_prompts(langs: list[str]) -> list[TestPrompt]:
 # --- instruction data: Alpaca JSON, JSONL, ShareGPT, HF datasets ------------------------------------
 
 
-def _json_lines(path: Path) -> list[tuple[int, object]]:
+MAX_RECORD_BYTES = 4_000_000  # one example or test prompt; a longer line is an error, not a memory blow-up
+DATASET_FOLDER = ("dataset_info.json", "dataset_dict.json", "state.json")  # what save_to_disk writes
+
+
+def decode_line(raw: bytes, n: int, path: Path) -> str:
+    """One line of UTF-8 (a byte-order mark on line 1 is fine)."""
+    try:
+        return raw.decode("utf-8-sig" if n == 1 else "utf-8").rstrip("\r\n")
+    except UnicodeDecodeError as err:
+        raise BabeltuneError(f"{path}:{n}: not valid UTF-8 (byte {err.start})") from None
+
+
+def _json_lines(path: Path, max_bytes: int) -> list[tuple[int, object]]:
     out = []
-    with open(path, "rb") as fh:
-        for n, raw in enumerate(fh, 1):
+    for n, raw in bounded_lines(path, max_bytes, "data.max_record_bytes"):
+        line = decode_line(raw, n, path)
+        if line.strip():
             try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as err:
-                raise BabeltuneError(f"{path}:{n}: not valid UTF-8 (byte {err.start})") from None
-            if line.strip():
-                try:
-                    out.append((n, json.loads(line)))
-                except json.JSONDecodeError as err:
-                    raise BabeltuneError(f"{path}:{n}: invalid JSON: {err.msg}") from None
+                out.append((n, json.loads(line)))
+            except (json.JSONDecodeError, RecursionError) as err:
+                raise BabeltuneError(
+                    f"{path}:{n}: invalid JSON: {getattr(err, 'msg', 'nested too deeply')}"
+                ) from None
     return out
 
 
-def _records(source: str, fmt: str, split: str) -> tuple[str, list[tuple[int, object]]]:
+def _records(source: str, fmt: str, split: str, max_bytes: int) -> tuple[str, list[tuple[int, object]]]:
     """(label for messages, [(line or index, row)]) for any supported source."""
     if fmt == "hf" or source.startswith("hf:") or Path(source).is_dir():
         import datasets
@@ -79,17 +89,19 @@ def _records(source: str, fmt: str, split: str) -> tuple[str, list[tuple[int, ob
         if source.startswith("hf:"):
             ds = datasets.load_dataset(source.removeprefix("hf:"), split=split)
         else:
+            if not any((Path(source) / name).exists() for name in DATASET_FOLDER):
+                raise BabeltuneError(
+                    f"{source}: a folder, but not a datasets save_to_disk folder (no {' or '.join(DATASET_FOLDER)})"
+                )
             ds = datasets.load_from_disk(source)
             if isinstance(ds, datasets.DatasetDict):
                 if split not in ds:
                     raise BabeltuneError(f"{source}: no split {split!r}; it has {', '.join(ds)}")
                 ds = ds[split]
         return source, list(enumerate(ds, 1))
-    path = Path(source)
-    if not path.exists():
-        raise BabeltuneError(f"{path}: no such file")
+    path = regular_file(Path(source), "data file")
     if fmt == "jsonl" or (fmt != "alpaca" and path.suffix == ".jsonl"):
-        return str(path), _json_lines(path)
+        return str(path), _json_lines(path, max_bytes)
     data = read_json(path)
     if not isinstance(data, list):
         raise BabeltuneError(f"{path}: expected a JSON array of examples, got {type(data).__name__}")
@@ -119,12 +131,15 @@ def examples_from_source(
     column_map: dict[str, str] | None = None,
     split: str = "train",
     id_prefix: str | None = None,
+    max_record_bytes: int = MAX_RECORD_BYTES,
 ) -> list[Example]:
-    """Load any supported instruction source as one language's examples (ids: ``<prefix>-<position>``)."""
-    label, records = _records(source, fmt, split)
+    """Load any supported instruction source as one language's examples (ids: ``<prefix>-<position>``);
+    an id given twice is an error naming both places (the same id would join two different items)."""
+    label, records = _records(source, fmt, split, max_record_bytes)
     rename = column_map or {}
     stem = id_prefix or Path(label.removeprefix("hf:")).stem or "item"
     out = []
+    first_seen: dict[str, int] = {}
     for n, row in records:
         where = f"{label}:{n}"
         if not isinstance(row, dict):
@@ -145,6 +160,9 @@ def examples_from_source(
                 "output": row["output"],
             }
         sid = str(row["id"]) if row.get("id") is not None else f"{stem}-{n:06d}"
+        if sid in first_seen:
+            raise BabeltuneError(f"{where}: duplicate id {short(sid)} (also at {label}:{first_seen[sid]})")
+        first_seen[sid] = n
         out.append(
             Example(f"{sid}:{lang}", sid, lang, fields["instruction"], fields["input"], fields["output"])
         )
@@ -164,41 +182,56 @@ class Problem:
         return f"{self.file}:{self.line}: {self.reason}"
 
 
-def read_test_file(path: Path, lang: str, align: str) -> tuple[list[TestPrompt], list[Problem]]:
+def read_test_file(
+    path: Path, lang: str, align: str, max_record_bytes: int = MAX_RECORD_BYTES
+) -> tuple[list[TestPrompt], list[Problem]]:
     """One ``test_<lang>.jsonl``: prompts from the good lines, and a Problem for each bad one.
 
     With ``align="line"`` prompts are joined across languages by line number, as the paper's files
-    need (their ids differ across languages); with ``align="id"`` by their ``id`` field.
+    need (their ids differ across languages); with ``align="id"`` by their ``id`` field, which must then
+    be unique in the file (a duplicate is a bad line naming the first).
     """
-    prompts, problems = [], []
-    with open(path, encoding="utf-8", errors="strict") as fh:
+    prompts, problems, first_seen = [], [], {}
+    regular_file(Path(path), "test file")
+    for n, raw in bounded_lines(Path(path), max_record_bytes, "test.max_record_bytes"):
         try:
-            lines = fh.read().splitlines()  # a missing trailing newline is fine
-        except UnicodeDecodeError as err:
-            return [], [Problem(str(path), 1, f"not UTF-8 ({err.reason})")]
-    for n, line in enumerate(lines, 1):
+            line = decode_line(raw, n, Path(path))
+        except BabeltuneError as err:
+            problems.append(Problem(str(path), n, str(err).partition(f"{n}: ")[2]))
+            continue
         if not line.strip():
             continue
         try:
             row = json.loads(line)
-        except json.JSONDecodeError as err:
-            problems.append(Problem(str(path), n, f"invalid JSON: {err.msg} (column {err.colno})"))
+        except (json.JSONDecodeError, RecursionError) as err:
+            where = (
+                f"{err.msg} (column {err.colno})"
+                if isinstance(err, json.JSONDecodeError)
+                else "nested too deeply"
+            )
+            problems.append(Problem(str(path), n, f"invalid JSON: {where}"))
             continue
         if not isinstance(row, dict) or not isinstance(row.get("prompt"), str) or not row["prompt"].strip():
             problems.append(Problem(str(path), n, "no non-empty string field 'prompt'"))
             continue
         sid = f"line-{n:04d}" if align == "line" else str(row.get("id", f"line-{n:04d}"))
+        if sid in first_seen:
+            problems.append(
+                Problem(str(path), n, f"duplicate id {short(sid)} (also on line {first_seen[sid]})")
+            )
+            continue
+        first_seen[sid] = n
         prompts.append(TestPrompt(f"{sid}:{lang}", sid, lang, row["prompt"], row.get("reference")))
     return prompts, problems
 
 
-def test_prompt_files(files: dict[str, Path], align: str, on_error: str) -> tuple[list[TestPrompt], dict]:
+def test_prompt_files(
+    files: dict[str, Path], align: str, on_error: str, max_record_bytes: int = MAX_RECORD_BYTES
+) -> tuple[list[TestPrompt], dict]:
     """Load test files per language; fail on bad lines (listing all) or skip and count them."""
     prompts, problems = [], []
     for lang, path in files.items():
-        if not Path(path).exists():
-            raise BabeltuneError(f"{path}: no test file for language {lang!r}")
-        got, bad = read_test_file(Path(path), lang, align)
+        got, bad = read_test_file(Path(path), lang, align, max_record_bytes)
         prompts += got
         problems += bad
     if problems and on_error == "fail":

@@ -35,6 +35,7 @@ class DataArgs:
         None,
         "examples per language, for `plan`'s budget table when the data is not at hand (the paper: 51760)",
         affects_result=False,
+        ge=1,
     )
     format: Literal["auto", "alpaca", "jsonl", "sharegpt", "hf"] = setting(
         "auto", "format of `source` (auto: guess)"
@@ -45,7 +46,12 @@ class DataArgs:
         list(languages.PAPER_TRAIN), "training languages (ISO 639-1); English is in the pool"
     )
     source_language: str = setting("en", "language of a user file given in `source` (one language per file)")
-    max_examples_per_language: int | None = setting(None, "keep only the first N examples of each language")
+    max_examples_per_language: int | None = setting(
+        None, "keep only the first N examples of each language", ge=1
+    )
+    max_record_bytes: int = setting(
+        loaders.MAX_RECORD_BYTES, "largest line of a JSONL source, in bytes", affects_result=False, ge=1
+    )
 
     def check(self, where: str) -> None:
         for code in self.languages:
@@ -78,7 +84,10 @@ class TestArgs:
     languages: list[str] = setting(
         ["en", "es", "fr", "ru", "zh", "bn", "no"], "test languages; unseen ones are fine"
     )
-    max_prompts: int | None = setting(None, "use only the first N prompts of each language")
+    max_prompts: int | None = setting(None, "use only the first N prompts of each language", ge=1)
+    max_record_bytes: int = setting(
+        loaders.MAX_RECORD_BYTES, "largest line of a test file, in bytes", affects_result=False, ge=1
+    )
 
     def check(self, where: str) -> None:
         for code in self.languages:
@@ -164,7 +173,13 @@ def load_examples(cfg: DataArgs) -> list[Example]:
                 ex
                 for lang in cfg.languages
                 for ex in loaders.examples_from_source(
-                    cfg.sources[lang], lang, cfg.format, cfg.column_map, cfg.split, "item"
+                    cfg.sources[lang],
+                    lang,
+                    cfg.format,
+                    cfg.column_map,
+                    cfg.split,
+                    "item",
+                    cfg.max_record_bytes,
                 )
             ],
             cfg.max_examples_per_language,
@@ -173,7 +188,7 @@ def load_examples(cfg: DataArgs) -> list[Example]:
         examples = loaders.builtin_examples(cfg.languages)
     else:
         examples = loaders.examples_from_source(
-            cfg.source, cfg.source_language, cfg.format, cfg.column_map, cfg.split
+            cfg.source, cfg.source_language, cfg.format, cfg.column_map, cfg.split, None, cfg.max_record_bytes
         )
     return first_n_per_language(examples, cfg.max_examples_per_language)
 
@@ -197,7 +212,7 @@ def run_tests(cfg: TestArgs, out_dir: Path) -> Path:
     if not files:
         prompts = loaders.builtin_test_prompts(cfg.languages)
     else:
-        prompts, found = loaders.test_prompt_files(files, cfg.align, cfg.on_error)
+        prompts, found = loaders.test_prompt_files(files, cfg.align, cfg.on_error, cfg.max_record_bytes)
         manifest |= found
     prompts = first_n_per_language(prompts, cfg.max_prompts)
     path = out_dir / TEST_PROMPTS

@@ -30,7 +30,7 @@ JUDGES_DIR = resources.files("babeltune") / "resources" / "judges"
 
 @dataclass
 class JudgeArgs(EndpointArgs):
-    timeout: float = setting(120.0, "openai backend: seconds per request", affects_result=False)
+    timeout: float = setting(120.0, "openai backend: seconds per request", affects_result=False, gt=0)
     enabled: bool = setting(True, "run the LLM judge")
     prompt: str = setting("paper-1to3", "judge prompt file in resources/judges (without .yaml)")
     backend: str = setting(
@@ -42,8 +42,10 @@ class JudgeArgs(EndpointArgs):
     rating_mode: Literal["next-token", "generate"] = setting(
         "next-token", "local judge: read the rating from next-token probabilities, or generate and parse"
     )
-    max_per_language: int | None = setting(None, "judge only the first N prompts of each language and model")
-    max_new_tokens: int = setting(256, "judge output length when generating")
+    max_per_language: int | None = setting(
+        None, "judge only the first N prompts of each language and model", ge=1
+    )
+    max_new_tokens: int = setting(256, "judge output length when generating", ge=1, le=10**6)
 
     def check(self, where: str) -> None:
         check_names(
@@ -179,7 +181,6 @@ def judge_with_cache(
 
     found = {k: Judgement(v["score"], v["raw"]) for k, v in cache.get_many([i.key for i in items]).items()}
     todo = list({item.key: item for item in items if item.key not in found}.values())
-    bar = tqdm(total=len(todo), desc="judge", unit="answer", disable=not todo)
 
     def done(item: JudgeItem, judgement: Judgement) -> None:  # backends call it from one thread
         if judgement.error is None:
@@ -187,9 +188,9 @@ def judge_with_cache(
         found[item.key] = judgement
         bar.update(1)
 
-    if todo:
-        BACKENDS.get(cfg.backend)(cfg, prompt, todo, done, usage)
-    bar.close()
+    with tqdm(total=len(todo), desc="judge", unit="answer", disable=not todo) as bar:
+        if todo:
+            BACKENDS.get(cfg.backend)(cfg, prompt, todo, done, usage)
     return found
 
 
@@ -208,11 +209,11 @@ def openai_judge(
     """Concurrent chat-completion calls with bounded retries (backoff + jitter) on 429/5xx/timeouts."""
     from babeltune.retry import GaveUp
 
-    client = cfg.client("evaluate.judge")
+    endpoint = cfg.connect("evaluate.judge")
     parse = PARSERS.get(prompt.parser)
 
     def attempt(item: JudgeItem) -> str:
-        reply = client.chat.completions.create(
+        reply = endpoint.client.chat.completions.create(
             model=cfg.model,
             messages=item.messages(prompt),
             temperature=0,
@@ -224,7 +225,7 @@ def openai_judge(
 
     def call(item: JudgeItem) -> tuple[JudgeItem, Judgement]:
         try:
-            text = cfg.call(lambda: attempt(item), usage)
+            text = endpoint.call(lambda: attempt(item), usage)
         except GaveUp as err:
             return item, Judgement(None, "", error=f"{err.reason} (after {err.attempts} attempts)")
         return item, Judgement(parse(text, prompt.scale), text)

@@ -39,10 +39,14 @@ class TranslateArgs(EndpointArgs):
         "MT model id or folder ({src}/{tgt} are filled per pair), or the served model",
     )
     batch_size: int = setting(
-        16, "hf, ctranslate2: texts per batch (batches are sorted by length)", affects_result=False
+        16,
+        "hf, ctranslate2: texts per batch (batches are sorted by length)",
+        affects_result=False,
+        ge=1,
+        le=65536,
     )
-    num_beams: int = setting(1, "hf, ctranslate2: beam width")
-    max_length: int = setting(512, "hf, ctranslate2: maximum tokens in and out")
+    num_beams: int = setting(1, "hf, ctranslate2: beam width", ge=1, le=64)
+    max_length: int = setting(512, "hf, ctranslate2: maximum tokens in and out", ge=1, le=10**6)
     compute_type: str = setting(
         "auto", "ctranslate2: int8, int8_float32, float32, float16, ... or auto (the fastest this device has)"
     )
@@ -50,8 +54,12 @@ class TranslateArgs(EndpointArgs):
     check_language: bool = setting(
         True, "reject translations whose language ID (evaluate.langid) is not the target language"
     )
-    min_length_ratio: float = setting(0.25, "reject translations shorter than this x the source (characters)")
-    max_length_ratio: float = setting(4.0, "reject translations longer than this x the source (characters)")
+    min_length_ratio: float = setting(
+        0.25, "reject translations shorter than this x the source (characters)", ge=0
+    )
+    max_length_ratio: float = setting(
+        4.0, "reject translations longer than this x the source (characters)", gt=0
+    )
     cache: str | None = setting(
         None, "SQLite translation cache (default: <run dir>/cache/translations.sqlite)", affects_result=False
     )
@@ -223,7 +231,7 @@ class OpenAITranslator:
     """Any OpenAI-compatible chat endpoint; one text per request, concurrent, with bounded retries."""
 
     def __init__(self, cfg: TranslateArgs):
-        self.client = cfg.client("translate")
+        self.endpoint = cfg.connect("translate")
         self.cfg = cfg
         self.usage = Usage()
         self.prompt = load_prompt(cfg.prompt)
@@ -232,7 +240,7 @@ class OpenAITranslator:
         user = self.prompt["user"].format(
             source=languages.get(src).name, target=languages.get(tgt).name, text=text
         )
-        reply = self.client.chat.completions.create(
+        reply = self.endpoint.client.chat.completions.create(
             model=self.cfg.model,
             messages=[
                 {"role": "system", "content": self.prompt["system"]},
@@ -255,7 +263,7 @@ class OpenAITranslator:
 
         def work(text: str) -> None:
             try:
-                result = self.cfg.call(lambda: self._one(text, src, tgt), self.usage)
+                result = self.endpoint.call(lambda: self._one(text, src, tgt), self.usage)
             except GaveUp as err:
                 failed(text, f"{err.reason} (after {err.attempts} attempts)")
                 return

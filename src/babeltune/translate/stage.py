@@ -137,7 +137,6 @@ def _translate_language(
     todo = [t for t in unique if t not in translations]
     failures: dict[str, str] = {}
     lock = threading.Lock()
-    bar = tqdm(total=len(todo), desc=f"translate {src}->{tgt}", unit="segment", disable=not todo)
 
     def done(pairs: dict[str, str]) -> None:
         with lock:
@@ -151,9 +150,9 @@ def _translate_language(
             failures[text] = reason
             bar.update(1)
 
-    if todo:
-        backend.translate(todo, src, tgt, done, failed)
-    bar.close()
+    with tqdm(total=len(todo), desc=f"translate {src}->{tgt}", unit="segment", disable=not todo) as bar:
+        if todo:
+            backend.translate(todo, src, tgt, done, failed)
     return translations, failures
 
 

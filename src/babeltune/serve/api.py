@@ -1,0 +1,336 @@
+"""The OpenAI-compatible HTTP API on Starlette: ``GET /v1/models``, ``POST /v1/completions`` and
+``POST /v1/chat/completions`` (also streamed as server-sent events).
+
+HTTP framing, keep-alive, timeouts and disconnects are the library's; each request's body is validated alone
+(pydantic), so one bad prompt fails only itself; every error is a JSON body in OpenAI's shape.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, field_validator
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import JSONResponse, StreamingResponse
+from starlette.routing import Route
+
+from babeltune.generate import GenerateArgs
+from babeltune.generate import split_at_stop as cut
+from babeltune.serve.engine import ServedModel
+from babeltune.templates import build_prompt
+
+
+@dataclass
+class Limits:
+    max_tokens: int = 1024  # largest max_tokens a request may ask for
+    max_request_bytes: int = 1_000_000
+    max_prompts: int = 64  # prompts in one /v1/completions request
+
+
+class ApiError(Exception):
+    def __init__(
+        self, status: int, message: str, kind: str = "invalid_request_error", param: str | None = None
+    ):
+        super().__init__(message)
+        self.status, self.message, self.kind, self.param = status, message, kind, param
+
+    def response(self) -> JSONResponse:
+        error = {"message": self.message, "type": self.kind, "param": self.param, "code": self.status}
+        return JSONResponse({"error": error}, status_code=self.status)
+
+
+# --- request bodies -------------------------------------------------------------------------------------
+
+
+def _valid_text(text: str) -> str:
+    """Text a tokenizer can take: a lone surrogate (valid JSON, invalid Unicode) is refused here, alone."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as err:
+        raise ValueError(f"not valid Unicode (a lone surrogate at character {err.start})") from None
+    return text
+
+
+class Decoding(BaseModel):
+    model_config = ConfigDict(extra="ignore")  # clients send fields this server does not use
+
+    model: str | None = None
+    max_tokens: StrictInt | None = None
+    max_completion_tokens: StrictInt | None = None
+    temperature: float = Field(1.0, ge=0, le=2, allow_inf_nan=False)
+    top_p: float = Field(1.0, gt=0, le=1, allow_inf_nan=False)
+    n: Literal[1] = 1
+    stop: str | list[str] | None = None
+    seed: StrictInt | None = Field(None, ge=0, le=2**63 - 1)
+    stream: bool = False
+
+    @field_validator("stop")
+    @classmethod
+    def _stops(cls, stop: str | list[str] | None) -> list[str]:
+        stops = [stop] if isinstance(stop, str) else stop or []
+        if len(stops) > 4 or not all(stops):
+            raise ValueError("at most 4 non-empty strings")
+        return [_valid_text(s) for s in stops]
+
+
+class CompletionRequest(Decoding):
+    prompt: str | list[str]
+
+    @field_validator("prompt")
+    @classmethod
+    def _prompts(cls, prompt: str | list[str]) -> list[str]:
+        prompts = [prompt] if isinstance(prompt, str) else prompt
+        if not prompts or not all(p.strip() for p in prompts):
+            raise ValueError("empty")
+        return [_valid_text(p) for p in prompts]
+
+
+class Message(BaseModel):
+    role: Literal["system", "user", "assistant"]
+    content: str
+
+    @field_validator("content")
+    @classmethod
+    def _content(cls, content: str) -> str:
+        return _valid_text(content)
+
+
+class ChatRequest(Decoding):
+    messages: list[Message] = Field(min_length=1)
+
+
+MESSAGES = {
+    "max_tokens": "max_tokens must be an integer from 1 to {max_tokens}",
+    "max_completion_tokens": "max_completion_tokens must be an integer from 1 to {max_tokens}",
+    "temperature": "temperature must be a number from 0 to 2",
+    "top_p": "top_p must be a number in (0, 1]",
+    "n": "only n=1 is supported",
+    "stop": "stop must be a string or a list of at most 4 non-empty strings",
+    "seed": "seed must be an integer from 0 to 2**63-1",
+    "prompt": "prompt must be a non-empty string or a list of non-empty strings",
+    "messages": "messages must be a non-empty list, each with a role (system, user, assistant) and string content",
+    "stream": "stream must be true or false",
+}
+
+
+def parse(kind: type[Decoding], body: object, limits: Limits) -> Decoding:
+    """A validated request, or an ApiError that names the parameter (and says why, for bad text)."""
+    try:
+        request = kind.model_validate(body)
+    except ValidationError as err:
+        first = err.errors()[0]
+        param = str(first["loc"][0]) if first["loc"] else None
+        message = MESSAGES.get(param, f"{param}: {first['msg']}").format(max_tokens=limits.max_tokens)
+        if "Unicode" in first["msg"]:
+            message = f"{param} is {first['msg'].removeprefix('Value error, ')}"
+        raise ApiError(400, message, param=param) from None
+    for name in ("max_tokens", "max_completion_tokens"):
+        value = getattr(request, name)
+        if value is not None and not 1 <= value <= limits.max_tokens:
+            raise ApiError(400, MESSAGES[name].format(max_tokens=limits.max_tokens), param=name)
+    return request
+
+
+def decoding(request: Decoding, limits: Limits) -> GenerateArgs:
+    """The generation settings of a request; without max_tokens (the openai client's default) it gets the
+    server's default, which is never above the server's own limit."""
+    max_tokens = request.max_tokens or request.max_completion_tokens or min(256, limits.max_tokens)
+    return GenerateArgs(
+        max_new_tokens=max_tokens, do_sample=request.temperature > 0, temperature=request.temperature or 1.0,
+        top_p=request.top_p, stop=request.stop or [], seed=request.seed or 0, batch_size=limits.max_prompts,
+    )  # fmt: skip
+
+
+def chat_prompt(served: ServedModel, messages: list[Message]) -> str:
+    if served.template == "chat":
+        turns = [m.model_dump() for m in messages]
+        return served.tokenizer.apply_chat_template(turns, tokenize=False, add_generation_prompt=True)
+    users = [m.content for m in messages if m.role == "user"]
+    if not users:
+        raise ApiError(400, "the alpaca template needs a user message", param="messages")
+    return build_prompt(served.template, served.tokenizer, users[-1])  # exactly the training prompt
+
+
+# --- the app ----------------------------------------------------------------------------------------------
+
+
+def make_app(served: ServedModel, limits: Limits, api_key: str | None) -> Starlette:
+    # Each waiting request holds a thread while the model works: as many as may be batched, and more.
+    workers = ThreadPoolExecutor(max_workers=4 * served.max_batch, thread_name_prefix="babeltune-serve")
+
+    async def body_of(request: Request) -> dict:
+        if api_key and request.headers.get("authorization") != f"Bearer {api_key}":
+            raise ApiError(
+                401, "invalid or missing API key (Authorization: Bearer ...)", "authentication_error"
+            )
+        size = request.headers.get("content-length")
+        if size is not None and (not size.isdigit() or int(size) > limits.max_request_bytes):
+            raise ApiError(413, f"request body over {limits.max_request_bytes} bytes")
+        data = bytearray()
+        try:
+            async for chunk in request.stream():  # a chunked body has no length to check first
+                data += chunk
+                if len(data) > limits.max_request_bytes:
+                    raise ApiError(413, f"request body over {limits.max_request_bytes} bytes")
+        except ClientDisconnect:
+            raise ApiError(400, "the client went away before its request body ended") from None
+        try:
+            body = json.loads(data or b"null")
+        except (ValueError, RecursionError) as err:
+            raise ApiError(400, f"request body is not valid JSON: {str(err)[:200]}") from None
+        if not isinstance(body, dict):
+            raise ApiError(400, "request body must be a JSON object")
+        if body.get("model") not in (None, served.name):
+            model = str(body.get("model"))[:100]
+            raise ApiError(404, f"model {model!r} not found; this server has {served.name!r}", "not_found_error",
+                           "model")  # fmt: skip
+        return body
+
+    async def answer(prompts: list[str], gen: GenerateArgs) -> list[tuple[str, int]]:
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(workers, served.complete, prompts, gen)
+        except Exception as err:  # noqa: BLE001 - the model failed on this request alone
+            raise ApiError(
+                500, f"generation failed: {type(err).__name__}: {str(err)[:200]}", "server_error"
+            ) from None
+
+    def envelope(kind: str, choices: list, prompts: list[str], answers: list) -> JSONResponse:
+        prompt_tokens = sum(len(served.tokenizer(p, add_special_tokens=False)["input_ids"]) for p in prompts)
+        completion_tokens = sum(n for _, n in answers)
+        return JSONResponse({
+            "id": f"{'chatcmpl' if kind.startswith('chat') else 'cmpl'}-{uuid.uuid4().hex[:24]}",
+            "object": kind, "created": int(time.time()), "model": served.name, "choices": choices,
+            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+                      "total_tokens": prompt_tokens + completion_tokens},
+        })  # fmt: skip
+
+    def finish(stopped: bool, n_tokens: int, gen: GenerateArgs) -> str:
+        return "length" if not stopped and n_tokens >= gen.max_new_tokens else "stop"
+
+    async def models(request: Request) -> JSONResponse:
+        if api_key and request.headers.get("authorization") != f"Bearer {api_key}":
+            raise ApiError(
+                401, "invalid or missing API key (Authorization: Bearer ...)", "authentication_error"
+            )
+        return JSONResponse({"object": "list", "data": [
+            {"id": served.name, "object": "model", "created": 0, "owned_by": "babeltune"}]})  # fmt: skip
+
+    async def completions(request: Request):
+        req = parse(CompletionRequest, await body_of(request), limits)
+        gen = decoding(req, limits)
+        if len(req.prompt) > limits.max_prompts:
+            raise ApiError(400, f"at most {limits.max_prompts} prompts per request", param="prompt")
+        if req.stream:
+            if len(req.prompt) != 1:
+                raise ApiError(400, "streaming takes one prompt", param="prompt")
+            return stream(served, req.prompt[0], gen, chat=False)
+        answers = await answer(req.prompt, gen)
+        choices = []
+        for i, (text, n) in enumerate(answers):
+            text, stopped = cut(text, gen.stop)
+            choices.append(
+                {"index": i, "text": text, "logprobs": None, "finish_reason": finish(stopped, n, gen)}
+            )
+        return envelope("text_completion", choices, req.prompt, answers)
+
+    async def chat(request: Request):
+        req = parse(ChatRequest, await body_of(request), limits)
+        gen = decoding(req, limits)
+        prompt = chat_prompt(served, req.messages)
+        if req.stream:
+            return stream(served, prompt, gen, chat=True)
+        answers = await answer([prompt], gen)
+        text, stopped = cut(answers[0][0], gen.stop)
+        choice = {"index": 0, "message": {"role": "assistant", "content": text.strip()},
+                  "finish_reason": finish(stopped, answers[0][1], gen)}  # fmt: skip
+        return envelope("chat.completion", [choice], [prompt], answers)
+
+    async def api_error(request: Request, err: ApiError) -> JSONResponse:
+        return err.response()
+
+    async def http_error(request: Request, err: HTTPException) -> JSONResponse:
+        kind = {404: "not_found_error", 405: "invalid_request_error"}.get(
+            err.status_code, "invalid_request_error"
+        )
+        return ApiError(
+            err.status_code, f"{err.detail}: {request.method} {request.url.path}", kind
+        ).response()
+
+    async def server_error(request: Request, err: Exception) -> JSONResponse:
+        return ApiError(500, f"{type(err).__name__}: {str(err)[:200]}", "server_error").response()
+
+    routes = [
+        Route("/v1/models", models, methods=["GET"]),
+        Route("/v1/completions", completions, methods=["POST"]),
+        Route("/v1/chat/completions", chat, methods=["POST"]),
+    ]
+    handlers = {ApiError: api_error, HTTPException: http_error, Exception: server_error}
+    return Starlette(routes=routes, exception_handlers=handlers)
+
+
+def stream(served: ServedModel, prompt: str, gen: GenerateArgs, chat: bool) -> StreamingResponse:
+    """Server-sent events; text near a possible stop string is held back until it is safe. A client that
+    hangs up stops the generation at its next token (the model is free again at once)."""
+    from transformers import AsyncTextIteratorStreamer
+
+    ident = f"chatcmpl-{uuid.uuid4().hex[:24]}"
+    kind = "chat.completion.chunk" if chat else "text_completion"
+
+    def event(delta: str | None, finish: str | None = None, first: bool = False) -> str:
+        if chat:
+            payload = (
+                {"role": "assistant", "content": delta or ""}
+                if first
+                else ({"content": delta} if delta else {})
+            )
+            choice = {"index": 0, "delta": payload, "finish_reason": finish}
+        else:
+            choice = {"index": 0, "text": delta or "", "logprobs": None, "finish_reason": finish}
+        chunk = {
+            "id": ident,
+            "object": kind,
+            "created": int(time.time()),
+            "model": served.name,
+            "choices": [choice],
+        }
+        return f"data: {json.dumps(chunk, ensure_ascii=False)}\n\n"
+
+    async def events():
+        streamer = AsyncTextIteratorStreamer(served.tokenizer, skip_prompt=True, skip_special_tokens=True)
+        cancelled = threading.Event()
+        worker = threading.Thread(
+            target=served.complete, args=([prompt], gen, streamer, cancelled), daemon=True
+        )
+        worker.start()
+        try:
+            text, sent, stopped = "", 0, False
+            hold = max((len(s) for s in gen.stop), default=1) - 1
+            if chat:
+                yield event(None, first=True)
+            async for piece in streamer:
+                text += piece
+                visible, stopped = cut(text, gen.stop)
+                safe = len(visible) if stopped else max(sent, len(visible) - hold)
+                if safe > sent:
+                    yield event(visible[sent:safe])
+                    sent = safe
+                if stopped:
+                    break
+            if not stopped and len(text) > sent:
+                yield event(text[sent:])
+            yield event(None, finish="stop" if stopped else "length")
+            yield "data: [DONE]\n\n"
+        finally:
+            cancelled.set()  # the client is gone, or the answer is complete: either way, stop generating
+
+    return StreamingResponse(events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})

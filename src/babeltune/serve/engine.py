@@ -1,0 +1,125 @@
+"""The model behind ``babeltune serve``: loaded with the template it was trained with, answering waiting
+requests together in batches, one generation at a time.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from babeltune import checkpoint
+from babeltune.generate import GenerateArgs
+
+
+@dataclass
+class _Request:
+    texts: list[str]
+    gen: GenerateArgs
+    done: threading.Event = field(default_factory=threading.Event)
+    answers: list[tuple[str, int]] | None = None
+    error: BaseException | None = None
+
+
+@dataclass
+class ServedModel:
+    """The model behind the endpoint. Requests that arrive while it is busy wait together, and the next
+    generation answers all of them that share decoding settings in one batch (up to ``max_batch`` prompts):
+    concurrent clients such as a judge with 16 requests in flight get batched throughput."""
+
+    name: str
+    template: str
+    tokenizer: object
+    model: object
+    bf16: bool
+    max_batch: int = 16
+    lock: threading.Lock = field(default_factory=threading.Lock)  # one generation at a time
+    waiting: list[_Request] = field(default_factory=list)
+    waiting_lock: threading.Lock = field(default_factory=threading.Lock)
+    generations: int = 0  # model.generate calls so far
+
+    def _generate(
+        self, texts: list[str], gen: GenerateArgs, streamer=None, cancelled=None
+    ) -> list[tuple[str, int]]:
+        from babeltune.generate import generate_batch
+
+        self.generations += 1
+        return generate_batch(
+            self.model, self.tokenizer, texts, gen, self.bf16, gen.seed, streamer, cancelled
+        )
+
+    def _answer(self, batch: list[_Request], gen: GenerateArgs) -> None:
+        """One generation for the batch; if it fails, each request alone, so one bad prompt fails only itself."""
+        try:
+            answers = self._generate([t for r in batch for t in r.texts], gen)
+        except Exception as err:  # noqa: BLE001 - retried one by one below
+            if len(batch) == 1:
+                batch[0].error = err
+                batch[0].done.set()
+                return
+            for r in batch:
+                self._answer([r], gen)
+            return
+        for r in batch:
+            r.answers, answers = answers[: len(r.texts)], answers[len(r.texts) :]
+            r.done.set()
+
+    def _take_batch(self, gen: GenerateArgs) -> list[_Request]:
+        """The waiting requests with decoding settings ``gen``, oldest first, up to ``max_batch`` prompts."""
+        with self.waiting_lock:
+            batch, size = [], 0
+            for r in self.waiting:
+                if r.gen == gen and (not batch or size + len(r.texts) <= self.max_batch):
+                    batch.append(r)
+                    size += len(r.texts)
+            self.waiting = [r for r in self.waiting if not any(r is b for b in batch)]
+            return batch
+
+    def complete(
+        self, texts: list[str], gen: GenerateArgs, streamer=None, cancelled: threading.Event | None = None
+    ) -> list[tuple[str, int]]:
+        """Answers to ``texts``. A stream (``streamer``) runs alone and stops when ``cancelled`` is set."""
+        if streamer is not None:  # a stream follows one request's tokens: it runs alone
+            with self.lock:
+                return self._generate(texts, gen, streamer, cancelled)
+        mine = _Request(texts, gen)
+        with self.waiting_lock:
+            self.waiting.append(mine)
+        while not mine.done.is_set():
+            with self.lock:
+                if not mine.done.is_set():  # else the previous holder answered it
+                    self._answer(self._take_batch(gen), gen)
+        if mine.error is not None:
+            raise mine.error
+        return mine.answers
+
+
+def load(
+    source: str, base: str | None = None, template: str | None = None, name: str | None = None
+) -> ServedModel:
+    """A babeltune checkpoint or training folder (adapter or full model: its description gives the base and
+    the template), a PEFT adapter folder, a model folder, ``builtin:...`` or a hub id."""
+    import torch
+
+    from babeltune.generate import use_bf16
+    from babeltune.models import load_model, load_tokenizer
+
+    path = Path(source)
+    adapter = None
+    found = checkpoint.find(path)
+    if found is not None:
+        described = checkpoint.read(found)
+        template = template or described.template
+        weights, adapter = described.weights(found)
+    elif (path / "adapter_config.json").exists():
+        adapter = path
+        weights = base or json.loads((path / "adapter_config.json").read_text())["base_model_name_or_path"]
+    else:
+        weights = base or source
+    tokenizer = load_tokenizer(weights, padding_side="left")
+    model = load_model(weights, adapter=adapter).eval()
+    if torch.cuda.is_available():
+        model.to("cuda")
+    label = name or (path.name if path.exists() else source)
+    return ServedModel(label, template or "alpaca", tokenizer, model, use_bf16(GenerateArgs(), "float32"))

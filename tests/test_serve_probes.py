@@ -1,0 +1,181 @@
+"""`babeltune serve` under hostile clients: raw HTTP probes over sockets and the official openai client.
+After every probe a good request is answered; errors are JSON in OpenAI's shape (framing errors that never
+reach the app are answered by the HTTP library with a 4xx); a cut stream frees the model at once."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import openai
+import pytest
+
+from babeltune import tiny
+
+KEY = "sk-probe-key-0123456789"
+
+
+def start(model: str, *extra: str):
+    env = dict(os.environ, BT_PROBE_KEY=KEY)
+    proc = subprocess.Popen([sys.executable, "-m", "babeltune", "serve", model, "--port", "0", "--name", "m",
+                             "--api-key-env", "BT_PROBE_KEY", *extra], stdout=subprocess.PIPE, text=True, env=env)  # fmt: skip
+    line = proc.stdout.readline()
+    assert " at http://127.0.0.1:" in line, line
+    return proc, int(line.rsplit(":", 1)[1].split("/")[0])
+
+
+@pytest.fixture(scope="module")
+def port(tiny_model):
+    proc, port = start(tiny_model, "--max-tokens", "64", "--max-request-bytes", "20000")
+    yield port
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
+def exchange(
+    port: int, data: bytes, sock: socket.socket | None = None, timeout: float = 30
+) -> tuple[int, str]:
+    """Send raw bytes, read one HTTP response: (status, body)."""
+    own = sock is None
+    sock = sock or socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    try:
+        sock.sendall(data)
+        head = b""
+        while b"\r\n\r\n" not in head:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            head += chunk
+        header, _, body = head.partition(b"\r\n\r\n")
+        status = int(header.split(b" ", 2)[1]) if header.startswith(b"HTTP/") else 0
+        length = next((int(line.split(b":")[1]) for line in header.split(b"\r\n") if line.lower().startswith(b"content-length:")), None)  # fmt: skip
+        while length is not None and len(body) < length:
+            body += sock.recv(65536)
+        return status, body.decode("utf-8", "replace")
+    finally:
+        if own:
+            sock.close()
+
+
+def post(path: str, body: bytes | str, key: str = KEY, extra: str = "") -> bytes:
+    body = body.encode() if isinstance(body, str) else body
+    return (f"POST {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {key}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n{extra}\r\n").encode() + body  # fmt: skip
+
+
+def chunked(parts: list[str]) -> bytes:
+    head = f"POST /v1/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {KEY}\r\nTransfer-Encoding: chunked\r\n\r\n"
+    return (head + "".join(f"{len(p.encode()):x}\r\n{p}\r\n" for p in parts) + "0\r\n\r\n").encode()
+
+
+GOOD = post(
+    "/v1/completions", json.dumps({"model": "m", "prompt": "Hello", "max_tokens": 3, "temperature": 0})
+)
+
+# (name, request bytes, expected status, reaches the app: then the error must be JSON)
+PROBES = [
+    ("seed is a string", post("/v1/completions", '{"prompt": "x", "seed": "abc"}'), 400, True),
+    ("seed 1e400", post("/v1/completions", '{"prompt": "x", "seed": 1e400}'), 400, True),
+    ("seed 2**70", post("/v1/completions", '{"prompt": "x", "seed": 1180591620717411303424}'), 400, True),
+    ("empty prompt", post("/v1/completions", '{"prompt": ""}'), 400, True),
+    ("100,000 nested lists", post("/v1/completions", "[" * 100_000 + "]" * 100_000), 413, True),
+    ("10,000 nested lists", post("/v1/completions", "[" * 9_000 + "]" * 9_000), 400, True),
+    ("a lone surrogate", post("/v1/completions", '{"prompt": "bad \\ud800 text"}'), 400, True),
+    ("not JSON", post("/v1/completions", "{not json"), 400, True),
+    ("not an object", post("/v1/completions", "[1, 2]"), 400, True),
+    ("temperature 7", post("/v1/completions", '{"prompt": "x", "temperature": 7}'), 400, True),
+    ("temperature NaN", post("/v1/completions", '{"prompt": "x", "temperature": NaN}'), 400, True),
+    ("max_tokens over the limit", post("/v1/completions", '{"prompt": "x", "max_tokens": 5000}'), 400, True),
+    ("max_tokens true", post("/v1/completions", '{"prompt": "x", "max_tokens": true}'), 400, True),
+    ("100 prompts", post("/v1/completions", json.dumps({"prompt": ["x"] * 100})), 400, True),
+    ("ten stop strings", post("/v1/completions", json.dumps({"prompt": "x", "stop": ["a"] * 10})), 400, True),
+    ("stream of two prompts", post("/v1/completions", '{"prompt": ["a", "b"], "stream": true}'), 400, True),
+    ("n = 2", post("/v1/completions", '{"prompt": "x", "n": 2}'), 400, True),
+    ("no messages", post("/v1/chat/completions", '{"messages": []}'), 400, True),
+    ("a message without content", post("/v1/chat/completions", '{"messages": [{"role": "user"}]}'), 400, True),
+    ("a bad role", post("/v1/chat/completions", '{"messages": [{"role": "x", "content": "y"}]}'), 400, True),
+    ("unknown model", post("/v1/completions", '{"model": "gpt-4", "prompt": "x"}'), 404, True),
+    ("wrong key", post("/v1/completions", '{"prompt": "x"}', key="wrong"), 401, True),
+    ("body over the limit", post("/v1/completions", json.dumps({"prompt": "x" * 30_000})), 413, True),
+    ("Content-Length says more than the limit", post("/v1/completions", "{}").replace(b"Length: 2", b"Length: 999999"), 413, True),
+    ("unknown route", post("/v1/nothing", "{}"), 404, True),
+    ("GET unknown route", b"GET /v2 HTTP/1.1\r\nHost: x\r\n\r\n", 404, True),
+    *((f"{m} on a route", f"{m} /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n".encode(), 405, True)
+      for m in ("PUT", "DELETE", "OPTIONS", "PATCH")),
+    ("a chunked body", chunked(['{"prompt": "Hi", ', '"max_tokens": 2}']), 200, True),
+    ("a chunked body over the limit", chunked(['{"prompt": "', "x" * 15_000, "x" * 15_000, '"}']), 413, True),
+    ("max_tokens left out", post("/v1/completions", '{"prompt": "Hi", "temperature": 0}'), 200, True),
+    ("Content-Length: abc", post("/v1/completions", "{}").replace(b"Length: 2", b"Length: abc"), 400, False),
+    ("a 100 KB header", b"GET /v1/models HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 100_000 + b"\r\n\r\n", 431, False),
+    ("not HTTP at all", b"\x00\x01\x02 hello\r\n\r\n", 400, False),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("name", "data", "status", "app"), PROBES, ids=[p[0] for p in PROBES])
+def test_every_probe_gets_an_answer_and_the_next_request_too(port, name, data, status, app):
+    got, body = exchange(port, data)
+    if app:
+        assert got == status, (got, body[:300])
+        if status >= 400:
+            error = json.loads(body)["error"]
+            assert error["message"] and error["code"] == status
+    else:  # framing the app never sees: the HTTP library answers it, with a client error
+        assert 400 <= got < 500 or got == 0, (got, body[:300])
+    assert exchange(port, GOOD)[0] == 200
+
+
+def test_a_refused_request_leaves_the_connection_clean(port):
+    """Keep-alive after a 401 or 404 whose body the server never read: the next request is parsed as a
+    request, not from the left-over body."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+    try:
+        big = json.dumps({"prompt": "POST /v1/x HTTP/1.1 " * 50})
+        assert exchange(port, post("/v1/completions", big, key="wrong"), sock)[0] == 401
+        assert exchange(port, GOOD, sock)[0] in (200, 0)  # answered, or the server closed to stay safe
+    finally:
+        sock.close()
+    client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key=KEY, max_retries=0)
+    with pytest.raises(openai.NotFoundError):
+        client.completions.create(model="gpt-4", prompt="x" * 5000, max_tokens=2)
+    assert client.completions.create(model="m", prompt="Hi", max_tokens=2).choices[0].text is not None
+    wrong = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="wrong", max_retries=0)
+    with pytest.raises(openai.AuthenticationError):
+        wrong.completions.create(model="m", prompt="x" * 5000, max_tokens=2)
+
+
+def test_a_poison_prompt_fails_alone_among_concurrent_requests(port):
+    results = [None] * 8
+
+    def ask(i: int) -> None:
+        prompt = "poison \\ud800" if i == 3 else f"Question {i}"
+        body = '{"prompt": "' + prompt + '", "max_tokens": 3}'
+        results[i] = exchange(port, post("/v1/completions", body))[0]
+
+    threads = [threading.Thread(target=ask, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert results == [200, 200, 200, 400, 200, 200, 200, 200]
+
+
+def test_a_client_that_cuts_a_stream_frees_the_model(tmp_path):
+    model = tiny.llama(tmp_path / "slow", hidden=512, layers=4, heads=8)  # ~20 s for 4,000 tokens here
+    proc, port = start(model, "--max-tokens", "4000")
+    try:
+        sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+        body = json.dumps({"prompt": "Go on forever", "max_tokens": 4000, "stream": True, "temperature": 0})
+        sock.sendall(post("/v1/completions", body))
+        received = b""
+        while b"data: " not in received:  # streaming has begun
+            received += sock.recv(65536)
+        sock.close()  # the client hangs up
+        start_time = time.perf_counter()
+        assert exchange(port, GOOD)[0] == 200
+        assert time.perf_counter() - start_time < 2.0
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
