@@ -282,3 +282,53 @@ def test_compare_through_the_cli_keeps_each_judges_verdicts_apart(tmp_path, tiny
     assert len(folders) == 2 and all(
         (tmp_path / "run" / "compare" / f / "pairwise_summary.json").exists() for f in folders
     )
+
+
+def test_a_wrong_language_answer_scores_0_even_when_its_judgement_failed_or_was_skipped(
+    tmp_path, chat_server
+):
+    """The paper's rule, always: judge x (verdict ok). q1:fr is answered in English."""
+    server = chat_server(lambda body, attempt: 500)  # every judgement fails
+    judge = JudgeArgs(backend="openai", base_url=server.url, model="j", api_key_env=None, max_retries=0)
+    failed = {
+        r["id"]: r for r in read_jsonl(run(EvaluateArgs(judge=judge), _responses(tmp_path), tmp_path / "e"))
+    }
+    assert failed["q1:fr"]["judge_error"] and failed["q1:fr"]["verdict"] == "wrong-language"
+    assert failed["q1:fr"]["final_score"] == 0 and failed["q1:en"]["final_score"] is None  # ok but unjudged
+    skipped_cfg = EvaluateArgs(judge=JudgeArgs(backend="openai", base_url=server.url, model="j", api_key_env=None,
+                                               max_retries=0, max_per_language=1))  # fmt: skip
+    server.reply = lambda body, attempt: "Rating: [[3]]"
+    rows = {r["id"]: r for r in read_jsonl(run(skipped_cfg, _responses(tmp_path), tmp_path / "s"))}
+    skipped = [r for r in rows.values() if r["judge_raw"] is None]
+    assert skipped and all(r["final_score"] == (0 if r["verdict"] != "ok" else None) for r in skipped)
+    assert rows["q1:fr"]["final_score"] == 0 and rows["q1:fr"]["judge_score"] == 3  # judged 3, scored 0
+
+
+def test_scores_say_what_each_answer_is(tmp_path):
+    """Verdicts in the score rows: echo, template, empty and a correct answer, through the stage."""
+    rows = [
+        (
+            "e:es",
+            "es",
+            "¿Cuál es la capital de España y por qué?",
+            "¿Cuál es la capital de España y por qué?",
+        ),
+        ("t:es", "es", "Dime un color.", "### Response:"),
+        ("m:es", "es", "Dime un número.", "   "),
+        (
+            "o:es",
+            "es",
+            "¿Cuál es la capital de España?",
+            "La capital de España es Madrid, una ciudad muy grande.",
+        ),
+    ]
+    write_jsonl(tmp_path / "r.jsonl", [{"id": i, "source_id": i.split(":")[0], "lang": lang, "run": "r", "prompt": q,
+                                         "response": a, "reference": None} for i, lang, q, a in rows])  # fmt: skip
+    scores = run(EvaluateArgs(judge=JudgeArgs(enabled=False)), tmp_path / "r.jsonl", tmp_path / "v")
+    verdicts = {r["id"]: (r["verdict"], r["lang_match"], r["final_score"]) for r in read_jsonl(scores)}
+    assert verdicts == {
+        "e:es": ("echo", False, None),
+        "t:es": ("template", False, None),
+        "m:es": ("empty", False, None),
+        "o:es": ("ok", True, None),
+    }  # no judge: no scores at all

@@ -23,6 +23,7 @@ def _run(tmp_path, name, match_es, parameters=None, model="", method=""):
                     "response": f"answer {k}",
                     "detected_lang": lang if ok else "en",
                     "lid_confidence": 0.9,
+                    "verdict": "ok" if ok else "wrong-language",
                     "lang_match": ok,
                     "judge_score": 2 if k < 3 else None,
                     "judge_raw": "[[2]]" if k < 3 else "??",
@@ -36,7 +37,10 @@ def _run(tmp_path, name, match_es, parameters=None, model="", method=""):
         d / "evaluation.json",
         {"judge": {"pipeline_check_only": True, "model": "builtin:x", "prompt": "paper-1to3"}},
     )
-    write_json(d / "manifest.json", {"examples": 10, "per_language": {"en": 10}, "cost_in_C": 1.0})
+    write_json(
+        d / "manifest.json",
+        {"examples": 10, "per_language": {"en": 10}, "cost_in_C": 1.0, "languages": ["en"]},
+    )
     write_json(
         d / "metrics.json",
         {"probe_loss_before": 3.0, "probe_loss_after": 2.0, "seconds": 5, "tokens_per_second": 100}
@@ -110,4 +114,23 @@ def test_scores_against_model_size_are_plotted_per_regime_and_family(tmp_path):
     for name in ("consistency_by_size", "score_mean_by_size", "robustness_by_size"):
         assert (tmp_path / "report" / f"{name}.png").stat().st_size > 5000
         assert (tmp_path / "report" / f"{name}.svg").exists()
-    assert page.read_text().count("data:image/png;base64,") == 8
+    assert page.read_text().count("data:image/png;base64,") == 9  # the verdict shares too
+
+
+def test_no_significance_claims_below_the_minimum_and_holm_adjusted(tmp_path):
+    from babeltune.report.aggregate import paired_tests
+
+    def rows(run, oks):
+        return [{"id": f"p{k}:es", "source_id": f"p{k}", "lang": "es", "run": run, "verdict": "ok" if ok else "wrong-language",
+                 "final_score": None} for k, ok in enumerate(oks)]  # fmt: skip
+
+    few = paired_tests({"a": rows("a", [1, 1, 1]), "b": rows("b", [0, 0, 0])})
+    assert few[0]["p"] is None and few[0]["significant"] is False and "fewer than 10" in few[0]["note"]
+    many = paired_tests(
+        {"a": rows("a", [1] * 14), "b": rows("b", [0] * 14), "c": rows("c", [1] * 7 + [0] * 7)}
+    )
+    by_pair = {(t["run_a"], t["run_b"]): t for t in many}
+    assert by_pair["a", "b"]["p"] < 0.001 and by_pair["a", "b"]["significant"]
+    assert by_pair["a", "c"]["p"] == 0.0156  # exact: 2 of the 2**7 sign flips are as extreme
+    assert by_pair["a", "c"]["p_holm"] == 0.0312  # the second smallest of three p-values, times 2
+    assert by_pair["b", "c"]["p_holm"] == 0.0312 and by_pair["b", "c"]["significant"]

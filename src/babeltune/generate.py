@@ -105,12 +105,14 @@ def task(
 
 
 def split_at_stop(text: str, stops: list[str]) -> tuple[str, bool]:
-    """Text before the first stop string, and whether one was found.
+    """Text before the first stop string, and whether one was found. A stop string that begins with a line
+    break also stops a text that begins with the rest of it (an answer that is only the next header).
 
-    >>> split_at_stop("Hello.\\n### Instruction:", ["\\n### "])
-    ('Hello.', True)
+    >>> split_at_stop("Hello.\\n### Instruction:", ["\\n### "]), split_at_stop("### Response:", ["\\n### "])
+    (('Hello.', True), ('', True))
     """
     hits = [i for s in stops if (i := text.find(s)) >= 0]
+    hits += [0 for s in stops if s[:1].isspace() and s.strip() and text.lstrip().startswith(s.lstrip())]
     return (text[: min(hits)], True) if hits else (text, False)
 
 
@@ -195,6 +197,7 @@ def _record(
         "prompt_text": prompt_text,
         "reference": p.reference,
         "response": cut_at_stop(response, settings["stop"]),
+        "raw": response,  # before the stop strings cut it: an answer that began with a template header shows it
         "new_tokens": new_tokens,
         "decoding": settings,
     }
@@ -244,10 +247,13 @@ def generate_batch(
             stopping_criteria=StoppingCriteriaList([Cancelled()]) if cancelled else None,
         )
     new_tokens = out[:, enc["input_ids"].shape[1] :]
-    return [
-        (tokenizer.decode(ids, skip_special_tokens=True), int((ids != tokenizer.pad_token_id).sum()))
-        for ids in new_tokens
-    ]
+    return [(decode_answer(tokenizer, ids), int((ids != tokenizer.pad_token_id).sum())) for ids in new_tokens]
+
+
+def decode_answer(tokenizer, ids) -> str:
+    """The text of generated token ids. A token limit can cut a character in two, whose half decodes to
+    U+FFFD: no answer means to end in it, so it goes."""
+    return tokenizer.decode(ids, skip_special_tokens=True).rstrip("\ufffd")
 
 
 @BACKENDS.register("hf")

@@ -54,13 +54,30 @@ LANGUAGES: dict[str, Language] = {
         Language("da", "Danish", "Latn", "da", ("dan_Latn",)),
         Language("ja", "Japanese", "Jpan", "ja", ("jpn_Jpan",)),
         Language("ar", "Arabic", "Arab", "ar", ("arb_Arab",)),
+        # Near neighbours of the paper's languages: what a language-ID model says instead of them, so that
+        # every detector's label for them maps to one code (and confusable groups can name them).
+        Language("mk", "Macedonian", "Cyrl", "mk", ("mkd_Cyrl",)),
+        Language("sk", "Slovak", "Latn", "sk", ("slk_Latn",)),
+        Language("sr", "Serbian", "Cyrl", "sr", ("srp_Cyrl",)),
+        Language("hr", "Croatian", "Latn", "hr", ("hrv_Latn",)),
+        Language("gl", "Galician", "Latn", "gl", ("glg_Latn",)),
+        Language("ca", "Catalan", "Latn", "ca", ("cat_Latn",)),
+        Language("as", "Assamese", "Beng", "as", ("asm_Beng",)),
+        Language("mr", "Marathi", "Deva", "mr", ("mar_Deva",)),
+        Language("ne", "Nepali", "Deva", "ne", ("npi_Deva",)),
     ]
 }
 
 PAPER_TRAIN = tuple(code for code, lang in LANGUAGES.items() if lang.paper_train)
 PAPER_TEST = tuple(code for code, lang in LANGUAGES.items() if lang.paper_test)
 
-_BY_LABEL = {label: lang.code for lang in LANGUAGES.values() for label in (lang.lid176, *lang.openlid)}
+# Every label a language-ID model may give: lid.176's, OpenLID/GlotLID's (ISO 639-3 + script) and the bare
+# ISO 639-3 codes of heliport (``nob``, ``cmn``); macrolanguage codes (``nor``, ``zho``) map too.
+_BY_LABEL = {
+    label: lang.code
+    for lang in LANGUAGES.values()
+    for label in (lang.lid176, *lang.openlid, *(code.split("_")[0] for code in lang.openlid))
+} | {"nb": "no", "nn": "no", "ara": "ar", "zh-cn": "zh", "zh-tw": "zh"}
 
 
 def get(code: str) -> Language:
@@ -80,7 +97,7 @@ def check(code: str, where: str) -> None:
 
     >>> check("xx", "data.languages")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
-    babeltune.registry.BabeltuneError: data.languages: unknown language 'xx' choices: ar, bg, ...
+    babeltune.registry.BabeltuneError: data.languages: unknown language 'xx' choices: ar, as, ...
     """
     if code not in LANGUAGES:
         raise BabeltuneError(f"{where}: {unknown_name_error('language', code, LANGUAGES)}")
@@ -89,8 +106,10 @@ def check(code: str, where: str) -> None:
 def from_lid_label(label: str) -> str:
     """Map a language-ID label (``__label__nob_Latn``, ``nn``) to a table code; unknown labels pass through.
 
-    >>> from_lid_label("__label__zho_Hans"), from_lid_label("nob_Latn"), from_lid_label("xx")
-    ('zh', 'no', 'xx')
+    >>> from_lid_label("__label__zho_Hans"), from_lid_label("nob_Latn"), from_lid_label("nno"), from_lid_label("cmn")
+    ('zh', 'no', 'no', 'zh')
+    >>> from_lid_label("xx")
+    'xx'
     """
     label = label.removeprefix("__label__")
-    return _BY_LABEL.get(label, {"nn": "no", "nb": "no"}.get(label, label))
+    return _BY_LABEL.get(label, _BY_LABEL.get(label.lower(), label))

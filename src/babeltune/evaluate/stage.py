@@ -14,11 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from babeltune.content_cache import ContentCache
+from babeltune.evaluate import fidelity
 from babeltune.evaluate import judge as judges
 from babeltune.evaluate.judge import JudgeArgs
 from babeltune.evaluate.metrics import chrf, pearson
 from babeltune.io import read_jsonl, write_json, write_jsonl
-from babeltune.langid import LangIdArgs, detect, matches
+from babeltune.langid import LangIdArgs
 from babeltune.retry import Usage
 from babeltune.settings import setting
 from babeltune.tasks import Outcome, Output, Task
@@ -92,10 +93,21 @@ def _judge(
     return {rid: found[item.key] for rid, item in wanted.items()}
 
 
+def final_score(verdict: str, judge_score: int | None) -> int | None:
+    """The paper's rule, always: an answer that is not ``ok`` (wrong language, an echo, ...) scores 0 whether
+    or not it was judged; an ``ok`` one keeps its judge score, or None when it has none (unjudged).
+
+    >>> final_score("wrong-language", None), final_score("echo", 3), final_score("ok", 2), final_score("ok", None)
+    (0, 0, 2, None)
+    """
+    if verdict != "ok":
+        return 0
+    return judge_score
+
+
 def score_row(
-    r: dict, lang: str, confidence: float, judgement: judges.Judgement | None, cfg: EvaluateArgs
+    r: dict, verdict: str, lang: str, judgement: judges.Judgement | None, cfg: EvaluateArgs
 ) -> dict:
-    match = matches(r["lang"], lang, cfg.langid)
     score = judgement.score if judgement else None
     return {
         "id": r["id"],
@@ -104,12 +116,12 @@ def score_row(
         "run": r["run"],
         "response": r["response"],
         "detected_lang": lang,
-        "lid_confidence": round(confidence, 4),
-        "lang_match": match,
+        "verdict": verdict,
+        "lang_match": verdict == "ok",  # only a real answer in the prompt's language counts as consistent
         "judge_score": score,
         "judge_raw": judgement.raw if judgement and judgement.error is None else None,
         "judge_error": judgement.error if judgement else None,
-        "final_score": None if score is None else score * int(match),
+        "final_score": final_score(verdict, score) if cfg.judge.enabled else None,  # no judge, no score
         "chrf": chrf(r["response"], r["reference"]) if cfg.chrf and r.get("reference") else None,
     }
 
@@ -139,15 +151,21 @@ def run(cfg: EvaluateArgs, responses_path: Path, out_dir: Path, judgements: Path
     """Score every response in ``responses_path``; writes ``scores.jsonl`` and ``evaluation.json``. The
     responses whose judgement failed are the outcome's failures: the next run asks for exactly those."""
     responses = read_jsonl(responses_path)
-    detections = detect([r["response"] for r in responses], cfg.langid)
+    found = fidelity.verdicts(
+        [r["response"] for r in responses],
+        [r["prompt"] for r in responses],
+        [r["lang"] for r in responses],
+        cfg.langid,
+        [r.get("raw", r["response"]) for r in responses],
+    )
     usage = Usage()
     judged = {}
     if cfg.judge.enabled:
         with ContentCache(judgements) as cache:
             judged = _judge(cfg, responses, cache, usage)
     rows = [
-        score_row(r, d.lang, d.confidence, judged.get(r["id"]), cfg)
-        for r, d in zip(responses, detections, strict=True)
+        score_row(r, verdict, lang, judged.get(r["id"]), cfg)
+        for r, (verdict, lang) in zip(responses, found, strict=True)
     ]
     write_json(
         out_dir / EVALUATION,

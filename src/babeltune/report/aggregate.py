@@ -1,13 +1,14 @@
-"""Aggregation: per-response scores -> one row per (run, language)."""
+"""Aggregation: per-response scores -> one row per (run, language), and paired tests between runs."""
 
 from __future__ import annotations
 
-from collections import defaultdict
-from dataclasses import dataclass
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
 from itertools import combinations
 from statistics import mean
 
-from babeltune.report.stats import bootstrap_ci, paired_bootstrap_p
+from babeltune.evaluate.fidelity import VERDICTS
+from babeltune.report.stats import MIN_PAIRED, bootstrap_ci, holm, paired_permutation_p
 
 
 @dataclass
@@ -15,17 +16,20 @@ class Cell:
     run: str
     lang: str
     seen: bool  # the language was in the training data
-    n: int
-    consistency: float  # share of answers identified as the prompt's language
-    judged: int
+    n: int  # answers
+    consistency: float  # share of answers whose verdict is ok: a real answer, in the prompt's language
+    judged: int  # answers the judge rated or answered unparsably
     unparsable: int
-    score_sum: float | None  # the paper's number: sum of judge x match over judged prompts
+    unjudged: int  # ok answers without a judge score (skipped, failed or unparsable): out of the score mean
+    score_n: int  # answers the score mean runs over (every answer that is not ok scores 0, judged or not)
+    score_sum: float | None  # the paper's number: the sum of judge x ok
     score_mean: float | None
-    judge_mean: float | None  # before the language check
-    robustness: float | None  # mean judge score before minus after the language check
+    judge_mean: float | None  # before the language check, over the judged answers
+    robustness: float | None  # mean judge score before minus after the language check, same answers
     chrf: float | None
     consistency_ci: tuple[float, float] | None = None  # bootstrap 95 % over prompts
     score_ci: tuple[float, float] | None = None
+    verdicts: dict[str, float] = field(default_factory=dict)  # share of each verdict
 
 
 def _mean(values: list[float]) -> float | None:
@@ -35,33 +39,31 @@ def _mean(values: list[float]) -> float | None:
 def cell(run: str, lang: str, seen: bool, rows: list[dict]) -> Cell:
     """Aggregate the scores of one run in one language.
 
-    >>> rows = [{"lang_match": True, "judge_score": 3, "judge_raw": "[[3]]", "final_score": 3, "chrf": 40.0},
-    ...         {"lang_match": False, "judge_score": 2, "judge_raw": "[[2]]", "final_score": 0, "chrf": 20.0}]
+    >>> rows = [{"verdict": "ok", "judge_score": 3, "judge_raw": "[[3]]", "final_score": 3, "chrf": 40.0},
+    ...         {"verdict": "wrong-language", "judge_score": 2, "judge_raw": "[[2]]", "final_score": 0, "chrf": 20.0},
+    ...         {"verdict": "echo", "judge_score": None, "judge_raw": None, "final_score": 0, "chrf": 10.0}]
     >>> c = cell("r", "es", True, rows)
-    >>> c.consistency, c.score_sum, c.judge_mean, c.robustness, c.chrf
-    (0.5, 3, 2.5, 1.0, 30.0)
+    >>> c.consistency, c.score_sum, c.score_n, c.judge_mean, c.robustness, c.verdicts["echo"]
+    (0.333, 3, 3, 2.5, 1, 0.333)
     """
     judged = [r for r in rows if r["judge_raw"] is not None]
-    scored = [r for r in judged if r["judge_score"] is not None]
-    finals = [r["final_score"] for r in scored]
-    befores = [r["judge_score"] for r in scored]
+    rated = [r for r in judged if r["judge_score"] is not None]
+    finals = [r["final_score"] for r in rows if r["final_score"] is not None]
+    counts = Counter(r["verdict"] for r in rows)
     chrfs = [r["chrf"] for r in rows if r["chrf"] is not None]
     return Cell(
-        run=run,
-        lang=lang,
-        seen=seen,
-        n=len(rows),
-        consistency=round(sum(r["lang_match"] for r in rows) / len(rows), 3),
-        judged=len(judged),
-        unparsable=len(judged) - len(scored),
-        score_sum=sum(finals) if scored else None,
-        score_mean=_mean(finals),
-        judge_mean=_mean(befores),
-        robustness=round(mean(befores) - mean(finals), 3) if scored else None,
+        run=run, lang=lang, seen=seen, n=len(rows),
+        consistency=round(counts["ok"] / len(rows), 3),
+        judged=len(judged), unparsable=len(judged) - len(rated),
+        unjudged=sum(r["verdict"] == "ok" and r["final_score"] is None for r in rows),
+        score_n=len(finals), score_sum=sum(finals) if finals else None, score_mean=_mean(finals),
+        judge_mean=_mean([r["judge_score"] for r in rated]),
+        robustness=round(mean(r["judge_score"] - r["final_score"] for r in rated), 3) if rated else None,
         chrf=_mean(chrfs),
-        consistency_ci=bootstrap_ci([float(r["lang_match"]) for r in rows]),
+        consistency_ci=bootstrap_ci([float(r["verdict"] == "ok") for r in rows]),
         score_ci=bootstrap_ci([float(f) for f in finals]),
-    )
+        verdicts={v: round(counts[v] / len(rows), 3) for v in VERDICTS},
+    )  # fmt: skip
 
 
 def cells(scores: dict[str, list[dict]], seen_langs: set[str], lang_order: list[str] = ()) -> list[Cell]:
@@ -80,8 +82,10 @@ def cells(scores: dict[str, list[dict]], seen_langs: set[str], lang_order: list[
 def paired_tests(
     scores: dict[str, list[dict]], lang_order: list[str] = (), alpha: float = 0.05
 ) -> list[dict]:
-    """Every pair of runs in every language, on the prompts both answered: the paper's score where both
-    were judged, else language consistency; p from a paired bootstrap over prompts."""
+    """Every pair of runs in every language, on the prompts both answered: the paper's score where both have
+    one, else language consistency. p from an exact or permutation paired test, none under MIN_PAIRED shared
+    prompts; Holm-adjusted across all the comparisons of the same metric, and only those that survive the
+    adjustment are marked significant."""
     by_run_lang: dict[tuple[str, str], dict[str, dict]] = defaultdict(dict)
     for run, rows in scores.items():
         for r in rows:
@@ -93,20 +97,25 @@ def paired_tests(
         for a, b in combinations(list(scores), 2):
             ra, rb = by_run_lang.get((a, lang), {}), by_run_lang.get((b, lang), {})
             common = sorted(set(ra) & set(rb))
-            judged = [
+            scored = [
                 k for k in common if ra[k]["final_score"] is not None and rb[k]["final_score"] is not None
             ]
-            metric, keys = ("score", judged) if len(judged) >= 2 else ("consistency", common)
+            metric, keys = ("score", scored) if len(scored) >= MIN_PAIRED else ("consistency", common)
             value = (
                 (lambda r: float(r["final_score"]))
                 if metric == "score"
-                else (lambda r: float(r["lang_match"]))
+                else (lambda r: float(r["verdict"] == "ok"))
             )
             xa, xb = [value(ra[k]) for k in keys], [value(rb[k]) for k in keys]
-            p = paired_bootstrap_p(xa, xb)
             out.append({
                 "lang": lang, "run_a": a, "run_b": b, "metric": metric, "prompts": len(keys),
                 "mean_a": _mean(xa), "mean_b": _mean(xb), "difference": round(mean(xa) - mean(xb), 3) if keys else None,
-                "p": p, "significant": p is not None and p < alpha,
+                "p": paired_permutation_p(xa, xb),
+                "note": "" if len(keys) >= MIN_PAIRED else f"fewer than {MIN_PAIRED} shared prompts: not tested",
             })  # fmt: skip
+    for metric in ("score", "consistency"):
+        family = [row for row in out if row["metric"] == metric]
+        for row, adjusted in zip(family, holm([row["p"] for row in family]), strict=True):
+            row["p_holm"] = adjusted
+            row["significant"] = adjusted is not None and adjusted < alpha
     return out

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 from babeltune.report.stage import REPORT, SUMMARY
@@ -10,7 +11,7 @@ from babeltune.report.stage import REPORT, SUMMARY
 METRICS = [
     (
         "consistency",
-        "language consistency (% of answers in the prompt's language)",
+        "fidelity (% of answers that are real answers in the prompt's language)",
         lambda v: f"{100 * v:.0f}",
     ),
     ("chrf", "chrF against the reference answer", lambda v: f"{v:.1f}"),
@@ -41,4 +42,8 @@ def print_summary(report_dir: Path, seconds: float) -> None:
             table.add_row(run, *("–" if v == "" else fmt(float(v)) for v in values))
         console.print(table)
     console.print("* unseen in training")
+    finding = report_dir / "finding.json"
+    if finding.exists():
+        for sentence in json.loads(finding.read_text(encoding="utf-8"))["sentences"]:
+            console.print(f"- {sentence}")
     console.print(f"done in {seconds:.0f} s; report: {report_dir / REPORT}")

@@ -10,14 +10,15 @@ from pathlib import Path
 from babeltune.report.aggregate import Cell
 
 CSS = """
-body{font-family:system-ui,sans-serif;margin:2rem auto;max-width:1100px;padding:0 1rem;color:#222}
+body{font-family:system-ui,sans-serif;margin:2rem auto;max-width:1400px;padding:0 1rem;color:#222}
 h1{margin-bottom:.2rem} .note{background:#fff4d6;border-left:4px solid #E69F00;padding:.6rem 1rem;margin:1rem 0}
 table{border-collapse:collapse;margin:.5rem 0 1.5rem;font-size:.9rem} th,td{border:1px solid #ccc;padding:.25rem .5rem}
 th{background:#f2f2f2} td.num{text-align:right} tr.unseen td{background:#f7f7ff}
 img{max-width:100%} pre{background:#f6f6f6;padding:1rem;overflow:auto;font-size:.8rem}
 .resp{border:1px solid #ddd;border-radius:6px;padding:.5rem 1rem;margin:.5rem 0} .resp .meta{color:#555;font-size:.85rem}
+#finding{border:2px solid #0072B2;border-radius:6px;padding:0 1rem;margin:1rem 0}
 .bad{color:#D55E00;font-weight:bold} .side{display:grid;grid-template-columns:repeat(auto-fill,minmax(300px,1fr));gap:.5rem}
-td.ns{color:#777}
+td.ns{color:#777} #summary td,#finding td{white-space:nowrap}
 """
 
 BROWSER_JS = """
@@ -43,7 +44,7 @@ function writeHash() {
 function card(r) {
   const div = document.createElement('div'); div.className = 'resp';
   const meta = document.createElement('div'); meta.className = 'meta' + (r.lang_match ? '' : ' bad');
-  meta.textContent = `${r.run} · ${r.lang} · prompt ${r.source_id} · detected ${r.detected_lang} · judge ${r.judge_score ?? '–'} · chrF ${r.chrf ?? '–'}`;
+  meta.textContent = `${r.run} · ${r.lang} · prompt ${r.source_id} · ${r.verdict} (detected ${r.detected_lang}) · judge ${r.judge_score ?? '–'} · chrF ${r.chrf ?? '–'}`;
   const q = document.createElement('p'); q.innerHTML = '<b>Prompt:</b> '; q.append(r.prompt);
   const a = document.createElement('p'); a.innerHTML = '<b>Answer:</b> '; a.append(r.response);
   div.append(meta, q, a);
@@ -66,16 +67,19 @@ readHash(); show();
 COLUMNS = [
     ("run", "run"),
     ("lang", "language"),
-    ("n", "prompts"),
-    ("consistency", "language consistency"),
+    ("n", "answers"),
+    ("consistency", "fidelity (share ok)"),
     ("consistency_ci", "95% CI"),
+    ("verdicts", "verdicts"),
     ("chrf", "chrF"),
     ("judged", "judged"),
     ("unparsable", "unparsable"),
-    ("score_sum", "score sum (judge x match)"),
+    ("unjudged", "ok, unjudged"),
+    ("score_sum", "score sum (judge x ok)"),
     ("score_mean", "mean score"),
+    ("score_n", "over"),
     ("score_ci", "95% CI"),
-    ("judge_mean", "mean judge before LID"),
+    ("judge_mean", "mean judge before the check"),
     ("robustness", "robustness (before - after)"),
 ]
 
@@ -83,6 +87,8 @@ COLUMNS = [
 def _fmt(value: object) -> str:
     if value is None:
         return "–"
+    if isinstance(value, dict):  # verdict shares: the ones that occur
+        return "<br>".join(f"{escape(k)} {v:.0%}" for k, v in value.items() if v)
     if isinstance(value, tuple):
         return f"[{_fmt(value[0])}, {_fmt(value[1])}]"
     if isinstance(value, float):
@@ -102,7 +108,7 @@ def table(cells: list[Cell]) -> str:
         )
         label = "" if c.seen else " unseen"
         body.append(f"<tr class='cell{label}' data-lang='{escape(c.lang)}'>{tds}</tr>")
-    return f"<table id='summary'><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+    return f"<div style='overflow-x:auto'><table id='summary'><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table></div>"
 
 
 def _img(path: Path) -> str:
@@ -111,18 +117,49 @@ def _img(path: Path) -> str:
 
 
 def paired_table(tests: list[dict]) -> str:
+    """One collapsed block per language; a difference is marked only when it survives the Holm correction."""
     head = "".join(
         f"<th>{h}</th>"
-        for h in ("language", "run A", "run B", "metric", "prompts", "mean A", "mean B", "A - B", "p")
+        for h in ("run A", "run B", "metric", "prompts", "mean A", "mean B", "A - B", "p", "p (Holm)")
     )
+    blocks = []
+    for lang in dict.fromkeys(t["lang"] for t in tests):
+        rows = [t for t in tests if t["lang"] == lang]
+        body = "".join(
+            f"<tr><td>{escape(t['run_a'])}</td><td>{escape(t['run_b'])}</td><td>{t['metric']}</td>"
+            f"<td class='num'>{t['prompts']}</td><td class='num'>{_fmt(t['mean_a'])}</td><td class='num'>{_fmt(t['mean_b'])}</td>"
+            f"<td class='num{'' if t['significant'] else ' ns'}'>{_fmt(t['difference'])}{'' if t['significant'] else ' (n.s.)'}</td>"
+            f"<td class='num'>{_fmt(t['p'])}</td><td class='num'>{_fmt(t['p_holm'])}{escape(t['note'])}</td></tr>"
+            for t in rows
+        )  # fmt: skip
+        marked = sum(t["significant"] for t in rows)
+        blocks.append(f"<details><summary>{escape(lang)}: {len(rows)} pairs, {marked} significant after Holm</summary>"
+                      f"<table class='paired'><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></details>")  # fmt: skip
+    return f"<div id='paired'>{''.join(blocks)}</div>"
+
+
+def finding_section(result: dict, sentences: list[str]) -> str:
+    """The experiment's answer, first: fidelity per run pooled over language groups, then the comparisons."""
+    if not result["runs"]:
+        return ""
+    head = ("<tr><th>run</th><th>regime</th><th>seen non-English: fidelity</th><th>95% CI</th><th>answers</th>"
+            "<th>unseen: fidelity</th><th>95% CI</th><th>answers</th></tr>")  # fmt: skip
     body = "".join(
-        f"<tr><td>{escape(t['lang'])}</td><td>{escape(t['run_a'])}</td><td>{escape(t['run_b'])}</td><td>{t['metric']}</td>"
-        f"<td class='num'>{t['prompts']}</td><td class='num'>{_fmt(t['mean_a'])}</td><td class='num'>{_fmt(t['mean_b'])}</td>"
-        f"<td class='num{'' if t['significant'] else ' ns'}'>{_fmt(t['difference'])}{'' if t['significant'] else ' (n.s.)'}</td>"
-        f"<td class='num'>{_fmt(t['p'])}</td></tr>"
-        for t in tests
+        f"<tr><td>{escape(r['run'])}</td><td>{escape(r['regime'])}</td>"
+        + "".join(f"<td class='num'>{_fmt(g['fidelity'])}</td><td class='num'>{_fmt(g['ci'])}</td>"
+                  f"<td class='num'>{g['answers']}</td>" for g in (r["seen_non_english"], r["unseen"]))
+        + "</tr>"
+        for r in result["runs"]
+    )  # fmt: skip
+    groups = (f"Seen non-English languages: {', '.join(result['seen_non_english']) or 'none'}; unseen: "
+              f"{', '.join(result['unseen']) or 'none'}. Fidelity = share of answers that are real answers in the "
+              "prompt's language (verdict ok).")  # fmt: skip
+    said = (
+        "".join(f"<li>{escape(s)}</li>" for s in sentences)
+        or "<li>No comparison of the paper's kind in this grid.</li>"
     )
-    return f"<table id='paired'><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    return (f"<section id='finding'><h2>Finding</h2><p>{escape(groups)}</p><table id='finding-table'>"
+            f"<thead>{head}</thead><tbody>{body}</tbody></table><ul>{said}</ul></section>")  # fmt: skip
 
 
 def render(
@@ -134,6 +171,7 @@ def render(
     settings_yaml: str,
     responses: list[dict],
     tests: list[dict] = (),
+    finding: str = "",
 ) -> str:
     budget_head = "".join(f"<th>{escape(k)}</th>" for k in budget_rows[0]) if budget_rows else ""
     budget_body = "".join(
@@ -145,12 +183,17 @@ def render(
 <body>
 <h1>{escape(title)}</h1>
 {"".join(f"<div class='note'>{escape(n)}</div>" for n in notes)}
+{finding}
 <h2>Results per run and language</h2>
-<p>Unseen languages (not in the training data) are shaded. Score = judge score x language match (an answer in the
-wrong language scores 0); the paper sums it over prompts.</p>
+<p>Unseen languages (not in the training data) are shaded. Each answer gets a verdict: ok, wrong-language, mixed
+(a line in another language), echo (mostly a copy of the prompt), template, too-short or empty; fidelity is the
+share that are ok. Score = judge score x (verdict ok): an answer that is not ok scores 0 whether or not it was
+judged; "over" says how many answers each mean runs over.</p>
 {table(cells)}
 <h2>Paired differences between runs</h2>
-<p>Paired bootstrap over the prompts both runs answered (2,000 resamples); n.s. = not significant at 0.05.</p>
+<p>Exact (or 20,000-sample) paired permutation test over the prompts both runs answered, none with fewer than 10
+shared prompts; p-values Holm-adjusted across every comparison of the same metric; n.s. = not significant at 0.05
+after the adjustment.</p>
 {paired_table(list(tests))}
 <h2>Plots</h2>
 {"".join(_img(p) for p in plots)}

@@ -49,6 +49,31 @@ def grouped_bars(cells: list[Cell], metric: str, ylabel: str, out: Path) -> list
     return _save(fig, out)
 
 
+def verdict_bars(cells: list[Cell], out: Path) -> list[Path]:
+    """Per run, the share of each verdict over all its answers, stacked: where the non-answers are."""
+    plt = _pyplot()
+
+    runs = list(dict.fromkeys(c.run for c in cells))
+    verdicts = list(next(iter(cells)).verdicts) if cells else []
+    totals = {run: sum(c.n for c in cells if c.run == run) for run in runs}
+    share = {
+        (run, v): sum(c.verdicts[v] * c.n for c in cells if c.run == run) / totals[run]
+        for run in runs
+        for v in verdicts
+    }
+    fig, ax = plt.subplots(figsize=(8, 0.45 * len(runs) + 1.8))
+    left = [0.0] * len(runs)
+    for k, v in enumerate(verdicts):
+        widths = [share[run, v] for run in runs]
+        ax.barh(runs, widths, left=left, label=v, color=OKABE_ITO[k % len(OKABE_ITO)])
+        left = [a + b for a, b in zip(left, widths, strict=True)]
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("share of answers (all test languages)")
+    ax.invert_yaxis()
+    ax.legend(fontsize=8, ncol=len(verdicts), loc="upper center", bbox_to_anchor=(0.5, -0.25), frameon=False)
+    return _save(fig, out)
+
+
 def _save(fig, out: Path) -> list[Path]:
     """Write the figure as PNG (for the HTML page) and SVG (for papers), then free it."""
     import matplotlib.pyplot as plt

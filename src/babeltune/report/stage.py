@@ -9,9 +9,9 @@ from pathlib import Path
 from statistics import mean
 
 from babeltune.evaluate.stage import evaluation_file
-from babeltune.io import atomic_write_text, read_json, read_jsonl
+from babeltune.io import atomic_write_text, read_json, read_jsonl, write_json
 from babeltune.mix import manifest_file
-from babeltune.report import html, plots
+from babeltune.report import finding, html, plots
 from babeltune.report.aggregate import Cell, cells, paired_tests
 from babeltune.settings import setting
 from babeltune.tasks import Output, Task
@@ -90,7 +90,15 @@ def _csv(rows: list[dict]) -> str:
 
 
 def summary_csv(table: list[Cell]) -> str:
-    return _csv([asdict(c) for c in table])
+    """One row per cell; each verdict's share is a column of its own."""
+    rows = []
+    for c in table:
+        row = asdict(c)
+        rows.append(
+            {k: v for k, v in row.items() if k != "verdicts"}
+            | {f"verdict_{k}": v for k, v in c.verdicts.items()}
+        )
+    return _csv(rows)
 
 
 def summary_md(table: list[Cell]) -> str:
@@ -176,9 +184,17 @@ def run(
     table = cells(scores, seen_langs, lang_order)
     atomic_write_text(out_dir / SUMMARY, summary_csv(table))
     atomic_write_text(out_dir / "summary.md", summary_md(table))
+    infos = [
+        finding.RunInfo(r.name, r.regime, r.name.rsplit("/", 1)[0],
+                        tuple(read_json(r.manifest)["languages"]) if r.manifest else ())
+        for r in results
+    ]  # fmt: skip
+    found = finding.finding(scores, infos, seen_langs, list(lang_order))
+    write_json(out_dir / "finding.json", found | {"sentences": finding.sentences(found)})
     figures = plots.grouped_bars(
-        table, "consistency", "language consistency (share)", out_dir / "consistency"
+        table, "consistency", "fidelity (share of answers ok)", out_dir / "consistency"
     )
+    figures += plots.verdict_bars(table, out_dir / "verdicts")
     figures += plots.grouped_bars(table, "chrf", "chrF vs reference", out_dir / "chrf")
     if any(c.score_mean is not None for c in table):
         figures += plots.grouped_bars(table, "score_mean", "mean score (judge x match)", out_dir / "score")
@@ -206,6 +222,7 @@ def run(
                 "source_id",
                 "response",
                 "detected_lang",
+                "verdict",
                 "lang_match",
                 "judge_score",
                 "chrf",
@@ -224,6 +241,7 @@ def run(
         settings_yaml,
         browser,
         tests,
+        html.finding_section(found, finding.sentences(found)),
     )
     path = out_dir / REPORT
     atomic_write_text(path, page)
