@@ -86,7 +86,7 @@ def test_hf_datasets_save_to_disk(tmp_path):
         (
             "bad.json",
             '[{"instruction": "a", "output": "b"}, {"instruction": "c"}]',
-            r"bad\.json:2: missing or non-string field\(s\): output \(map other",
+            r"bad\.json:1: missing or non-string field\(s\): output \(map other",  # the line it is on
         ),
         ("bad.json", '{"instruction": "a"}', r"bad\.json: expected a JSON array"),
         ("bad.json", '[{"instruction": "a", "output": "b"},\n oops]', r"bad\.json:2: invalid JSON"),

@@ -63,6 +63,30 @@ class EndpointArgs:
         return round(spent / 1e6, 6)
 
 
+class MalformedReply(ValueError):
+    """A 200 reply without what a reply must hold: retried like a failed call, then recorded as this."""
+
+
+def reply_text(reply: object, chat: bool = True) -> str:
+    """The text of a chat (or completions) reply, or MalformedReply saying what is missing.
+
+    >>> reply_text(type("Reply", (), {"choices": None})())
+    Traceback (most recent call last):
+    babeltune.endpoints.MalformedReply: the reply has no choices
+    """
+    choices = getattr(reply, "choices", None)
+    if not choices:
+        raise MalformedReply("the reply has no choices")
+    text = (
+        choices[0].message.content
+        if chat and getattr(choices[0], "message", None)
+        else getattr(choices[0], "text", None)
+    )
+    if text is None:
+        raise MalformedReply("the reply's first choice has no text")
+    return text
+
+
 class Endpoint:
     """One stage's connection: an OpenAI client (its own retries off: ours are bounded, counted and
     jittered) and the retry policy. A refused key, a missing route and an unreachable server are not item

@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 
 from babeltune import checkpoint
 from babeltune.data.schema import TestPrompt
-from babeltune.endpoints import EndpointArgs
+from babeltune.endpoints import EndpointArgs, reply_text
 from babeltune.io import AppendLog, read_complete_jsonl, read_jsonl
 from babeltune.models import ModelArgs
 from babeltune.registry import BabeltuneError, Registry, check_names
@@ -191,6 +191,7 @@ def _record(
     return {
         "id": p.id,
         "source_id": p.source_id,
+        "file_id": p.file_id,
         "lang": p.lang,
         "run": job.run_name,
         "prompt": p.prompt,
@@ -303,11 +304,11 @@ def openai_generate(job: GenerateJob, target: Target, todo: list[TestPrompt], lo
     def ask(p: TestPrompt) -> tuple[str, Callable[[], str]]:
         if target.template == "alpaca":
             text = build_prompt("alpaca", None, p.prompt)
-            return text, lambda: client.completions.create(prompt=text, **common).choices[0].text
+            return text, lambda: reply_text(client.completions.create(prompt=text, **common), chat=False)
         messages = [{"role": "user", "content": p.prompt}]
         return (
             p.prompt,
-            lambda: client.chat.completions.create(messages=messages, **common).choices[0].message.content,
+            lambda: reply_text(client.chat.completions.create(messages=messages, **common)),
         )
 
     def one(p: TestPrompt) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import hashlib
 import json
 import os
 import stat
@@ -130,6 +131,15 @@ def bounded_lines(path: Path, max_bytes: int, raise_with: str) -> Iterator[tuple
                     f"{path}:{n}: line over {max_bytes:,} bytes ({raise_with} raises the limit)"
                 )
             yield n, raw
+
+
+def sha256_file(path: Path) -> str:
+    """The SHA-256 of a file's bytes, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def fingerprint(name: str | Path) -> str:

@@ -110,10 +110,21 @@ class Mixture:
     examples: tuple[Example, ...]
 
 
+class Budget(int):
+    """C, in the budget unit, with why it is what it is (a manifest and the plan both say it)."""
+
+    reason: str = ""
+
+    def __new__(cls, value: int, reason: str) -> Budget:
+        budget = super().__new__(cls, value)
+        budget.reason = reason
+        return budget
+
+
 @dataclass
 class Pool:
     by_lang: dict[str, list[Example]]  # every example of each training language, in file order
-    budget: int  # C, in the budget unit
+    budget: Budget  # C, in the budget unit
     size: Sizer
     seed: int
 
@@ -302,7 +313,9 @@ def build_pool(examples: list[Example], languages: list[str], cfg: MixArgs, size
     if missing:
         raise BabeltuneError(f"data.languages: no training examples for {', '.join(missing)}")
     totals = {lang: sum(size(e) for e in by_lang[lang]) for lang in languages}
-    budget = cfg.budget or min(totals.values())
+    smallest = min(languages, key=lambda lang: totals[lang])
+    budget = Budget(cfg.budget, "set by mix.budget") if cfg.budget else Budget(
+        totals[smallest], f"the smallest language: {smallest} has {totals[smallest]} {cfg.budget_unit}")  # fmt: skip
     short = [f"{lang} ({totals[lang]})" for lang in languages if totals[lang] < budget]
     if short:
         raise BabeltuneError(
@@ -356,7 +369,8 @@ def manifest(mix: Mixture, budget: int, cfg: MixArgs, tokens: Sizer | None) -> d
         "tokens": sum(token_counts.values()) if tokens else None,
         "tokens_per_language": dict(sorted(token_counts.items())) if tokens else None,
         "budget_unit": cfg.budget_unit,
-        "budget_C": budget,
+        "budget_C": int(budget),
+        "budget_reason": getattr(budget, "reason", ""),
         "cost_in_C": round(size / budget, 3),
         "seed": cfg.seed,
         "distinct_source_items": len({ex.source_id for ex in mix.examples}),

@@ -36,8 +36,13 @@ def sources_not_at_hand(plan: Plan) -> list[str]:
 
 
 def _examples(plan: Plan) -> tuple[list[Example], str] | None:
-    """Examples to size the mixtures with, and where they came from; None when there is nothing to go by."""
+    """Examples to size the mixtures with, and where they came from; None when there is nothing to go by.
+    Once the examples the mix task reads have been made (translated ones, with what the filters dropped),
+    those: then plan and mix agree on C."""
     cfg = plan.cfg
+    made = plan.mix.inputs["examples"]
+    if made.key is not None:
+        return data_stage.read_examples(made.path), f"the {made.task.stage} task's examples"
     if not sources_not_at_hand(plan):
         examples, origin = data_stage.load_examples(cfg.data), "the data"
     elif cfg.data.size_hint is not None:
@@ -226,8 +231,9 @@ def print_plan(plan: Plan, config: Path, overrides: list[str], slurm: Path | Non
     table, origin = mixture_table(plan)
     unit = plan.cfg.mix.budget_unit
     budget = next((m["budget_C"] for m in table if m["budget_C"] is not None), "?")
-    mixtures = Table(title=f"mixtures of {plan.cfg.name}: C = {budget} {unit} (one monolingual run); sizes from "
-                     f"{origin}", title_justify="left")  # fmt: skip
+    reason = next((m.get("budget_reason") for m in table if m.get("budget_reason")), "")
+    mixtures = Table(title=f"mixtures of {plan.cfg.name}: C = {budget} {unit} (one monolingual run; {reason or 'unknown'});"
+                     f" sizes from {origin}", title_justify="left")  # fmt: skip
     for col in (
         "mixture",
         "regime",

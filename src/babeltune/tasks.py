@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import hashlib
 import os
 import shutil
 import time
@@ -22,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from babeltune.io import atomic_write_text, locked, out_of_room, read_json, write_json
+from babeltune.io import atomic_write_text, locked, out_of_room, read_json, sha256_file, write_json
 from babeltune.registry import BabeltuneError
 from babeltune.settings import content_key, dump_yaml, to_dict
 from babeltune.version import __version__
@@ -130,11 +129,7 @@ class Task:
 
 def file_key(path: Path) -> str:
     """The content key of a file: a hash of its bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()[:16]
+    return sha256_file(path)[:16]
 
 
 def _part_key(task: Task, part: str) -> str:

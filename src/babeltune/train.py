@@ -13,6 +13,7 @@ With ``train.nproc > 1`` the run is relaunched under ``torchrun`` (data-parallel
 from __future__ import annotations
 
 import json
+import math
 import os
 import random
 import shutil
@@ -260,15 +261,54 @@ def with_model_outputs(collate):
     return collate_with
 
 
-def _log_callback(path: Path):
+def trainable_fingerprint(model) -> float:
+    """A number that changes when any trained weight changes (the sum of their absolute values)."""
+    import torch
+
+    with torch.no_grad():
+        return float(sum(p.detach().float().abs().sum() for p in model.parameters() if p.requires_grad))
+
+
+def learned_anything(
+    loss_before: float, loss_after: float, weights_before: float, weights_after: float
+) -> bool:
+    """Whether a run moved at all: its probe loss, or its trained weights.
+
+    >>> learned_anything(3.0963, 3.0963, 10.0, 10.0), learned_anything(3.1, 2.9, 10.0, 10.5)
+    (False, True)
+    """
+    return abs(loss_after - loss_before) > 1e-4 or abs(weights_after - weights_before) > 1e-6 * max(
+        1.0, abs(weights_before)
+    )
+
+
+def _log_callback(path: Path, name: str):
+    from tqdm.auto import tqdm
     from transformers import TrainerCallback
 
     class JsonlLog(TrainerCallback):
-        """One JSON line per logged step; useful tokens/s counts non-padding tokens only."""
+        """One JSON line per logged step (useful tokens/s counts non-padding tokens only), and one progress
+        bar per run: steps, loss, tokens/s and the time left."""
 
         def __init__(self):
             self.last = (time.perf_counter(), 0)
             self.rates: list[float] = []
+            self.bar = None
+
+        def on_train_begin(self, args, state, control, **kwargs):
+            if state.is_world_process_zero:
+                self.bar = tqdm(
+                    total=state.max_steps, initial=state.global_step, desc=f"train {name}", unit="step"
+                )
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if self.bar is not None:
+                self.bar.update(state.global_step - self.bar.n)
+
+        def on_train_end(self, args, state, control, **kwargs):
+            if self.bar is not None:
+                self.bar.close()
+                self.bar = None
 
         def on_log(self, args, state, control, logs=None, **kwargs):
             if not state.is_world_process_zero:
@@ -280,6 +320,10 @@ def _log_callback(path: Path):
             if "loss" in row:
                 row["useful_tokens_per_second"] = round(rate, 1)
                 self.rates.append(rate)
+                if self.bar is not None:
+                    self.bar.set_postfix(
+                        loss=f"{float(row['loss']):.3f}", tokens_s=f"{rate:.0f}", refresh=False
+                    )
             with open(path, "a", encoding="utf-8") as fh:
                 fh.write(json.dumps(row) + "\n")
 
@@ -327,7 +371,30 @@ def checkpointing_is_on(model) -> bool:
     return False
 
 
-def training_arguments(job: TrainJob, out_dir: Path, validate: bool):
+def optimizer_steps(examples: int, cfg: TrainArgs, processes: int) -> int:
+    """How many optimizer steps a run takes (what Trainer will do, known before it starts).
+
+    >>> optimizer_steps(10, TrainArgs(epochs=1, batch_size=4, grad_accum=1), 1)
+    3
+    >>> optimizer_steps(64, TrainArgs(epochs=2, batch_size=4, grad_accum=2), 1), optimizer_steps(9, TrainArgs(max_steps=5), 1)
+    (16, 5)
+    """
+    if cfg.max_steps:
+        return cfg.max_steps
+    batches = math.ceil(examples / (cfg.batch_size * processes))
+    return max(1, math.ceil(math.ceil(batches / cfg.grad_accum) * cfg.epochs))
+
+
+def warmup_steps(ratio: float, steps: int) -> int:
+    """Warm-up never takes every step: a one-step run with 5 % warm-up would spend its only step at lr 0.
+
+    >>> warmup_steps(0.05, 1), warmup_steps(0.05, 100), warmup_steps(1.0, 3)
+    (0, 5, 2)
+    """
+    return min(round(ratio * steps), max(steps - 1, 0))
+
+
+def training_arguments(job: TrainJob, out_dir: Path, validate: bool, steps: int):
     import torch
     from transformers import TrainingArguments
 
@@ -345,7 +412,8 @@ def training_arguments(job: TrainJob, out_dir: Path, validate: bool):
         num_train_epochs=cfg.epochs,
         max_steps=cfg.max_steps or -1,
         learning_rate=cfg.learning_rate,
-        warmup_steps=cfg.warmup_ratio,
+        warmup_steps=warmup_steps(cfg.warmup_ratio, steps),
+        disable_tqdm=True,  # our own bar (steps, loss, tokens/s, ETA); the per-step log is train_log.jsonl
         lr_scheduler_type=cfg.scheduler,
         train_sampling_strategy="group_by_length" if cfg.length_grouping else "random",
         logging_steps=1,
@@ -424,6 +492,7 @@ def run(job: TrainJob, mixture: Path, out_dir: Path) -> Path:
 
     import torch
     from transformers import DataCollatorForSeq2Seq, Trainer
+    from transformers.trainer_callback import PrinterCallback
 
     from babeltune.models import load_model, load_tokenizer
 
@@ -454,24 +523,32 @@ def run(job: TrainJob, mixture: Path, out_dir: Path) -> Path:
     loss_func = chunked_loss_function(model, rows, collate, precision, cfg.chunked_loss)
     if loss_func:  # the model returns hidden states and one position's logits; the loss does the rest
         collate = with_model_outputs(collate)
-    log_callback = _log_callback(log_path)
+    log_callback = _log_callback(log_path, out_dir.name)
     callbacks = [log_callback]
     if not (val and cfg.keep_best):  # picking the best checkpoint needs the last one saved
         callbacks.append(_no_final_checkpoint_callback())
+    world = int(os.environ.get("WORLD_SIZE", "1"))
     trainer = Trainer(
         model=model,
-        args=training_arguments(job, out_dir, validate=bool(val)),
+        args=training_arguments(job, out_dir, bool(val), optimizer_steps(len(rows), cfg, world)),
         train_dataset=rows,
         eval_dataset=val or None,
         data_collator=collate,
         compute_loss_func=loss_func,
         callbacks=callbacks,
     )
+    trainer.remove_callback(PrinterCallback)  # raw log dicts on the console: the bar says it better
     loss_before = trainer.evaluate(probe, metric_key_prefix="probe")["probe_loss"]
+    weights_before = trainable_fingerprint(model)
     start = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=resume)
     seconds = time.perf_counter() - start
     loss_after = trainer.evaluate(probe, metric_key_prefix="probe")["probe_loss"]
+    learned = learned_anything(loss_before, loss_after, weights_before, trainable_fingerprint(model))
+    if not learned and trainer.is_world_process_zero():
+        print(f"babeltune: warning: training {out_dir.name} moved neither its loss ({loss_before:.4f} -> "
+              f"{loss_after:.4f}) nor its weights: check train.learning_rate, warmup_ratio and the number of "
+              "steps", file=sys.stderr)  # fmt: skip
 
     if trainer.is_world_process_zero():
         described = checkpoint.Checkpoint(job.model.name, job.method, job.model.template, job.model.dtype)
@@ -495,6 +572,7 @@ def run(job: TrainJob, mixture: Path, out_dir: Path) -> Path:
                 "probe": "validation split" if val else f"first {len(probe)} training examples",
                 "probe_loss_before": loss_before,
                 "probe_loss_after": loss_after,
+                "learned": learned,  # False: neither the probe loss nor the trained weights moved
                 "best_checkpoint": trainer.state.best_model_checkpoint,
                 "train_loss": result.training_loss,
                 "steps": result.global_step,

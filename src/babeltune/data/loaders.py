@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
 from babeltune.data.schema import Example, TestPrompt
-from babeltune.io import bounded_lines, read_json, regular_file
+from babeltune.io import bounded_lines, regular_file
 from babeltune.registry import BabeltuneError, short
 
 BUILTIN = resources.files("babeltune") / "resources" / "builtin"
@@ -67,6 +67,26 @@ def decode_line(raw: bytes, n: int, path: Path) -> str:
         raise BabeltuneError(f"{path}:{n}: not valid UTF-8 (byte {err.start})") from None
 
 
+@dataclass(frozen=True)
+class Problem:
+    file: str
+    line: int
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}: {self.reason}"
+
+
+class BadRecord(Exception):
+    """One record that cannot become an example: its reason, for the listing of every bad record."""
+
+
+def listing(problems: list[Problem], limit: int = 20) -> str:
+    """The first ``limit`` problems, one a line, then how many more."""
+    shown = "\n".join(map(str, problems[:limit]))
+    return shown + (f"\n... and {len(problems) - limit} more" if len(problems) > limit else "")
+
+
 def _json_lines(path: Path, max_bytes: int) -> list[tuple[int, object]]:
     out = []
     for n, raw in bounded_lines(path, max_bytes, "data.max_record_bytes"):
@@ -75,14 +95,41 @@ def _json_lines(path: Path, max_bytes: int) -> list[tuple[int, object]]:
             try:
                 out.append((n, json.loads(line)))
             except (json.JSONDecodeError, RecursionError) as err:
-                raise BabeltuneError(
-                    f"{path}:{n}: invalid JSON: {getattr(err, 'msg', 'nested too deeply')}"
-                ) from None
+                out.append((n, BadRecord(f"invalid JSON: {getattr(err, 'msg', 'nested too deeply')}")))
     return out
 
 
+def _json_array(path: Path) -> list[tuple[int, object]]:
+    """The records of a JSON array with the line each begins on (not its position in the array)."""
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise BabeltuneError(f"{path}: not valid UTF-8 (byte {err.start})") from None
+    decoder, records = json.JSONDecoder(), []
+    pos = len(text) - len(text.lstrip())
+    if not text.startswith("[", pos):
+        kind = "an object" if text.startswith("{", pos) else "something else"
+        raise BabeltuneError(f"{path}: expected a JSON array of examples, got {kind}")
+    pos += 1
+    while True:
+        while pos < len(text) and (text[pos].isspace() or text[pos] == ","):
+            pos += 1
+        if pos >= len(text) or text[pos] == "]":
+            return records
+        try:
+            record, end = decoder.raw_decode(text, pos)
+        except (json.JSONDecodeError, RecursionError) as err:
+            line = text.count("\n", 0, getattr(err, "pos", pos)) + 1
+            raise BabeltuneError(
+                f"{path}:{line}: invalid JSON: {getattr(err, 'msg', 'nested too deeply')}"
+            ) from None
+        records.append((text.count("\n", 0, pos) + 1, record))
+        pos = end
+
+
 def _records(source: str, fmt: str, split: str, max_bytes: int) -> tuple[str, list[tuple[int, object]]]:
-    """(label for messages, [(line or index, row)]) for any supported source."""
+    """(label for messages, [(line, row)]) for any supported source; a row that cannot be parsed is a
+    BadRecord in its place."""
     if fmt == "hf" or source.startswith("hf:") or Path(source).is_dir():
         import datasets
 
@@ -102,29 +149,91 @@ def _records(source: str, fmt: str, split: str, max_bytes: int) -> tuple[str, li
     path = regular_file(Path(source), "data file")
     if fmt == "jsonl" or (fmt != "alpaca" and path.suffix == ".jsonl"):
         return str(path), _json_lines(path, max_bytes)
-    data = read_json(path)
-    if not isinstance(data, list):
-        raise BabeltuneError(f"{path}: expected a JSON array of examples, got {type(data).__name__}")
-    return str(path), list(enumerate(data, 1))
+    return str(path), _json_array(path)
 
 
 def _turns(row: dict) -> list[tuple[str, str]]:
     convo = row.get("conversations") or row.get("messages") or []
+    if not isinstance(convo, list):
+        raise BadRecord("conversations is not a list of turns")
     return [
-        (str(t.get("from") or t.get("role")), str(t.get("value") or t.get("content") or "")) for t in convo
+        (str(t.get("from") or t.get("role")), str(t.get("value") or t.get("content") or ""))
+        for t in convo
+        if isinstance(t, dict)
     ]
 
 
-def _from_sharegpt(row: dict, where: str) -> dict:
-    """The first user turn and the assistant's answer to it."""
-    turns = _turns(row)
-    for i, (role, text) in enumerate(turns[:-1]):
-        if role in USER_ROLES and turns[i + 1][0] in ASSISTANT_ROLES:
-            return {"instruction": text, "input": "", "output": turns[i + 1][1]}
-    raise BabeltuneError(f"{where}: conversation has no user turn followed by an assistant turn")
+def _from_sharegpt(row: dict, turns: str) -> list[dict]:
+    """One example per answered user turn, the earlier turns as its input (``turns="all"``), or the first
+    one only (``"first"``)."""
+    convo = _turns(row)
+    pairs = [
+        i
+        for i, (role, _) in enumerate(convo[:-1])
+        if role in USER_ROLES and convo[i + 1][0] in ASSISTANT_ROLES
+    ]
+    if not pairs:
+        raise BadRecord("conversation has no user turn followed by an assistant turn")
+    out = []
+    for i in pairs[:1] if turns == "first" else pairs:
+        context = "\n".join(f"{'User' if r in USER_ROLES else 'Assistant'}: {t}" for r, t in convo[:i])
+        out.append(
+            {"instruction": convo[i][1], "input": context, "output": convo[i + 1][1], "turns": len(pairs)}
+        )
+    return out
 
 
-def examples_from_source(
+def _fields(row: object, fmt: str, rename: dict[str, str], turns: str) -> list[dict]:
+    """The example fields one record holds (several for a multi-turn conversation, each with how many
+    answered turns the conversation has), or BadRecord."""
+    if isinstance(row, BadRecord):
+        raise row
+    if not isinstance(row, dict):
+        raise BadRecord(f"expected an object, got {type(row).__name__}")
+    row = {k: row.get(v) for k, v in rename.items()} | {
+        k: v for k, v in row.items() if k not in rename.values()
+    }
+    if fmt == "sharegpt" or (fmt == "auto" and ("conversations" in row or "messages" in row)):
+        found = _from_sharegpt(row, turns)
+    else:
+        bad = [k for k in ("instruction", "output") if not isinstance(row.get(k), str)]
+        if bad:
+            hint = " (map other names with data.column_map)" if any(k not in row for k in bad) else ""
+            raise BadRecord(f"missing or non-string field(s): {', '.join(bad)}{hint}")
+        found = [
+            {
+                "instruction": row["instruction"],
+                "input": row.get("input") or "",
+                "output": row["output"],
+                "turns": 0,
+            }
+        ]
+    for f in found:
+        if not f["instruction"].strip():
+            raise BadRecord("empty instruction")
+        if not f["output"].strip():
+            raise BadRecord("empty output")
+    return [f | {"id": row.get("id")} for f in found]
+
+
+@dataclass
+class SourceReport:
+    """What one source held: for the data manifest (nothing dropped silently)."""
+
+    source: str
+    records: int = 0
+    examples: int = 0
+    skipped: list[Problem] = field(default_factory=list)
+    conversation_turns: int = 0  # answered user turns in ShareGPT conversations
+    turns_used: int = 0
+
+    def summary(self) -> dict:
+        return {"source": self.source, "records": self.records, "examples": self.examples,
+                "skipped": len(self.skipped), "skipped_records": [str(p) for p in self.skipped[:100]],
+                "conversation_turns": self.conversation_turns, "turns_used": self.turns_used}  # fmt: skip
+
+
+def read_source(
     source: str,
     lang: str,
     fmt: str = "auto",
@@ -132,54 +241,45 @@ def examples_from_source(
     split: str = "train",
     id_prefix: str | None = None,
     max_record_bytes: int = MAX_RECORD_BYTES,
-) -> list[Example]:
-    """Load any supported instruction source as one language's examples (ids: ``<prefix>-<position>``);
-    an id given twice is an error naming both places (the same id would join two different items)."""
+    on_error: str = "fail",
+    sharegpt_turns: str = "first",
+) -> tuple[list[Example], SourceReport]:
+    """Any supported instruction source as one language's examples (ids: ``<prefix>-<position>``, or the
+    record's own ``id``). Every bad record is found: with ``on_error="fail"`` one error lists them all (the
+    first 20, then a count), with ``"skip"`` they are dropped and counted in the report. An id given twice
+    is a bad record naming the first place."""
     label, records = _records(source, fmt, split, max_record_bytes)
-    rename = column_map or {}
     stem = id_prefix or Path(label.removeprefix("hf:")).stem or "item"
-    out = []
-    first_seen: dict[str, int] = {}
-    for n, row in records:
-        where = f"{label}:{n}"
-        if not isinstance(row, dict):
-            raise BabeltuneError(f"{where}: expected an object, got {type(row).__name__}")
-        row = {k: row.get(v) for k, v in rename.items()} | {
-            k: v for k, v in row.items() if k not in rename.values()
-        }
-        if fmt == "sharegpt" or (fmt == "auto" and ("conversations" in row or "messages" in row)):
-            fields = _from_sharegpt(row, where)
-        else:
-            bad = [k for k in ("instruction", "output") if not isinstance(row.get(k), str)]
-            if bad:
-                hint = " (map other names with data.column_map)" if any(k not in row for k in bad) else ""
-                raise BabeltuneError(f"{where}: missing or non-string field(s): {', '.join(bad)}{hint}")
-            fields = {
-                "instruction": row["instruction"],
-                "input": row.get("input") or "",
-                "output": row["output"],
-            }
-        sid = str(row["id"]) if row.get("id") is not None else f"{stem}-{n:06d}"
-        if sid in first_seen:
-            raise BabeltuneError(f"{where}: duplicate id {short(sid)} (also at {label}:{first_seen[sid]})")
-        first_seen[sid] = n
-        out.append(
-            Example(f"{sid}:{lang}", sid, lang, fields["instruction"], fields["input"], fields["output"])
-        )
-    return out
+    report, out, first_seen = SourceReport(label, len(records)), [], {}
+    for position, (n, row) in enumerate(records, 1):
+        try:
+            found = _fields(row, fmt, column_map or {}, sharegpt_turns)
+            base = str(found[0]["id"]) if found[0]["id"] is not None else f"{stem}-{position:06d}"
+            if base in first_seen:
+                raise BadRecord(f"duplicate id {short(base)} (also at {label}:{first_seen[base]})")
+        except BadRecord as err:
+            report.skipped.append(Problem(label, n, str(err)))
+            continue
+        first_seen[base] = n
+        if found[0]["turns"]:  # a conversation: how many of its answered turns became examples
+            report.conversation_turns += found[0]["turns"]
+            report.turns_used += len(found)
+        for k, f in enumerate(found):
+            sid = base if k == 0 else f"{base}.{k + 1}"
+            out.append(Example(f"{sid}:{lang}", sid, lang, f["instruction"], f["input"], f["output"]))
+    if report.skipped and on_error == "fail":
+        raise BabeltuneError(f"{label}: {len(report.skipped)} bad record(s) (data.on_error: skip drops and counts "
+                             f"them):\n{listing(report.skipped)}")  # fmt: skip
+    report.examples = len(out)
+    return out, report
+
+
+def examples_from_source(*args, **kwargs) -> list[Example]:
+    """``read_source`` without its report."""
+    return read_source(*args, **kwargs)[0]
 
 
 # --- test prompts in the paper's format ------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Problem:
-    file: str
-    line: int
-    reason: str
-
-    def __str__(self) -> str:
-        return f"{self.file}:{self.line}: {self.reason}"
 
 
 def read_test_file(
@@ -221,7 +321,8 @@ def read_test_file(
             )
             continue
         first_seen[sid] = n
-        prompts.append(TestPrompt(f"{sid}:{lang}", sid, lang, row["prompt"], row.get("reference")))
+        own = None if row.get("id") is None else str(row["id"])
+        prompts.append(TestPrompt(f"{sid}:{lang}", sid, lang, row["prompt"], row.get("reference"), own))
     return prompts, problems
 
 

@@ -29,6 +29,9 @@ class TestPrompt:
     lang: str
     prompt: str
     reference: str | None = None
+    file_id: str | None = (
+        None  # the id its own file gave it (the paper's files: a different one per language)
+    )
 
     def to_dict(self) -> dict:
         return asdict(self)

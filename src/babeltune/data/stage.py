@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,7 +12,7 @@ from typing import Literal
 from babeltune import languages
 from babeltune.data import loaders
 from babeltune.data.schema import Example, TestPrompt
-from babeltune.io import fingerprint, read_jsonl, write_json, write_jsonl
+from babeltune.io import fingerprint, read_jsonl, sha256_file, write_json, write_jsonl
 from babeltune.registry import BabeltuneError
 from babeltune.settings import setting
 from babeltune.tasks import Task
@@ -48,6 +49,16 @@ class DataArgs:
     source_language: str = setting("en", "language of a user file given in `source` (one language per file)")
     max_examples_per_language: int | None = setting(
         None, "keep only the first N examples of each language", ge=1
+    )
+    on_error: Literal["fail", "skip"] = setting(
+        "fail",
+        "bad records (empty instruction, missing field, invalid JSON, duplicate id): fail listing every "
+        "one, or skip and count them in data_manifest.json",
+    )
+    sharegpt_turns: Literal["first", "all"] = setting(
+        "first",
+        "ShareGPT conversations: the first answered user turn only, or one example per answered turn "
+        "with the earlier turns as its input (counted in data_manifest.json)",
     )
     max_record_bytes: int = setting(
         loaders.MAX_RECORD_BYTES, "largest line of a JSONL source, in bytes", affects_result=False, ge=1
@@ -97,6 +108,9 @@ class TestArgs:
         """The test file of each language (none for the built-in prompts)."""
         if self.source == "builtin" and not self.files:
             return {}
+        if not self.files and Path(self.source).is_file():
+            raise BabeltuneError(f"test.source: {self.source} is a file; it names a folder of test_<lang>.jsonl "
+                                 "files (or set test.files: {lang: file})")  # fmt: skip
         return {
             lang: Path(self.files.get(lang) or Path(self.source) / f"test_{lang}.jsonl")
             for lang in self.languages
@@ -162,58 +176,73 @@ def first_n_per_language(items: list, n: int | None) -> list:
     return kept
 
 
-def load_examples(cfg: DataArgs) -> list[Example]:
+def gather(cfg: DataArgs) -> tuple[list[Example], list[dict]]:
+    """Every configured language's examples, and one report per source read (what it held, what was
+    skipped, its content hash)."""
+    if cfg.source == "builtin" and not cfg.sources:
+        examples = loaders.builtin_examples(cfg.languages)
+        origin = {"source": "builtin", "file": str(loaders.BUILTIN / "instructions.jsonl"),
+                  "sha256": sha256_file(Path(str(loaders.BUILTIN / "instructions.jsonl")))}  # fmt: skip
+        return first_n_per_language(examples, cfg.max_examples_per_language), [origin]
     if cfg.sources:
         missing = [lang for lang in cfg.languages if lang not in cfg.sources]
         if missing:
             raise BabeltuneError(f"data.sources: no source for {', '.join(missing)}")
         # Index-parallel files (the paper's translations): item n has the same id in every language.
-        return first_n_per_language(
-            [
-                ex
-                for lang in cfg.languages
-                for ex in loaders.examples_from_source(
-                    cfg.sources[lang],
-                    lang,
-                    cfg.format,
-                    cfg.column_map,
-                    cfg.split,
-                    "item",
-                    cfg.max_record_bytes,
-                )
-            ],
-            cfg.max_examples_per_language,
-        )
-    if cfg.source == "builtin":
-        examples = loaders.builtin_examples(cfg.languages)
+        wanted = [(f"data.sources.{lang}", cfg.sources[lang], lang, "item") for lang in cfg.languages]
     else:
-        examples = loaders.examples_from_source(
-            cfg.source, cfg.source_language, cfg.format, cfg.column_map, cfg.split, None, cfg.max_record_bytes
+        wanted = [("data.source", cfg.source, cfg.source_language, None)]
+    examples, reports = [], []
+    for where, source, lang, prefix in wanted:
+        found, report = loaders.read_source(source, lang, cfg.format, cfg.column_map, cfg.split, prefix,
+                                            cfg.max_record_bytes, cfg.on_error, cfg.sharegpt_turns)  # fmt: skip
+        examples += found
+        local = Path(source).is_file()
+        reports.append(
+            {"field": where} | report.summary() | ({"sha256": sha256_file(Path(source))} if local else {})
         )
-    return first_n_per_language(examples, cfg.max_examples_per_language)
+    return first_n_per_language(examples, cfg.max_examples_per_language), reports
+
+
+def load_examples(cfg: DataArgs) -> list[Example]:
+    return gather(cfg)[0]
 
 
 def run(cfg: DataArgs, out_dir: Path) -> Path:
     """Load the training examples of every configured language into ``out_dir/examples.jsonl``."""
-    examples = load_examples(cfg)
+    examples, reports = gather(cfg)
     path = out_dir / EXAMPLES
     write_jsonl(path, (ex.to_dict() for ex in examples))
     write_json(
         out_dir / "data_manifest.json",
-        {"source": cfg.source, "per_language": Counter(e.lang for e in examples)},
+        {"sources": reports, "per_language": Counter(e.lang for e in examples)},
     )
+    skipped = sum(r.get("skipped", 0) for r in reports)
+    if skipped:
+        print(
+            f"data: skipped {skipped} bad record(s), listed in {out_dir / 'data_manifest.json'}",
+            file=sys.stderr,
+        )
     return path
 
 
 def run_tests(cfg: TestArgs, out_dir: Path) -> Path:
     """Load the test prompts of every test language into ``out_dir/test_prompts.jsonl``."""
-    manifest: dict = {"source": cfg.source}
     files = cfg.test_files()
     if not files:
+        builtin = Path(str(loaders.BUILTIN / "test_prompts.jsonl"))
+        manifest: dict = {
+            "source": "builtin",
+            "files": {"all": {"file": str(builtin), "sha256": sha256_file(builtin)}},
+        }
         prompts = loaders.builtin_test_prompts(cfg.languages)
     else:
         prompts, found = loaders.test_prompt_files(files, cfg.align, cfg.on_error, cfg.max_record_bytes)
-        manifest |= found
+        manifest = {"source": cfg.source if not cfg.files else "test.files", "files": {
+            lang: {"file": str(path), "sha256": sha256_file(path)} for lang, path in files.items()}} | found  # fmt: skip
+        if found["skipped_lines"]:
+            print(f"test prompts: skipped {len(found['skipped_lines'])} bad line(s), listed in "
+                  f"{out_dir / 'test_manifest.json'}", file=sys.stderr)  # fmt: skip
     prompts = first_n_per_language(prompts, cfg.max_prompts)
     path = out_dir / TEST_PROMPTS
     write_jsonl(path, (p.to_dict() for p in prompts))

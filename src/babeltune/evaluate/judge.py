@@ -15,11 +15,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
+from pathlib import Path
 from typing import Literal
 
 from babeltune import languages
 from babeltune.content_cache import ContentCache, cache_key
-from babeltune.endpoints import EndpointArgs
+from babeltune.endpoints import EndpointArgs, reply_text
+from babeltune.io import regular_file
 from babeltune.models import check_model_name
 from babeltune.registry import BabeltuneError, Registry, check_names, unknown_name_error
 from babeltune.retry import Usage
@@ -32,7 +34,11 @@ JUDGES_DIR = resources.files("babeltune") / "resources" / "judges"
 class JudgeArgs(EndpointArgs):
     timeout: float = setting(120.0, "openai backend: seconds per request", affects_result=False, gt=0)
     enabled: bool = setting(True, "run the LLM judge")
-    prompt: str = setting("paper-1to3", "judge prompt file in resources/judges (without .yaml)")
+    prompt: str = setting(
+        "paper-1to3",
+        "judge prompt: paper-1to3, mtbench-1to10 or pairwise (resources/judges/NAME.yaml), or the path of a "
+        "YAML file of your own with the same fields",
+    )
     backend: str = setting(
         "local", "judge backend: local (a transformers model) or openai (any compatible endpoint)"
     )
@@ -91,21 +97,26 @@ class JudgePrompt:
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
+PROMPT_FIELDS = ("name", "version", "parser", "scale", "system", "user", "rating_prefix")
+
+
 def load_prompt(name: str) -> JudgePrompt:
-    available = [p.name.removesuffix(".yaml") for p in JUDGES_DIR.iterdir() if p.name.endswith(".yaml")]
-    if name not in available:
-        raise unknown_name_error("judge prompt", name, available)
-    data = load_yaml((JUDGES_DIR / f"{name}.yaml").read_text(encoding="utf-8"))
+    """A judge prompt: one of resources/judges by name, or a YAML file of your own by path (same fields)."""
+    if name.endswith((".yaml", ".yml")) or "/" in name:
+        path = regular_file(Path(name), "judge prompt file")
+    else:
+        available = [p.name.removesuffix(".yaml") for p in JUDGES_DIR.iterdir() if p.name.endswith(".yaml")]
+        if name not in available:
+            raise unknown_name_error("judge prompt", name, available)
+        path = JUDGES_DIR / f"{name}.yaml"
+    data = load_yaml(path.read_text(encoding="utf-8"))
+    missing = [f for f in PROMPT_FIELDS if not isinstance(data, dict) or f not in data]
+    if missing:
+        raise BabeltuneError(
+            f"{name}: a judge prompt needs {', '.join(missing)} (see resources/judges/paper-1to3.yaml)"
+        )
     PARSERS.get(data["parser"])
-    return JudgePrompt(
-        name=data["name"],
-        version=data["version"],
-        parser=data["parser"],
-        scale=tuple(data["scale"]),
-        system=data["system"],
-        user=data["user"],
-        rating_prefix=data["rating_prefix"],
-    )
+    return JudgePrompt(**{f: data[f] for f in PROMPT_FIELDS} | {"scale": tuple(data["scale"])})
 
 
 # --- parsers: raw judge text -> rating or None ---------------------------------------------------
@@ -221,7 +232,7 @@ def openai_judge(
         )
         if reply.usage:
             usage.add(input_tokens=reply.usage.prompt_tokens, output_tokens=reply.usage.completion_tokens)
-        return reply.choices[0].message.content or ""
+        return reply_text(reply)
 
     def call(item: JudgeItem) -> tuple[JudgeItem, Judgement]:
         try:
@@ -237,9 +248,15 @@ def openai_judge(
 
 @cache
 def _local_model(name: str):
+    """A local judge, on the GPU when there is one (as generation and serving are)."""
+    import torch
+
     from babeltune.models import load_model, load_tokenizer
 
-    return load_tokenizer(name, padding_side="left"), load_model(name).eval()
+    model = load_model(name).eval()
+    if torch.cuda.is_available():
+        model.to("cuda")
+    return load_tokenizer(name, padding_side="left"), model
 
 
 def _chat_text(tokenizer, messages: list[dict]) -> str:
@@ -264,7 +281,7 @@ def local_judge(
         texts = [_chat_text(tokenizer, i.messages(prompt)) for i in batch]
         if cfg.rating_mode == "next-token":
             texts = [t + prompt.rating_prefix for t in texts]
-        enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+        enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
         usage.add(calls=1, input_tokens=int(enc["attention_mask"].sum()))
         with torch.inference_mode():
             if cfg.rating_mode == "next-token":

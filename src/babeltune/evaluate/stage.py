@@ -112,6 +112,7 @@ def score_row(
     return {
         "id": r["id"],
         "source_id": r["source_id"],
+        "file_id": r.get("file_id"),
         "lang": r["lang"],
         "run": r["run"],
         "response": r["response"],

@@ -84,13 +84,28 @@ COLUMNS = [
 ]
 
 
-def _fmt(value: object) -> str:
+SHARES = {
+    "consistency",
+    "consistency_ci",
+    "fidelity",
+    "ci",
+}  # shown as percentages, as the console shows them
+
+
+def _fmt(value: object, share: bool = False) -> str:
+    """A value for a person: shares (fidelity and its interval) as percentages, one convention everywhere.
+
+    >>> _fmt(0.4167, share=True), _fmt((0.25, 0.625), share=True), _fmt(2.5), _fmt(None)
+    ('42%', '[25%, 62%]', '2.5', '–')
+    """
     if value is None:
         return "–"
     if isinstance(value, dict):  # verdict shares: the ones that occur
         return "<br>".join(f"{escape(k)} {v:.0%}" for k, v in value.items() if v)
-    if isinstance(value, tuple):
-        return f"[{_fmt(value[0])}, {_fmt(value[1])}]"
+    if isinstance(value, tuple | list):
+        return f"[{_fmt(value[0], share)}, {_fmt(value[1], share)}]"
+    if share and isinstance(value, float | int):
+        return f"{value:.0%}"
     if isinstance(value, float):
         return f"{value:.3g}" if abs(value) < 10 else f"{value:.1f}"
     return escape(str(value))
@@ -101,7 +116,7 @@ def table(cells: list[Cell]) -> str:
     body = []
     for c in cells:
         tds = "".join(
-            f"<td class='num'>{_fmt(getattr(c, k))}</td>"
+            f"<td class='num'>{_fmt(getattr(c, k), k in SHARES)}</td>"
             if k not in ("run", "lang")
             else f"<td>{_fmt(getattr(c, k))}</td>"
             for k, _ in COLUMNS
@@ -146,7 +161,7 @@ def finding_section(result: dict, sentences: list[str]) -> str:
             "<th>unseen: fidelity</th><th>95% CI</th><th>answers</th></tr>")  # fmt: skip
     body = "".join(
         f"<tr><td>{escape(r['run'])}</td><td>{escape(r['regime'])}</td>"
-        + "".join(f"<td class='num'>{_fmt(g['fidelity'])}</td><td class='num'>{_fmt(g['ci'])}</td>"
+        + "".join(f"<td class='num'>{_fmt(g['fidelity'], True)}</td><td class='num'>{_fmt(g['ci'], True)}</td>"
                   f"<td class='num'>{g['answers']}</td>" for g in (r["seen_non_english"], r["unseen"]))
         + "</tr>"
         for r in result["runs"]

@@ -106,7 +106,10 @@ def summary_md(table: list[Cell]) -> str:
     lines = ["| " + " | ".join(label for _, label in html.COLUMNS) + " |", "|" + "---|" * len(keys)]
     for c in table:
         lang = c.lang if c.seen else f"{c.lang} (unseen)"
-        values = [lang if k == "lang" else html._fmt(getattr(c, k)) for k in keys]
+        values = [
+            lang if k == "lang" else html._fmt(getattr(c, k), k in html.SHARES).replace("<br>", ", ")
+            for k in keys
+        ]
         lines.append("| " + " | ".join(values) + " |")
     return "\n".join(lines) + "\n"
 
@@ -143,7 +146,7 @@ def size_points(
     results: list[RunResult], sizes: dict[str, int | None], table: list[Cell], metric: str
 ) -> list[plots.SizePoint]:
     """Each trained run's ``metric`` averaged over its seen and over its unseen languages, at its model's
-    size; empty unless the runs span two sizes or more (else there is no size axis to draw)."""
+    size; only for model families with two sizes or more (one size draws no line)."""
     points = []
     for r in results:
         size = sizes[r.name]
@@ -154,7 +157,8 @@ def size_points(
                 series = f"{r.regime} ({r.method})" if r.method else r.regime
                 family = plots.model_family(r.model or r.name.split("/")[0])
                 points.append(plots.SizePoint(series, family, size, seen, round(mean(values), 3)))
-    return points if len({p.parameters for p in points}) > 1 else []
+    sizes_of = {f: {p.parameters for p in points if p.family == f} for f in {p.family for p in points}}
+    return [p for p in points if len(sizes_of[p.family]) > 1]  # a family with one size has no line to draw
 
 
 def notes_for(results: list[RunResult]) -> list[str]:

@@ -14,7 +14,7 @@ from importlib import resources
 from pathlib import Path
 
 from babeltune import languages
-from babeltune.endpoints import EndpointArgs
+from babeltune.endpoints import EndpointArgs, reply_text
 from babeltune.registry import BabeltuneError, Registry, check_names
 from babeltune.retry import Usage
 from babeltune.settings import load_yaml, setting
@@ -248,9 +248,7 @@ class OpenAITranslator:
             ],
             temperature=0,
         )
-        content = reply.choices[0].message.content
-        if content is None:
-            raise ValueError("reply has no content")
+        content = reply_text(reply)
         usage = reply.usage
         self.usage.add(
             input_tokens=usage.prompt_tokens if usage else 0,
