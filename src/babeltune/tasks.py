@@ -261,6 +261,6 @@ def _run(task: Task) -> tuple[Outcome | None, float]:
 
 
 def _forget_if_empty(out: Path) -> None:
-    """A task that failed before writing anything leaves no folder behind."""
-    if out.is_dir() and {p.name for p in out.iterdir()} <= {JOB}:
+    """A task that failed before writing anything (an empty log counts as nothing) leaves no folder behind."""
+    if out.is_dir() and all(p.name == JOB or (p.is_file() and p.stat().st_size == 0) for p in out.iterdir()):
         shutil.rmtree(out, ignore_errors=True)

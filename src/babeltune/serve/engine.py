@@ -95,16 +95,21 @@ class ServedModel:
         return mine.answers
 
 
-def load(
+@dataclass(frozen=True)
+class Located:
+    """What a ``serve`` source names: the weights, an adapter on them, the template and the served name."""
+
+    weights: str
+    adapter: Path | None
+    template: str
+    name: str
+
+
+def locate(
     source: str, base: str | None = None, template: str | None = None, name: str | None = None
-) -> ServedModel:
+) -> Located:
     """A babeltune checkpoint or training folder (adapter or full model: its description gives the base and
     the template), a PEFT adapter folder, a model folder, ``builtin:...`` or a hub id."""
-    import torch
-
-    from babeltune.generate import use_bf16
-    from babeltune.models import load_model, load_tokenizer
-
     path = Path(source)
     adapter = None
     found = checkpoint.find(path)
@@ -117,9 +122,21 @@ def load(
         weights = base or json.loads((path / "adapter_config.json").read_text())["base_model_name_or_path"]
     else:
         weights = base or source
-    tokenizer = load_tokenizer(weights, padding_side="left")
-    model = load_model(weights, adapter=adapter).eval()
+    return Located(weights, adapter, template or "alpaca", name or (path.name if path.exists() else source))
+
+
+def load(
+    source: str, base: str | None = None, template: str | None = None, name: str | None = None
+) -> ServedModel:
+    """The in-house engine for what ``source`` names (see ``locate``)."""
+    import torch
+
+    from babeltune.generate import use_bf16
+    from babeltune.models import load_model, load_tokenizer
+
+    where = locate(source, base, template, name)
+    tokenizer = load_tokenizer(where.weights, padding_side="left")
+    model = load_model(where.weights, adapter=where.adapter).eval()
     if torch.cuda.is_available():
         model.to("cuda")
-    label = name or (path.name if path.exists() else source)
-    return ServedModel(label, template or "alpaca", tokenizer, model, use_bf16(GenerateArgs(), "float32"))
+    return ServedModel(where.name, where.template, tokenizer, model, use_bf16(GenerateArgs(), "float32"))
