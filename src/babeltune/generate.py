@@ -339,8 +339,7 @@ def vllm_generate(job: GenerateJob, target: Target, todo: list[TestPrompt], log:
     from babeltune import vllm_engine
     from babeltune.models import load_tokenizer, resolve
 
-    gen = job.gen
-    vllm_ready(gen)
+    gen = job.gen  # run() has refused what vLLM cannot do, before any file was made
     tokenizer = load_tokenizer(target.weights)
     dtype = "bfloat16" if use_bf16(gen, target.dtype) else target.dtype
     spec = vllm_engine.Spec(

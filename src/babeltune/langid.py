@@ -137,21 +137,14 @@ class Py3LangID:
     """langid.py's model (shipped inside the py3langid package), with normalised probabilities."""
 
     def __init__(self, model_path: str | None):
-        try:
-            from py3langid.langid import MODEL_DIR, MODEL_FILE, LanguageIdentifier
-        except ImportError:
-            raise BabeltuneError(
-                "evaluate.langid.backend: py3langid is not installed (pip install py3langid)"
-            ) from None
+        _require("py3langid")
+        from py3langid.langid import MODEL_DIR, MODEL_FILE, LanguageIdentifier
+
         path = Path(model_path) if model_path else Path(MODEL_DIR) / MODEL_FILE
         self.model = LanguageIdentifier.from_modelpath(path, norm_probs=True)
 
     def predict(self, texts: list[str]) -> list[Detection]:
-        out = []
-        for text in texts:
-            label, prob = self.model.classify(text)
-            out.append(Detection(languages.from_lid_label(label), float(prob)))
-        return out
+        return _detections(self.model.classify, texts)
 
 
 class HeliportLID:
@@ -159,22 +152,28 @@ class HeliportLID:
     mapped through the language table. Its confidence is heliport's own score, not a probability."""
 
     def __init__(self, model_path: str | None):
-        try:
-            import heliport
-        except ImportError:
-            raise BabeltuneError(
-                "evaluate.langid.backend: heliport is not installed (pip install heliport)"
-            ) from None
+        _require("heliport")
+        import heliport
+
         if model_path:
             raise BabeltuneError("evaluate.langid.model_path: heliport uses the model inside its package")
         self.model = heliport.Identifier()
 
     def predict(self, texts: list[str]) -> list[Detection]:
-        out = []
-        for text in texts:
-            label, score = self.model.identify_with_score(text)
-            out.append(Detection(languages.from_lid_label(label), float(score)))
-        return out
+        return _detections(self.model.identify_with_score, texts)
+
+
+def _require(package: str) -> None:
+    """A backend's package, or an error that says how to install it."""
+    import importlib.util
+
+    if importlib.util.find_spec(package) is None:
+        raise BabeltuneError(f"evaluate.langid.backend: {package} is not installed (pip install {package})")
+
+
+def _detections(identify, texts: list[str]) -> list[Detection]:
+    """One Detection per text from a backend call that returns (its own label, its score)."""
+    return [Detection(languages.from_lid_label(label), float(score)) for label, score in map(identify, texts)]
 
 
 class VoteLID:
