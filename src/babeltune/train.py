@@ -230,6 +230,22 @@ def _with_adapter(model, method: str, lora: LoraArgs, quantized: bool):
     return get_peft_model(model, peft_cfg)
 
 
+def _cheaper_lora_steps(model, method: str, precision: str) -> str | None:
+    """LoRA only: the integer-mask dropout, and frozen linear weights kept in the autocast dtype (not cast
+    again each micro-batch; the same products). Returns that dtype's name when weights were cast."""
+    if method != "lora":
+        return None
+    import torch
+
+    from babeltune import lora_speed
+
+    lora_speed.cheap_dropout(model)
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+    if dtype is None or not lora_speed.frozen_weights_in(model, dtype):
+        return None
+    return str(dtype).removeprefix("torch.")
+
+
 def chunked_loss_function(model, rows: list[dict], collate, precision: str, wanted: bool):
     """The chunked-loss ``compute_loss_func`` when the config asks for it and the model passes the check."""
     import torch
@@ -511,6 +527,7 @@ def run(job: TrainJob, mixture: Path, out_dir: Path) -> Path:
     base = load_model(job.model.name, job.model.dtype, quantization=job.model.quantization)
     base_parameters = sum(p.numel() for p in base.parameters())
     model = _with_adapter(base, job.method, job.lora, job.model.quantization != "none")
+    precision = resolve_precision(cfg.precision, job.model.dtype)
 
     out_dir.mkdir(parents=True, exist_ok=True)
     log_path = out_dir / "train_log.jsonl"
@@ -519,8 +536,8 @@ def run(job: TrainJob, mixture: Path, out_dir: Path) -> Path:
     if resume is None:
         log_path.unlink(missing_ok=True)
     collate = DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=-100)
-    precision = resolve_precision(cfg.precision, job.model.dtype)
     loss_func = chunked_loss_function(model, rows, collate, precision, cfg.chunked_loss)
+    frozen_dtype = _cheaper_lora_steps(model, job.method, precision)  # after the fp32 check just above
     if loss_func:  # the model returns hidden states and one position's logits; the loss does the rest
         collate = with_model_outputs(collate)
     log_callback = _log_callback(log_path, out_dir.name)
@@ -556,7 +573,9 @@ def run(job: TrainJob, mixture: Path, out_dir: Path) -> Path:
         tokenizer.save_pretrained(target)
         checkpoint.describe(target, described)
         if job.method == "lora" and cfg.merge_lora:
-            merged = model.merge_and_unload()
+            # frozen weights cast for speed lost their low bits: merge into the base as it was loaded
+            merged = (model if frozen_dtype is None else
+                      load_model(job.model.name, job.model.dtype, adapter=target)).merge_and_unload()  # fmt: skip
             merged.save_pretrained(out_dir / "model")
             tokenizer.save_pretrained(out_dir / "model")
             checkpoint.describe(out_dir / "model", replace(described, method="full"))
@@ -581,6 +600,8 @@ def run(job: TrainJob, mixture: Path, out_dir: Path) -> Path:
                 "loss": "chunked" if loss_func else "model",
                 "gradient_checkpointing": checkpointing_is_on(base),
                 "precision": precision,
+                "frozen_weights": frozen_dtype
+                or job.model.dtype,  # what the frozen linear weights were kept in
                 "seconds": round(seconds, 2),
                 "useful_tokens": useful,
                 "tokens_per_second": round(useful / seconds, 1),
