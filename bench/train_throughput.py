@@ -45,16 +45,19 @@ RECIPES = {  # name: (what it is, TrainArgs settings)
 }
 
 
-def matmul_peak(dtype: torch.dtype, size: int = 1024, seconds: float = 3.0) -> float:
-    """FLOP/s of a square matmul on this machine (the best of several timed bursts)."""
-    a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
+def matmul_peak(
+    dtype: torch.dtype, shape: tuple[int, int, int] = (1024, 1024, 1024), seconds: float = 3.0
+) -> float:
+    """FLOP/s of an (m x k) @ (k x n) matmul on this machine (the best of several timed bursts)."""
+    m, k, n = shape
+    a, b = torch.randn(m, k, dtype=dtype), torch.randn(k, n, dtype=dtype)
     best = 0.0
     end = time.perf_counter() + seconds
     while time.perf_counter() < end:
         start = time.perf_counter()
         for _ in range(10):
             a @ b
-        best = max(best, 10 * 2 * size**3 / (time.perf_counter() - start))
+        best = max(best, 10 * 2 * m * k * n / (time.perf_counter() - start))
     return best
 
 
