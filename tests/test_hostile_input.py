@@ -272,8 +272,10 @@ def test_ctrl_c_and_sigterm_say_what_was_kept(tmp_path, tiny_model, sig, status,
         tmp_path / "run",
         train="{epochs: 400, batch_size: 1, grad_accum: 1}",
     )
+    # as from a terminal: a shell's background job (CI started with `&`) would pass SIGINT on ignored
     proc = subprocess.Popen([sys.executable, "-m", "babeltune", "run", str(cfg)], cwd=REPO, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=dict(os.environ, PYTHONUNBUFFERED="1"))  # fmt: skip
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=dict(os.environ, PYTHONUNBUFFERED="1"),
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # fmt: skip
     for line in proc.stdout:
         if "] train: " in line:
             break
