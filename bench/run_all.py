@@ -160,7 +160,8 @@ def end_to_end() -> str:
         times.append(time.perf_counter() - start)
         done.append(set((out / "run").rglob(".done.json")))
 
-    run(), run()
+    run()
+    run()  # the immediate rerun
     answers = next((out / "run" / "generate").glob("*/responses.jsonl")).read_text().splitlines()[0]
     chosen = json.loads(answers)["decoding"]["backend"]  # what `generate.backend: auto` chose
     other = {"hf": "vllm", "vllm": "hf"}[chosen] if importlib.util.find_spec("vllm") else None

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 from report import bench_parser
-from train_throughput import matmul_peak
+from train_throughput import JOB, build_mixture, matmul_peak
 
 # operator name -> kind; what is not named is "other"
 KINDS = {
@@ -58,15 +58,11 @@ def profile_training(examples: int, batch_size: int, grad_accum: int, root: Path
     """Train the default job on ``examples`` built-in examples with the profiler on during ``train()``."""
     import transformers
 
-    from babeltune import mix
-    from babeltune.config import DataArgs, LoraArgs, MixArgs, ModelArgs, TrainArgs
-    from babeltune.data import stage as data_stage
+    from babeltune.config import LoraArgs, ModelArgs, TrainArgs
     from babeltune.io import read_json
     from babeltune.train import TrainJob, run
 
-    data_stage.run(DataArgs(), root)
-    mix.run(MixArgs(regimes=["multilingual-downsampled"], budget=examples), root / "examples.jsonl",
-            DataArgs().languages, root)  # fmt: skip
+    mixture = build_mixture(examples, root)
     profiled = {}
     train = transformers.Trainer.train
 
@@ -82,14 +78,8 @@ def profile_training(examples: int, batch_size: int, grad_accum: int, root: Path
 
     transformers.Trainer.train = train_profiled
     try:
-        cfg = TrainArgs(
-            epochs=1, max_length=256, warmup_ratio=0.0, batch_size=batch_size, grad_accum=grad_accum
-        )
-        run(
-            TrainJob(ModelArgs(), "lora", LoraArgs(), cfg),
-            root / "multi-down" / "mixture.jsonl",
-            root / "run",
-        )
+        cfg = TrainArgs(**JOB, batch_size=batch_size, grad_accum=grad_accum)
+        run(TrainJob(ModelArgs(), "lora", LoraArgs(), cfg), mixture, root / "run")
     finally:
         transformers.Trainer.train = train
     return profiled, read_json(root / "run" / "metrics.json")

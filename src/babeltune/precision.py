@@ -27,3 +27,10 @@ def resolve_precision(precision: str, dtype: str) -> str:
     if dtype != "float32":
         return {"bfloat16": "bf16", "float16": "fp16"}[dtype]
     return "bf16" if bf16_is_fast() else "fp32"
+
+
+def autocast_dtype(precision: str):
+    """The torch dtype a resolved precision computes in under autocast; None for fp32."""
+    import torch
+
+    return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)

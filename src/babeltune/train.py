@@ -29,7 +29,7 @@ from babeltune import checkpoint
 from babeltune.data.schema import Example
 from babeltune.io import atomic_write_text, honour_umask, read_jsonl, write_json
 from babeltune.models import ModelArgs
-from babeltune.precision import resolve_precision
+from babeltune.precision import autocast_dtype, resolve_precision
 from babeltune.settings import dump_yaml, from_dict, load_yaml, setting
 from babeltune.tasks import Output, Task
 from babeltune.templates import build_training_text
@@ -235,12 +235,10 @@ def _cheaper_lora_steps(model, method: str, precision: str) -> str | None:
     again each micro-batch; the same products). Returns that dtype's name when weights were cast."""
     if method != "lora":
         return None
-    import torch
-
     from babeltune import lora_speed
 
     lora_speed.cheap_dropout(model)
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+    dtype = autocast_dtype(precision)
     if dtype is None or not lora_speed.frozen_weights_in(model, dtype):
         return None
     return str(dtype).removeprefix("torch.")
@@ -248,7 +246,6 @@ def _cheaper_lora_steps(model, method: str, precision: str) -> str | None:
 
 def chunked_loss_function(model, rows: list[dict], collate, precision: str, wanted: bool):
     """The chunked-loss ``compute_loss_func`` when the config asks for it and the model passes the check."""
-    import torch
 
     sharded = (
         os.environ.get("ACCELERATE_USE_FSDP", "").lower() == "true"
@@ -263,8 +260,7 @@ def chunked_loss_function(model, rows: list[dict], collate, precision: str, want
     ids, mask = (batch[k][:, :16].to(device) for k in ("input_ids", "attention_mask"))  # a few tokens suffice
     if not chunked_loss.supported(model, ids, mask):
         return None  # soft-capped or scaled logits: the model's own loss (metrics.json says which ran)
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
-    return chunked_loss.loss_function(model.get_output_embeddings(), dtype)
+    return chunked_loss.loss_function(model.get_output_embeddings(), autocast_dtype(precision))
 
 
 def with_model_outputs(collate):
@@ -600,8 +596,7 @@ def run(job: TrainJob, mixture: Path, out_dir: Path) -> Path:
                 "loss": "chunked" if loss_func else "model",
                 "gradient_checkpointing": checkpointing_is_on(base),
                 "precision": precision,
-                "frozen_weights": frozen_dtype
-                or job.model.dtype,  # what the frozen linear weights were kept in
+                "frozen_weights": frozen_dtype or job.model.dtype,  # the frozen linear weights' dtype
                 "seconds": round(seconds, 2),
                 "useful_tokens": useful,
                 "tokens_per_second": round(useful / seconds, 1),
