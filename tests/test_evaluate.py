@@ -9,7 +9,7 @@ from babeltune.langid import TOO_SHORT, detect
 
 def run(cfg, responses, out_dir):
     """The evaluate stage with a judgement cache beside its folder; returns scores.jsonl."""
-    evaluate(cfg, responses, out_dir, out_dir.parent / "judgements.sqlite")
+    evaluate(cfg, responses, out_dir, out_dir.parent / "judgements")
     return out_dir / "scores.jsonl"
 
 
@@ -236,7 +236,7 @@ def test_pairwise_judge_fair_and_position_biased(tmp_path, chat_server, monkeypa
         server = chat_server(reply)
         cfg = EvaluateArgs(judge=JudgeArgs(backend="openai", base_url=server.url, api_key_env="BT_TEST_KEY"))
         summary = read_json(
-            pairwise.run(cfg.judge, a, b, ("good", "bad"), tmp_path / name, tmp_path / f"{name}.sqlite")
+            pairwise.run(cfg.judge, a, b, ("good", "bad"), tmp_path / name, tmp_path / f"{name}-cache")
         )
         if name == "fair":
             assert summary["overall"]["a_wins"] == 4 and summary["overall"]["flip_rate"] == 0.0

@@ -161,7 +161,7 @@ def test_judge_through_babeltune_serve(tmp_path, server, monkeypatch):
         EvaluateArgs(judge=judge),
         tmp_path / "responses.jsonl",
         tmp_path / "eval",
-        tmp_path / "judgements.sqlite",
+        tmp_path / "judgements",
     )
     scores = read_jsonl(tmp_path / "eval" / "scores.jsonl")
     assert all(r["judge_raw"] is not None for r in scores)

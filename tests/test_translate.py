@@ -26,7 +26,7 @@ def english(tmp_path):
 
 def test_hf_backend_translates_caches_and_resumes(tmp_path, english, tiny_marian):
     cfg = TranslateArgs(enabled=True, backend="hf", model=tiny_marian, batch_size=4, max_length=24)
-    cache = tmp_path / "cache.sqlite"
+    cache = tmp_path / "cache"
     run(cfg, english, "en", ["de", "fr"], tmp_path / "t1", cache)
     report = read_json(tmp_path / "t1" / "translate_report.json")
     de = report["languages"]["de"]
@@ -129,7 +129,7 @@ def test_openai_backend_survives_faults_and_reruns_only_failures(tmp_path, engli
         price_per_million_input=1.0,
         price_per_million_output=2.0,
     )
-    cache = tmp_path / "cache.sqlite"
+    cache = tmp_path / "cache"
     run(cfg, english, "en", ["de", "fr"], tmp_path / "t1", cache)
     report = read_json(tmp_path / "t1" / "translate_report.json")
     assert report["usage"]["retries"] > 0 and report["usage"]["cost"] > 0
@@ -187,7 +187,7 @@ def test_code_urls_and_numbers_never_reach_the_translator(tmp_path, chat_server,
     cfg = TranslateArgs(
         backend="openai", model="mt", base_url=server.url, api_key_env="BT_KEY", check_language=False
     )
-    run(cfg, src, "en", ["de"], tmp_path / "t", tmp_path / "c.sqlite")
+    run(cfg, src, "en", ["de"], tmp_path / "t", tmp_path / "cache")
     assert not any("```" in t or "http" in t or "`print`" in t or "7.5" in t for t in seen)
     (out,) = [e for e in read_jsonl(tmp_path / "t" / "examples.jsonl") if e["lang"] == "de"] or [
         e for e in read_jsonl(tmp_path / "t" / "rejected.jsonl")
@@ -248,7 +248,7 @@ def test_ctranslate2_converts_once_and_again_after_retraining(tmp_path, english,
     monkeypatch.setenv("BABELTUNE_CACHE", str(tmp_path / "cache"))
     model = tiny.marian(tmp_path / "mt")
     cfg = TranslateArgs(enabled=True, backend="ctranslate2", model=model, batch_size=4, max_length=24)
-    run(cfg, english, "en", ["de"], tmp_path / "t1", tmp_path / "c.sqlite")
+    run(cfg, english, "en", ["de"], tmp_path / "t1", tmp_path / "cache")
     report = read_json(tmp_path / "t1" / "translate_report.json")
     de = report["languages"]["de"]
     assert report["usage"]["calls"] == -(-de["segments"] // 4) and report["backend"] == "ctranslate2"

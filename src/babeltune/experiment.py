@@ -30,8 +30,8 @@ STAGES = ["data", "translate", "mix", "train", "generate", "evaluate", "report"]
 def cache_paths(cfg: ExperimentConfig) -> tuple[Path, Path]:
     """The run's content-keyed caches (translations, judgements): shared by all its tasks and processes."""
     root = cfg.run_dir / "cache"
-    translations = Path(cfg.translate.cache) if cfg.translate.cache else root / "translations.sqlite"
-    return translations, root / "judgements.sqlite"
+    translations = Path(cfg.translate.cache) if cfg.translate.cache else root / "translations"
+    return translations, root / "judgements"
 
 
 @dataclass

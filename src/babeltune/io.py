@@ -3,15 +3,13 @@ errors."""
 
 from __future__ import annotations
 
-import contextlib
 import errno
-import fcntl
 import hashlib
 import json
 import os
 import stat
 import tempfile
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -38,20 +36,6 @@ def temporary_dir(parent: Path, prefix: str) -> Path:
     tmp = Path(tempfile.mkdtemp(dir=parent, prefix=prefix))
     tmp.chmod(0o777 & ~current_umask())
     return tmp
-
-
-@contextlib.contextmanager
-def locked(path: Path, on_wait: Callable[[], None] = lambda: None) -> Iterator[None]:
-    """Hold an exclusive lock on ``path`` (created if needed) for the block; ``on_wait`` is called once if
-    another process holds it first. The lock goes with the process, so a killed holder frees it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            on_wait()
-            fcntl.flock(handle, fcntl.LOCK_EX)
-        yield
 
 
 def honour_umask(folder: Path) -> None:

@@ -11,7 +11,8 @@ from functools import cache
 from pathlib import Path
 from typing import Literal
 
-from babeltune.io import honour_umask, locked, temporary_dir
+from babeltune.io import honour_umask, temporary_dir
+from babeltune.locks import locked
 from babeltune.registry import BabeltuneError, check_names, unknown_name_error
 from babeltune.settings import setting
 from babeltune.templates import TEMPLATES

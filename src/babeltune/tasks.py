@@ -21,7 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from babeltune.io import atomic_write_text, locked, out_of_room, read_json, sha256_file, write_json
+from babeltune.io import atomic_write_text, out_of_room, read_json, sha256_file, write_json
+from babeltune.locks import locked
 from babeltune.registry import BabeltuneError
 from babeltune.settings import content_key, dump_yaml, to_dict
 from babeltune.version import __version__
@@ -147,15 +148,29 @@ def job_yaml(task: Task) -> str:
 @contextlib.contextmanager
 def task_lock(task: Task, log: Callable[[str], None]) -> Iterator[None]:
     """Hold this task alone: another process that needs it waits, then finds it done."""
-    path = task.run_dir / ".locks" / f"{task.folder or task.stage}-{task.out_dir.name}.lock"
+    path = lock_path(task)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise BabeltuneError(f"output_dir: cannot write to {task.run_dir}: {err.strerror}") from None
-    with locked(
-        path, lambda: log(f"waiting for another babeltune process to finish {task.stage}: {task.name}")
-    ):
+    with locked(path, lambda holder: log(f"waiting for {describe_holder(holder)} to finish {task.stage}: {task.name}")):
         yield
+
+
+def lock_path(task: Task) -> Path:
+    return task.run_dir / ".locks" / f"{task.folder or task.stage}-{task.out_dir.name}.lock"
+
+
+def describe_holder(holder: dict | None) -> str:
+    """Who holds a lock, in words.
+
+    >>> describe_holder({"host": "node7", "pid": 42, "slurm_job": "99_3"})
+    'another babeltune process (Slurm job 99_3 on node7, pid 42)'
+    """
+    if not holder:
+        return "another babeltune process"
+    job = f"Slurm job {holder['slurm_job']} on " if holder.get("slurm_job") else ""
+    return f"another babeltune process ({job}{holder.get('host')}, pid {holder.get('pid')})"
 
 
 @dataclass
