@@ -12,19 +12,21 @@ import contextlib
 import os
 import signal
 import sys
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from babeltune.cluster import preempt
 from babeltune.registry import BabeltuneError
 from babeltune.secrets import redact
 
 DEFAULT_CONFIG = Path("configs/default.yaml")
 EXIT_CODES = (
     "exit status: 0 all done; 2 bad input or an error (one line; finished tasks are kept); "
-    "3 finished, but some items failed (an endpoint gave up): a rerun retries exactly those"
+    "3 finished, but some items failed (an endpoint gave up): a rerun retries exactly those; "
+    "4 stopped by Slurm's warning signal (USR1): training checkpointed, the job requeued to resume; "
+    "130/143 stopped by Ctrl-C/SIGTERM (work kept; rerun to resume)"
 )
 DEBUG_HELP = "show Python tracebacks for errors"
 STAGE_HELP = {
@@ -71,12 +73,28 @@ def _plan(args: argparse.Namespace, overrides: list[str]):
     from babeltune.generate import parse_shard
 
     shard = parse_shard(args.shard) if getattr(args, "shard", None) else None
-    plan = build_plan(_load(args, overrides), shard)
+    cfg = _load(args, overrides)
+    plan = build_plan(cfg, shard)
+    _keep_resolved_config(cfg)
+    if getattr(args, "prepared", False) and getattr(args, "task", None) is None:
+        raise BabeltuneError("--prepared: goes with --task ID (an array element after the prep job)")
     if getattr(args, "task", None) is not None:
         from babeltune.experiment import select_task
 
-        select_task(plan, args.task)
+        select_task(plan, args.task, args.prepared)
     return plan, shard
+
+
+def _keep_resolved_config(cfg) -> None:
+    """The run directory keeps the resolved config, so ``babeltune status RUN`` needs nothing else."""
+    from babeltune.cluster.status import RESOLVED
+    from babeltune.io import atomic_write_text
+    from babeltune.settings import dump_yaml
+
+    path, text = cfg.run_dir / RESOLVED, dump_yaml(cfg)
+    with contextlib.suppress(OSError):  # a run directory that cannot be written says so when a task writes
+        if not path.is_file() or path.read_text(encoding="utf-8") != text:
+            atomic_write_text(path, text)
 
 
 def run_stages(stage: str) -> Callable[[argparse.Namespace, list[str]], int]:
@@ -93,6 +111,11 @@ def run_stages(stage: str) -> Callable[[argparse.Namespace, list[str]], int]:
                 "translate.enabled is false: set it in the YAML or pass --translate.enabled=true"
             )
         up_to(plan, stage)
+        missing = []
+        if getattr(args, "done_only", False):
+            from babeltune.experiment import report_what_is_done
+
+            missing = report_what_is_done(plan)
         start = time.perf_counter()
         summary = execute(plan)
         if stage == "translate":
@@ -104,6 +127,19 @@ def run_stages(stage: str) -> Callable[[argparse.Namespace, list[str]], int]:
             from babeltune.report.console import print_summary
 
             print_summary(plan.report_dir, time.perf_counter() - start)
+        if missing:
+            from babeltune.cluster.status import task_state
+
+            for point in missing:
+                where = next(
+                    (t for t in (point.evaluate, point.generate, point.train) if t.ready), point.train
+                )
+                state = task_state(where)
+                print(f"babeltune: missing from the report: {point.name}: {where.stage} {state['state']}"
+                      f"{': ' + state['detail'] if state['detail'] else ''}", file=sys.stderr)  # fmt: skip
+            from babeltune.tasks import EXIT_INCOMPLETE
+
+            return EXIT_INCOMPLETE
         line = summary.failure_line()
         if line:
             print(f"babeltune: {line}", file=sys.stderr)
@@ -118,11 +154,45 @@ def run_stages(stage: str) -> Callable[[argparse.Namespace, list[str]], int]:
 def _print_plan(args: argparse.Namespace, overrides: list[str]) -> int:
     from babeltune import planning
 
+    if args.only_todo and not args.slurm:
+        raise BabeltuneError("--only-todo: goes with --slurm FILE (a script for the unfinished grid points)")
     plan, _ = _plan(args, overrides)
     if args.json:
         planning.print_json(plan)
-    else:
-        planning.print_plan(plan, args.config or DEFAULT_CONFIG, overrides, args.slurm)
+        return 0
+    rows = planning.print_plan(plan)
+    if args.slurm:
+        from babeltune.cluster import script
+
+        for line in script.too_big(plan, rows):
+            print(f"babeltune: warning: {line}", file=sys.stderr)
+        covered = script.write_slurm(plan, args.config or DEFAULT_CONFIG, overrides, rows, args.slurm,
+                                     args.only_todo)  # fmt: skip
+        print(f"Slurm: {covered}" + ("" if covered.startswith("nothing") else
+              f"; submit with: bash {args.slurm}; watch with: babeltune status {plan.cfg.run_dir}"))  # fmt: skip
+    return 0
+
+
+def _status(args: argparse.Namespace, overrides: list[str]) -> int:
+    from babeltune.cluster.status import print_status
+
+    if overrides:
+        raise BabeltuneError(f"status: unrecognised argument {overrides[0]!r}")
+    return print_status(args.run_dir, args.json)
+
+
+def _compact(args: argparse.Namespace, overrides: list[str]) -> int:
+    from babeltune.content_cache import compact
+
+    if overrides:
+        raise BabeltuneError(f"compact: unrecognised argument {overrides[0]!r}")
+    folders = [f for f in sorted((args.run_dir / "cache").glob("*")) if f.is_dir()]
+    if not folders:
+        raise BabeltuneError(f"{args.run_dir}: no caches (cache/translations, cache/judgements) here")
+    for folder in folders:
+        shards, entries = compact(folder)
+        print(f"{folder}: " + (f"{shards} shards folded into one of {entries} entries" if shards
+                               else "nothing to fold"))  # fmt: skip
     return 0
 
 
@@ -207,13 +277,27 @@ def _serve(args: argparse.Namespace, overrides: list[str]) -> int:
 def _task_argument(p: argparse.ArgumentParser) -> None:
     p.add_argument("--task", type=int, metavar="ID", help="run only training run ID of the grid and what it needs "
                    "(see plan; for Slurm arrays: processes with different IDs share one run directory)")  # fmt: skip
+    p.add_argument("--prepared", action="store_true", help="with --task: run only the grid point's own tasks; "
+                   "the shared preparation (data, translate, mix) must be done (Slurm's prep job did it)")  # fmt: skip
 
 
 def _plan_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--slurm", type=Path, metavar="FILE",
                    help="also write a Slurm script; `bash FILE` submits one array task per training run, sized "
                    "per model, and the report after them")  # fmt: skip
+    p.add_argument("--only-todo", action="store_true",
+                   help="with --slurm: a script for only the grid points not done yet (failed, incomplete, "
+                   "stopped or never run), and no prep job when the preparation is done")  # fmt: skip
     p.add_argument("--json", action="store_true", help="print only the tasks, one JSON object a line")
+
+
+def _run_dir_argument(json_help: str = ""):
+    def add(p: argparse.ArgumentParser) -> None:
+        p.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a run directory, e.g. runs/quick")
+        if json_help:
+            p.add_argument("--json", action="store_true", help=json_help)
+
+    return add
 
 
 def _shard_argument(p: argparse.ArgumentParser) -> None:
@@ -261,6 +345,10 @@ def _stage_arguments(stage: str) -> Callable[[argparse.ArgumentParser], None]:
         _task_argument(p)
         if stage == "generate":
             _shard_argument(p)
+        if stage == "report":
+            p.add_argument("--done-only", action="store_true",
+                           help="report the grid points that finished and name the missing ones, running "
+                           "nothing else (the Slurm report job); exit 3 when some are missing")  # fmt: skip
 
     return add
 
@@ -278,6 +366,14 @@ def _commands() -> dict[str, Command]:
                        _task_argument),
         "plan": Command("print the grid's tasks, mixtures and budget (in units of C, tokens, GPU hours) and what is "
                         "done; needs no data", _print_plan, _plan_arguments),
+        "status": Command(
+            "where every task of a run directory stands: done, running (on which Slurm job), failed (with its "
+            "error), incomplete, stopped or to do", _status, _run_dir_argument("one JSON object per task"),
+            grid=False, description="Every task's state, read from the run directory alone (its experiment.yaml, "
+            "task folders, locks and failure records). Exit 0 when everything is done, 3 otherwise."),
+        "compact": Command(
+            "fold a run directory's cache shards (one per process that paid for translations or judgements) "
+            "into one file", _compact, _run_dir_argument(), grid=False),
         "show-config": Command("print the fully resolved configuration (defaults + YAML + overrides)", _show_config),
         **stages,
         "compare": Command("judge two runs of the grid against each other on the same prompts, in both orders",
@@ -336,24 +432,11 @@ STOPPED = (
 )
 
 
-def _terminated(signum: int, frame: object) -> None:
-    raise Stopped("SIGTERM", 128 + signum)
-
-
-class Stopped(KeyboardInterrupt):
-    """Ctrl-C or SIGTERM: the work stops where it is; what is finished stays."""
-
-    def __init__(self, how: str = "Ctrl-C", status: int = 130):
-        super().__init__(how)
-        self.how, self.status = how, status
-
-
 def main(argv: list[str] | None = None) -> int:
     commands = _commands()
     args, overrides = _parser(commands).parse_known_args(argv)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, _terminated)
+    preempt.install()
     try:
         from transformers.utils import logging as hf_logging
 
@@ -367,8 +450,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt as stop:
         if args.debug:
             raise
-        how, status = (stop.how, stop.status) if isinstance(stop, Stopped) else ("Ctrl-C", 130)
+        how, status = (stop.how, stop.status) if isinstance(stop, preempt.Stopped) else ("Ctrl-C", 130)
         print(STOPPED.format(how=how), file=sys.stderr)
+        if isinstance(stop, preempt.Preempted):
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the requeue ends this job: we are leaving anyway
+            print(f"babeltune: {preempt.requeue()}", file=sys.stderr)
         return status
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import yaml
 
+from babeltune.cluster.settings import SlurmArgs
 from babeltune.data.stage import DataArgs, TestArgs
 from babeltune.evaluate.judge import JudgeArgs
 from babeltune.evaluate.stage import EvaluateArgs
@@ -31,7 +32,7 @@ from babeltune.translate.stage import TranslateArgs
 
 __all__ = [
     "DataArgs", "EvaluateArgs", "ExperimentConfig", "GenerateArgs", "JudgeArgs", "LangIdArgs", "LoraArgs",
-    "MixArgs", "ModelArgs", "ReportArgs", "TestArgs", "TrainArgs", "TranslateArgs", "apply_override",
+    "MixArgs", "ModelArgs", "ReportArgs", "SlurmArgs", "TestArgs", "TrainArgs", "TranslateArgs", "apply_override",
     "describe", "dump_yaml", "from_dict", "load", "to_dict",
 ]  # fmt: skip
 
@@ -52,6 +53,7 @@ class ExperimentConfig:
     generate: GenerateArgs = setting(GenerateArgs(), "answer generation")
     evaluate: EvaluateArgs = setting(EvaluateArgs(), "evaluation")
     report: ReportArgs = setting(ReportArgs(), "report")
+    slurm: SlurmArgs = setting(SlurmArgs(), "the site's Slurm: partition, account, resources, requeues")
 
     @property
     def run_dir(self) -> Path:
@@ -71,6 +73,7 @@ class ExperimentConfig:
             model.check(f"models[{i}]")
         self.generate.check("generate")
         self.evaluate.check("evaluate")
+        self.slurm.check("slurm")
         if self.translate.enabled:
             self.translate.check("translate")
             if self.data.source_language not in self.data.languages:

@@ -163,7 +163,9 @@ def _dead_here(name: str) -> bool:
 
 def foldable(folder: Path) -> list[Path]:
     """The shards nobody writes any more: closed ones, and open ones of dead processes on this host."""
-    return [p for p in sorted(Path(folder).glob("*.jsonl")) if not p.name.endswith(OPEN) or _dead_here(p.name)]
+    return [
+        p for p in sorted(Path(folder).glob("*.jsonl")) if not p.name.endswith(OPEN) or _dead_here(p.name)
+    ]
 
 
 def compact(folder: Path) -> tuple[int, int]:

@@ -90,23 +90,48 @@ def build_plan(cfg: ExperimentConfig, shard: tuple[int, int] | None = None) -> P
         points.append(GridPoint(name, model, method, spec, trained, answers, scores))
         planned += [trained, answers, scores]
 
-    runs = [
-        report_stage.ReportRun(p.name, p.mixture.regime, model_slug(p.model.name), p.method,
-                               mixtures.output(p.mixture.name), p.train.output(), p.generate.output(),
-                               p.evaluate.output())
-        for p in points
-    ]  # fmt: skip
-    report = report_stage.task(cfg.report, runs, cfg.data.languages, cfg.test.languages, used_settings(cfg))
+    report = report_task(cfg, mixtures, points)
     planned.append(report)
     for task in planned:
         task.run_dir = cfg.run_dir
     return Plan(cfg, planned, points, mixtures, report)
 
 
+def report_task(
+    cfg: ExperimentConfig, mixtures: Task, points: list[GridPoint], missing: list[str] = ()
+) -> Task:
+    """The report over ``points`` (all of the grid, or those done, naming the ``missing`` ones)."""
+    runs = [
+        report_stage.ReportRun(p.name, p.mixture.regime, model_slug(p.model.name), p.method,
+                               mixtures.output(p.mixture.name), p.train.output(), p.generate.output(),
+                               p.evaluate.output())
+        for p in points
+    ]  # fmt: skip
+    report = report_stage.task(
+        cfg.report, runs, cfg.data.languages, cfg.test.languages, used_settings(cfg), missing
+    )
+    report.run_dir = cfg.run_dir
+    return report
+
+
+def report_what_is_done(plan: Plan) -> list[GridPoint]:
+    """Make the plan's only task a report of the grid points whose evaluation is complete (a report job
+    that runs whatever became of the training runs); returns the points left out."""
+    done = [p for p in plan.points if p.evaluate.done]
+    if not done:
+        raise BabeltuneError("report: no grid point has finished its evaluation yet; nothing to report "
+                             f"(babeltune status {plan.cfg.run_dir} says where each stands)")  # fmt: skip
+    missing = [p for p in plan.points if not p.evaluate.done]
+    plan.report = report_task(plan.cfg, plan.mix, done, [p.name for p in missing])
+    plan.tasks = [plan.report]
+    return missing
+
+
 def used_settings(cfg: ExperimentConfig) -> str:
     """The settings that shaped the grid's results, as the report shows them: no plumbing, and no group
     or field that no task of this grid uses (so changing one redoes no report)."""
     used = result_fields(cfg)
+    used.pop("slurm", None)  # where it ran, never what
     if not cfg.translate.enabled:
         del used["translate"]
     if "full" not in cfg.train.methods:
@@ -119,14 +144,25 @@ def used_settings(cfg: ExperimentConfig) -> str:
     return dump_yaml(used)
 
 
-def select_task(plan: Plan, task_id: int) -> None:
-    """Keep the shared preparation and the train/generate/evaluate chain of one grid point (a Slurm array
-    task); the report is made once all are done."""
+SHARED = ("data", "translate", "mix")  # the preparation every grid point reads
+
+
+def select_task(plan: Plan, task_id: int, prepared: bool = False) -> None:
+    """Keep the train/generate/evaluate chain of one grid point, after the shared preparation; the report
+    is made once all are done. ``prepared``: the preparation must be done already (a Slurm array element,
+    after the prep job), so this process owns its grid point's tasks and nothing else."""
     if not 0 <= task_id < len(plan.points):
         raise BabeltuneError(f"--task: {task_id} is not a task of this grid (0 to {len(plan.points) - 1})")
     point = plan.points[task_id]
     chain = {id(point.train), id(point.generate), id(point.evaluate)}
-    plan.tasks = [t for t in plan.tasks if t.stage in ("data", "translate", "mix") or id(t) in chain]
+    shared = [t for t in plan.tasks if t.stage in SHARED]
+    if prepared:
+        undone = [f"{t.stage} ({t.status})" for t in shared if not t.done]
+        if undone:
+            raise BabeltuneError(f"--prepared: the shared preparation is not done: {', '.join(undone)}; "
+                                 "run `babeltune mix CONFIG` (the Slurm script's prep job) first")  # fmt: skip
+        shared = []
+    plan.tasks = shared + [t for t in plan.tasks if id(t) in chain]
 
 
 def up_to(plan: Plan, stage: str) -> None:

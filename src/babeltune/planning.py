@@ -1,6 +1,5 @@
-"""The grid's budget before anything runs: training runs, cost in units of C, tokens, GPU hours, what is done,
-and a Slurm script that submits one array task per training run (`babeltune run CONFIG --task ID`) and the
-report after them.
+"""The grid's budget before anything runs: training runs, cost in units of C, tokens, GPU hours, GPU memory,
+and what is done (the Slurm script built from it: ``babeltune.cluster.script``).
 
 Mixture names and costs in C come from the config; sizes come from the mix task's manifests once it has
 run, else from the data when it is at hand, else from ``data.size_hint``, else they are unknown ("?").
@@ -9,18 +8,13 @@ run, else from the data when it is at hand, else from ``data.size_hint``, else t
 from __future__ import annotations
 
 import json
-import math
-import shlex
-import sys
-from collections import defaultdict
-from dataclasses import dataclass
 from pathlib import Path
 
 from babeltune import mix
 from babeltune.data import stage as data_stage
 from babeltune.data.schema import Example
 from babeltune.experiment import Plan
-from babeltune.io import atomic_write_text, read_json
+from babeltune.io import read_json
 from babeltune.models import parameters_of
 
 TOKENS_PER_EXAMPLE = 200  # Alpaca with the template, LLaMA-style tokenizer: used when tokens are not counted
@@ -113,101 +107,10 @@ def training_rows(plan: Plan, table: list[dict]) -> list[dict]:
     return rows
 
 
-@dataclass(frozen=True)
-class Resources:
-    gpus: int
-    cpus: int
-    memory_gb: int
-    hours: int
-
-    def sbatch_options(self) -> str:
-        return f"--gres=gpu:{self.gpus} --cpus-per-task={self.cpus} --mem={self.memory_gb}G --time={self.hours}:00:00"
-
-
-HOURS = (2, 4, 8, 12, 24, 48, 72, 120, 168)  # time limits a run is rounded up to: few distinct requests
-MEMORY_GB = (32, 64, 128, 256, 512)
-
-
-def _tier(value: float, tiers: tuple[int, ...]) -> int:
-    return next((t for t in tiers if t >= value), math.ceil(value))
-
-
-def resources(billions: float | None, method: str, gpu_hours: float | None, nproc: int) -> Resources:
-    """What one training run asks Slurm for, sized from its model: host memory to load the weights in fp32
-    twice over, and time for training at the estimate (+50 %) plus an hour for generation and evaluation,
-    each rounded up to a tier so that runs of similar size share one array.
-
-    >>> resources(0.07, "lora", 0.01, 1), resources(7.1, "full", 40.0, 1)
-    (Resources(gpus=1, cpus=8, memory_gb=32, hours=2), Resources(gpus=1, cpus=8, memory_gb=128, hours=72))
-    """
-    size = billions if billions is not None else 1.0
-    gpus = max(1, nproc)
-    memory = _tier(size * 4 * 2 + 8, MEMORY_GB)
-    hours = _tier((gpu_hours if gpu_hours is not None else 1.0) / gpus * 1.5 + 1, HOURS)
-    return Resources(gpus, 8 * gpus, memory, hours)
-
-
 def gpu_memory_gb(billions: float | None, method: str) -> float | None:
     """Weights, gradients and Adam states per GPU under plain data parallelism: about 16 bytes a parameter
     for full fine-tuning in mixed precision, about 2 (the frozen bf16 base) for LoRA."""
     return None if billions is None else billions * (16 if method == "full" else 2)
-
-
-def slurm_script(plan: Plan, config: Path, overrides: list[str], rows: list[dict]) -> str:
-    """A bash script: run as ``bash FILE`` it submits one array per resource size and the report after them
-    (``--dependency=afterok``); Slurm runs the same file as each array task."""
-    cfg = plan.cfg
-    groups: dict[Resources, list[int]] = defaultdict(list)
-    for point, row in zip(plan.points, rows, strict=True):
-        need = resources(row["parameters_b"], point.method, row["gpu_hours"], cfg.train.nproc)
-        groups[need].append(row["task"])
-    logs = cfg.run_dir.resolve() / "slurm"
-    command = shlex.join([sys.executable, "-m", "babeltune"])
-    args = shlex.join([str(config.resolve()), *overrides])
-    submits = "\n".join(
-        f'jobs+=("$(submit --array={_ranges(ids)} {need.sbatch_options()} "$0")")  # {len(ids)} run(s)'
-        for need, ids in sorted(groups.items(), key=lambda kv: kv[1][0])
-    )
-    return f"""#!/bin/bash
-# The grid of {config}: one Slurm array task per training run ({len(rows)} in all), then the report.
-# Written by `babeltune plan {config} --slurm`. Submit everything with: bash THIS_FILE
-# (each array task runs `babeltune run CONFIG --task ID`; resources are sized per model and method)
-#SBATCH --job-name=babeltune-{cfg.name}
-#SBATCH --output={logs}/%A_%a.out
-set -euo pipefail
-cd {shlex.quote(str(Path.cwd()))}
-if [ -n "${{SLURM_ARRAY_TASK_ID:-}}" ]; then
-  exec {command} run {args} --task "$SLURM_ARRAY_TASK_ID"
-fi
-mkdir -p {shlex.quote(str(logs))}
-submit() {{ local id; id=$(sbatch --parsable "$@"); echo "${{id%%;*}}"; }}
-jobs=()
-{submits}
-report=$(submit --job-name=babeltune-{cfg.name}-report --output={logs}/report_%j.out \\
-  --dependency=afterok:"$(IFS=:; echo "${{jobs[*]}}")" --wrap {shlex.quote(f"cd {shlex.quote(str(Path.cwd()))} && {command} report {args}")})
-echo "submitted arrays ${{jobs[*]}} and the report $report; logs in {logs}"
-"""
-
-
-def _ranges(ids: list[int]) -> str:
-    """Slurm's array syntax for a sorted list of IDs.
-
-    >>> _ranges([0, 1, 2, 5, 7, 8])
-    '0-2,5,7-8'
-    """
-    out, start = [], ids[0]
-    for prev, cur in zip(ids, [*ids[1:], None], strict=True):
-        if cur != prev + 1:
-            out.append(str(start) if start == prev else f"{start}-{prev}")
-            start = cur
-    return ",".join(out)
-
-
-def write_slurm(plan: Plan, config: Path, overrides: list[str], rows: list[dict], path: Path) -> None:
-    """The script, and the log folder Slurm writes to (it must exist when the jobs start)."""
-    (plan.cfg.run_dir / "slurm").mkdir(parents=True, exist_ok=True)
-    atomic_write_text(path, slurm_script(plan, config, overrides, rows))
-    path.chmod(path.stat().st_mode | 0o111)
 
 
 def task_rows(plan: Plan) -> list[dict]:
@@ -223,7 +126,8 @@ def print_json(plan: Plan) -> None:
         print(json.dumps(row, ensure_ascii=False))
 
 
-def print_plan(plan: Plan, config: Path, overrides: list[str], slurm: Path | None) -> None:
+def print_plan(plan: Plan) -> list[dict]:
+    """The mixtures, training runs and tasks as tables; returns the training rows."""
     from rich.console import Console
     from rich.table import Table
 
@@ -277,17 +181,13 @@ def print_plan(plan: Plan, config: Path, overrides: list[str], slurm: Path | Non
         f"training (estimate: {EFFECTIVE_FLOPS / 1e12:.0f} TFLOP/s effective; ~ marks tokens estimated at "
         f"{TOKENS_PER_EXAMPLE} per example; GPU GB over {GPU_MEMORY_GB} needs FSDP or ZeRO: docs/accelerate/)"
     )
-    if slurm:
-        write_slurm(plan, config, overrides, rows, slurm)
-        console.print(
-            f"Slurm: bash {slurm} submits the arrays and the report; logs in {plan.cfg.run_dir / 'slurm'}"
-        )
     tasks = Table(title=f"tasks in {plan.cfg.run_dir}")
     for col in ("stage", "name", "key", "status"):
         tasks.add_column(col)
     for row in task_rows(plan):
         tasks.add_row(row["stage"], row["name"], row["key"] or "–", row["status"])
     console.print(tasks)
+    return rows
 
 
 def _show(value: object, missing: str = "?") -> str:

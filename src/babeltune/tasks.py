@@ -21,9 +21,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from babeltune.cluster import preempt
 from babeltune.io import atomic_write_text, out_of_room, read_json, sha256_file, write_json
-from babeltune.locks import locked
+from babeltune.locks import locked, me
 from babeltune.registry import BabeltuneError
+from babeltune.secrets import redact
 from babeltune.settings import content_key, dump_yaml, to_dict
 from babeltune.version import __version__
 
@@ -153,12 +155,28 @@ def task_lock(task: Task, log: Callable[[str], None]) -> Iterator[None]:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise BabeltuneError(f"output_dir: cannot write to {task.run_dir}: {err.strerror}") from None
-    with locked(path, lambda holder: log(f"waiting for {describe_holder(holder)} to finish {task.stage}: {task.name}")):
+    with locked(
+        path, lambda holder: log(f"waiting for {describe_holder(holder)} to finish {task.stage}: {task.name}")
+    ):
         yield
 
 
 def lock_path(task: Task) -> Path:
     return task.run_dir / ".locks" / f"{task.folder or task.stage}-{task.out_dir.name}.lock"
+
+
+def failure_path(task: Task) -> Path:
+    """Where a task that raised leaves its last error (outside its folder, which a failure removes)."""
+    return task.run_dir / ".failures" / f"{task.folder or task.stage}-{task.out_dir.name}.json"
+
+
+def record_failure(task: Task, err: BaseException) -> None:
+    """Keep the error line of a task that raised, for ``babeltune status``; never hides the error itself."""
+    text = str(err) if isinstance(err, BabeltuneError) else f"{type(err).__name__}: {err}"
+    line = redact(text.strip().splitlines()[0] if text.strip() else type(err).__name__)[:500]
+    with contextlib.suppress(OSError):
+        write_json(failure_path(task), {"error": line, "at": time.time()} | {
+            k: v for k, v in me().items() if k in ("host", "pid", "slurm_job")})  # fmt: skip
 
 
 def describe_holder(holder: dict | None) -> str:
@@ -228,6 +246,7 @@ def execute(tasks: list[Task], log: Callable[[str], None] = print) -> Summary:
     todo = pending(tasks)
     log(f"{len(tasks) - len(todo)} of {len(tasks)} tasks already done; running {len(todo)}")
     for task in todo:
+        preempt.raise_if_requested()  # a signal that came during the last task's final step
         with task_lock(task, log):
             task._record = None  # another process may have finished it while we waited
             if task.done:
@@ -251,6 +270,7 @@ def _run(task: Task) -> tuple[Outcome | None, float]:
         outcome = result if isinstance(result, Outcome) else Outcome()
     except Exception as err:
         _forget_if_empty(out)
+        record_failure(task, err)
         if out_of_room(err):
             raise BabeltuneError(f"cannot write {out}: no space left on the device; finished tasks are kept, "
                                  "rerun when there is room") from None  # fmt: skip
@@ -271,6 +291,7 @@ def _run(task: Task) -> tuple[Outcome | None, float]:
         "outputs": {part: _part_key(task, part) for part in outcome.parts}, "seconds": seconds,
     }  # fmt: skip
     write_json(out / DONE, record)
+    failure_path(task).unlink(missing_ok=True)
     task._record = record
     return outcome, seconds
 

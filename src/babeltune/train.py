@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Literal
 
 from babeltune import checkpoint
+from babeltune.cluster import preempt
 from babeltune.data.schema import Example
 from babeltune.io import atomic_write_text, honour_umask, read_jsonl, write_json
 from babeltune.models import ModelArgs
@@ -367,6 +368,51 @@ def _no_final_checkpoint_callback():
     return NoFinalCheckpoint()
 
 
+def _epoch_seeded(trainer_class, seed: int):
+    """A Trainer whose data order in each epoch is a function of (seed, epoch) alone. Transformers' samplers
+    draw their permutation from the global random state when the epoch starts; a run resumed mid-epoch starts
+    that epoch before the checkpoint's random state is restored, so it would skip batches of another order."""
+    import torch
+    from torch.utils.data import Sampler
+
+    class EpochSeeded(Sampler):
+        def __init__(self, inner):
+            self.inner, self.generator = inner, torch.Generator()
+            inner.generator = self.generator
+            self.set_epoch(0)
+
+        def set_epoch(self, epoch: int) -> None:
+            self.generator.manual_seed(seed * 1_000_003 + int(epoch))
+
+        def __iter__(self):
+            return iter(self.inner)
+
+        def __len__(self) -> int:
+            return len(self.inner)
+
+    class EpochSeededTrainer(trainer_class):
+        def _get_train_sampler(self, *args, **kwargs):
+            sampler = super()._get_train_sampler(*args, **kwargs)
+            return EpochSeeded(sampler) if hasattr(sampler, "generator") else sampler
+
+    return EpochSeededTrainer
+
+
+def _stop_on_signal_callback():
+    from transformers import TrainerCallback
+
+    class StopOnSignal(TrainerCallback):
+        """Slurm's warning signal or SIGTERM during training: finish this step, save a checkpoint (weights,
+        optimizer, scheduler, random state, the position in the epoch) and stop; the rerun resumes there."""
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if preempt.requested() and state.global_step < state.max_steps:
+                control.should_save = True
+                control.should_training_stop = True
+
+    return StopOnSignal()
+
+
 def checkpointing_arguments(arguments_class, enabled: bool) -> dict:
     """Activation checkpointing under the name this transformers uses (``gradient_`` before 5.24)."""
     if not enabled:
@@ -540,8 +586,9 @@ def run(job: TrainJob, mixture: Path, out_dir: Path) -> Path:
     callbacks = [log_callback]
     if not (val and cfg.keep_best):  # picking the best checkpoint needs the last one saved
         callbacks.append(_no_final_checkpoint_callback())
+    callbacks.append(_stop_on_signal_callback())  # after the one above: a stop always saves
     world = int(os.environ.get("WORLD_SIZE", "1"))
-    trainer = Trainer(
+    trainer = _epoch_seeded(Trainer, cfg.seed)(
         model=model,
         args=training_arguments(job, out_dir, bool(val), optimizer_steps(len(rows), cfg, world)),
         train_dataset=rows,
@@ -553,8 +600,17 @@ def run(job: TrainJob, mixture: Path, out_dir: Path) -> Path:
     trainer.remove_callback(PrinterCallback)  # raw log dicts on the console: the bar says it better
     loss_before = trainer.evaluate(probe, metric_key_prefix="probe")["probe_loss"]
     weights_before = trainable_fingerprint(model)
+    if resume is not None:
+        step = json.loads((Path(resume) / "trainer_state.json").read_text(encoding="utf-8"))["global_step"]
+        print(f"train {out_dir.name}: resuming from {Path(resume).name} (step {step} of "
+              f"{optimizer_steps(len(rows), cfg, world)})", file=sys.stderr, flush=True)  # fmt: skip
     start = time.perf_counter()
-    result = trainer.train(resume_from_checkpoint=resume)
+    with preempt.checkpointable():
+        result = trainer.train(resume_from_checkpoint=resume)
+    if preempt.requested() and trainer.state.global_step < trainer.state.max_steps:
+        print(f"train {out_dir.name}: stopped at step {trainer.state.global_step} of {trainer.state.max_steps}; "
+              f"checkpoint-{trainer.state.global_step} saved", file=sys.stderr, flush=True)  # fmt: skip
+        preempt.raise_if_requested()
     seconds = time.perf_counter() - start
     loss_after = trainer.evaluate(probe, metric_key_prefix="probe")["probe_loss"]
     learned = learned_anything(loss_before, loss_after, weights_before, trainable_fingerprint(model))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from statistics import mean
 
@@ -60,14 +60,22 @@ class ReportJob:
     seen: list[str]  # training languages
     lang_order: list[str]  # test languages, in the order the tables show them
     settings: str  # the experiment's result-shaping settings, shown in the report
+    missing: list[str] = field(default_factory=list)  # grid points not finished when this report was made
 
 
 def task(
-    cfg: ReportArgs, runs: list[ReportRun], seen: list[str], lang_order: list[str], settings: str
+    cfg: ReportArgs,
+    runs: list[ReportRun],
+    seen: list[str],
+    lang_order: list[str],
+    settings: str,
+    missing: list[str] = (),
 ) -> Task:
+    """``missing``: grid points left out because they have not finished (a report of what is done)."""
     roles = ("mixture", "weights", "responses", "scores")
     inputs = {f"{i:04d}.{role}": getattr(r, role) for i, r in enumerate(runs) for role in roles}
-    job = ReportJob(cfg, [[r.name, r.regime, r.model, r.method] for r in runs], seen, lang_order, settings)
+    job = ReportJob(cfg, [[r.name, r.regime, r.model, r.method] for r in runs], seen, lang_order, settings,
+                    list(missing))  # fmt: skip
 
     def work(t: Task) -> Path:
         results = [
@@ -75,7 +83,7 @@ def task(
                       metrics_file(r.weights.path), manifest_file(r.mixture.path), r.model, r.method)
             for r in runs
         ]  # fmt: skip
-        return run(cfg, results, set(seen), settings, t.out_dir, lang_order)
+        return run(cfg, results, set(seen), settings, t.out_dir, lang_order, list(missing))
 
     return Task("report", "report", job, work, inputs, locate=lambda folder, _: folder / REPORT)
 
@@ -161,8 +169,14 @@ def size_points(
     return [p for p in points if len(sizes_of[p.family]) > 1]  # a family with one size has no line to draw
 
 
-def notes_for(results: list[RunResult]) -> list[str]:
+def notes_for(results: list[RunResult], missing: list[str] = ()) -> list[str]:
     notes = []
+    if missing:
+        notes.append(
+            f"Incomplete grid: {len(missing)} of {len(missing) + len(results)} grid points had not finished and "
+            f"are missing here: {', '.join(missing)}. `babeltune status RUN_DIR` says why; "
+            "`babeltune plan CONFIG --slurm FILE --only-todo` writes a script for exactly those."
+        )
     evaluation = read_json(results[0].evaluation)["judge"]
     if evaluation["pipeline_check_only"]:
         notes.append(
@@ -181,6 +195,7 @@ def run(
     settings_yaml: str,
     out_dir: Path,
     lang_order: list[str] = (),
+    missing: list[str] = (),
 ) -> Path:
     """Aggregate every run's scores and write the report files; returns ``report.html``."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -195,6 +210,7 @@ def run(
     ]  # fmt: skip
     found = finding.finding(scores, infos, seen_langs, list(lang_order))
     write_json(out_dir / "finding.json", found | {"sentences": finding.sentences(found)})
+    write_json(out_dir / "grid.json", {"reported": [r.name for r in results], "missing": list(missing)})
     figures = plots.grouped_bars(
         table, "consistency", "fidelity (share of answers ok)", out_dir / "consistency"
     )
@@ -241,7 +257,7 @@ def run(
         table,
         [p for p in figures if p.suffix == ".png"],
         budget_rows(results),
-        notes_for(results),
+        notes_for(results, missing),
         settings_yaml,
         browser,
         tests,

@@ -61,7 +61,9 @@ class TranslateArgs(EndpointArgs):
         4.0, "reject translations longer than this x the source (characters)", gt=0
     )
     cache: str | None = setting(
-        None, "translation cache folder, safe to share between runs and hosts (default: <run dir>/cache/translations)", affects_result=False
+        None,
+        "translation cache folder, safe to share between runs and hosts (default: <run dir>/cache/translations)",
+        affects_result=False,
     )
 
     def check(self, where: str) -> None:
