@@ -7,6 +7,7 @@ Run as a script to start one by hand: ``python tests/slurm_cluster.py /tmp/clust
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -124,10 +125,8 @@ class Cluster:
         for name in ("slurmd.pid", "slurmctld.pid"):
             pid = self.root / name
             if pid.exists():
-                try:
+                with contextlib.suppress(ValueError, ProcessLookupError):
                     os.kill(int(pid.read_text().strip()), signal.SIGTERM)
-                except (ValueError, ProcessLookupError):
-                    pass
         if self._munged:
             subprocess.run(["pkill", "-x", "munged"], capture_output=True)
         time.sleep(1)

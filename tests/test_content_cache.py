@@ -8,9 +8,8 @@ import sys
 import textwrap
 import time
 
-from conftest import babeltune, tiny_config
-
 from babeltune.content_cache import ContentCache, compact, foldable
+from conftest import babeltune, tiny_config
 
 WRITER = textwrap.dedent("""
     import sys, time
@@ -30,7 +29,9 @@ WRITER = textwrap.dedent("""
 def test_four_processes_write_one_cache_at_once_and_every_item_is_read_back(tmp_path):
     folder = tmp_path / "judgements"
     start = time.time() + 2
-    procs = [subprocess.Popen([sys.executable, "-c", WRITER, str(folder), str(me), str(start)]) for me in range(4)]
+    procs = [
+        subprocess.Popen([sys.executable, "-c", WRITER, str(folder), str(me), str(start)]) for me in range(4)
+    ]
     assert [p.wait(timeout=120) for p in procs] == [0, 0, 0, 0]
     shards = sorted(p.name for p in folder.iterdir())
     assert len(shards) == 4 and not any(".open." in s for s in shards)  # one closed shard per process
@@ -64,7 +65,9 @@ def test_a_reader_sees_what_another_process_wrote_after_it_opened(tmp_path):
     assert len(foldable(tmp_path / "c")) == 1
 
 
-def test_concurrent_evaluate_tasks_share_the_judgement_cache_and_a_rerun_pays_nothing(tmp_path, tiny_model, chat_server):
+def test_concurrent_evaluate_tasks_share_the_judgement_cache_and_a_rerun_pays_nothing(
+    tmp_path, tiny_model, chat_server
+):
     server = chat_server(lambda body, attempt: "Rating: 2")
     judge = f'{{judge: {{backend: openai, model: m, base_url: "{server.url}", api_key_env: null}}}}'
     mix = "{regimes: [english-only, multilingual-downsampled, multilingual, monolingual], monolingual_languages: [es]}"

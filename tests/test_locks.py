@@ -21,7 +21,9 @@ HOLD = (
 
 def test_processes_take_the_lock_one_at_a_time(tmp_path):
     log = tmp_path / "log"
-    procs = [subprocess.Popen([sys.executable, "-c", HOLD, str(tmp_path / "l.lock"), str(log)]) for _ in range(3)]
+    procs = [
+        subprocess.Popen([sys.executable, "-c", HOLD, str(tmp_path / "l.lock"), str(log)]) for _ in range(3)
+    ]
     assert [p.wait(timeout=60) for p in procs] == [0, 0, 0]
     events = [line.split()[0] for line in log.read_text().splitlines()]
     assert events == ["in", "out"] * 3  # never two inside at once
@@ -55,7 +57,13 @@ def test_a_holder_on_another_host_is_alive_until_its_heartbeat_stops(tmp_path):
 
 def test_an_earlier_run_of_a_requeued_slurm_job_holds_nothing(tmp_path, monkeypatch):
     path = tmp_path / "l.lock"
-    earlier = {"host": socket.gethostname(), "pid": os.getpid(), "started": "x", "slurm_job": "7_2", "restart": 0}
+    earlier = {
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "started": "x",
+        "slurm_job": "7_2",
+        "restart": 0,
+    }
     path.write_text(json.dumps(earlier | {"host": "node-elsewhere"}))
     monkeypatch.setenv("SLURM_ARRAY_JOB_ID", "7")
     monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "2")

@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 from babeltune import config
+from babeltune.cluster.script import slurm_script
 from babeltune.experiment import build_plan, select_task
-from babeltune.planning import mixture_table, slurm_script, training_rows
+from babeltune.planning import mixture_table, training_rows
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -43,10 +44,10 @@ def test_paper_grid_has_the_papers_runs(paper):
     assert bloom_full["gpu_hours"] == pytest.approx(bloom_lora["gpu_hours"] * (3 * 6) / (5 * 4), rel=0.01)
 
 
-def test_the_slurm_script_sizes_each_array_from_its_model(paper):
+def test_the_slurm_script_sizes_each_array_from_its_model(paper, tmp_path):
     rows = training_rows(paper, mixture_table(paper)[0])
-    script = slurm_script(paper, Path("configs/paper.yaml"), ["--train.seed=1"], rows)
-    arrays = [line for line in script.splitlines() if line.startswith("jobs+=")]
+    script = slurm_script(paper, Path("configs/paper.yaml"), ["--train.seed=1"], rows, tmp_path / "paper.sh")
+    arrays = [line for line in script.splitlines() if line.startswith("arrays+=")]
     assert len(arrays) > 1  # one submission per resource size, not one size for all
     covered = sorted(int(i) for line in arrays for part in line.split("--array=")[1].split()[0].split(",")
                      for i in (range(int(part.split("-")[0]), int(part.split("-")[-1]) + 1)))  # fmt: skip
@@ -56,17 +57,26 @@ def test_the_slurm_script_sizes_each_array_from_its_model(paper):
     assert "--mem=32G" in small and int(big.split("--time=")[1].split(":")[0]) > int(
         small.split("--time=")[1].split(":")[0]
     )
-    assert f"{sys.executable} -m babeltune run {REPO / 'configs/paper.yaml'} --train.seed=1" in script
-    assert "--dependency=afterok:" in script and " report " in script
+    assert all("--requeue --signal=B:USR1@300" in line and "$after" in line for line in arrays)
+    assert f"{sys.executable} -m babeltune run {REPO / 'configs/paper.yaml'} --train.seed=1 --task" in script
+    assert "prep=$(submit" in script and "--dependency=afterok:$prep" in script
+    assert '--dependency=afterany:"$(IFS=:; echo "${arrays[*]}")"' in script and "report " in script
 
 
-def test_plan_writes_the_script_and_its_log_folder(tmp_path):
-    out = tmp_path / "paper.sbatch"
-    proc = subprocess.run([sys.executable, "-m", "babeltune", "plan", "configs/paper.yaml", "--slurm", str(out),
-                           f"--output_dir={tmp_path / 'run'}"], capture_output=True, text=True, cwd=REPO)  # fmt: skip
-    assert proc.returncode == 0, proc.stderr
-    assert out.read_text().startswith("#!/bin/bash") and (tmp_path / "run" / "slurm").is_dir()
-    assert f"#SBATCH --output={tmp_path / 'run' / 'slurm'}/%A_%a.out" in out.read_text()
+def test_site_settings_reach_every_job_and_cpu_clusters_ask_for_no_gpu(paper, tmp_path):
+    cfg = config.load(REPO / "configs/paper.yaml", [
+        "--slurm.gpus=0", "--slurm.partition=cpu", "--slurm.account=lab", "--slurm.throttle=20",
+        "--slurm.extra=[--mail-type=FAIL]", "--slurm.setup=[module load cuda]", "--slurm.times={'*/full/*': 3-00:00:00}",
+    ])  # fmt: skip
+    plan = build_plan(cfg)
+    rows = training_rows(plan, mixture_table(plan)[0])
+    script = slurm_script(plan, Path("configs/paper.yaml"), [], rows, tmp_path / "s.sh")
+    assert "--gres" not in script and "\nmodule load cuda\n" in script
+    submits = [line for line in script.splitlines() if "$(submit" in line]
+    assert len(submits) >= 4 and all("--partition=cpu --account=lab --mail-type=FAIL" in s for s in submits)
+    arrays = [line for line in submits if "--array=" in line]
+    assert all("%20 " in line for line in arrays)
+    assert any("--time=3-00:00:00" in line for line in arrays)
 
 
 def test_a_task_id_selects_one_chain(paper):

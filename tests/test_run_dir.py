@@ -270,32 +270,3 @@ def test_norwegian_is_a_language_not_false(tmp_path, tiny_model):
     proc = babeltune("show-config", str(cfg), "--data.languages=[en, no]")
     assert proc.returncode == 0, proc.stderr
     assert Counter(line.strip() for line in proc.stdout.splitlines())["- 'no'"] == 2
-
-
-def test_the_slurm_script_runs_as_written(tmp_path, tiny_model):
-    """`bash FILE` submits the arrays and the report after them; each array task is `babeltune run CONFIG
-    --task ID`, all at once on one run directory. Run against a stand-in sbatch that runs jobs on this machine."""
-    cfg = tiny_config(tmp_path / "exp.yaml", tiny_model, tmp_path / "run")
-    script = tmp_path / "grid.sbatch"
-    assert babeltune("plan", str(cfg), "--slurm", str(script), "--train.seed=3").returncode == 0
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    (bin_dir / "sbatch").write_text(f"#!{sys.executable}\n" + (REPO / "tests" / "fake_sbatch.py").read_text())
-    (bin_dir / "sbatch").chmod(0o755)
-    state = tmp_path / "slurm-state"
-    env = dict(os.environ, PATH=f"{bin_dir}:{os.environ['PATH']}", FAKE_SLURM=str(state))
-    submitted = subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True, timeout=60)
-    assert submitted.returncode == 0, submitted.stderr
-    report_job = submitted.stdout.split("the report ")[1].split(";")[0]
-    deadline = time.time() + 600
-    while not (state / f"{report_job}.rc").exists() and time.time() < deadline:
-        time.sleep(0.5)
-    logs = sorted((tmp_path / "run" / "slurm").iterdir())
-    assert (state / f"{report_job}.rc").read_text() == "0", [p.read_text()[-2000:] for p in logs]
-    assert len(logs) == 3  # two array tasks and the report
-    (report,) = (tmp_path / "run" / "report").iterdir()
-    assert (report / "report.html").exists()
-    jobs = [read_json(p) for p in state.glob("*.json")]
-    assert sorted(len(j["array"] or []) for j in jobs) == [0, 2]  # one array of both runs, then the report
-    trained = [p / "job.yaml" for p in (tmp_path / "run" / "train").iterdir()]
-    assert len(trained) == 2 and all("seed: 3" in p.read_text() for p in trained)  # the plan's overrides

@@ -10,10 +10,10 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import babeltune, tiny_config
-from slurm_cluster import Cluster, missing_binaries
 
 from babeltune.models import model_slug
+from conftest import babeltune, tiny_config
+from slurm_cluster import Cluster, missing_binaries
 
 pytestmark = pytest.mark.slurm
 
@@ -34,7 +34,9 @@ def cluster(tmp_path_factory):
 
 
 def submit(cluster: Cluster, cfg: Path, script: Path, *plan_args: str) -> str:
-    planned = babeltune("plan", str(cfg), "--slurm", str(script), *plan_args, env={"SLURM_CONF": str(cluster.conf)})
+    planned = babeltune(
+        "plan", str(cfg), "--slurm", str(script), *plan_args, env={"SLURM_CONF": str(cluster.conf)}
+    )
     assert planned.returncode == 0, planned.stderr
     out = subprocess.run(["bash", str(script)], capture_output=True, text=True, env=cluster.env, timeout=60)
     assert out.returncode == 0, out.stderr
@@ -46,7 +48,9 @@ def wait(cluster: Cluster, timeout: float = 400) -> None:
 
 
 def logs(run: Path) -> str:
-    return "\n".join(f"== {p.name}\n{p.read_text(errors='replace')}" for p in sorted((run / "slurm").iterdir()))
+    return "\n".join(
+        f"== {p.name}\n{p.read_text(errors='replace')}" for p in sorted((run / "slurm").iterdir())
+    )
 
 
 def answers(run: Path) -> dict[str, list[str]]:
@@ -84,7 +88,9 @@ def test_the_grid_runs_under_slurm_as_submitted_and_equals_a_local_run(cluster, 
     print(f"3-point grid: {slurm_seconds:.0f} s under Slurm (submit to idle), {local_seconds:.0f} s locally")
 
 
-def test_a_preempted_element_checkpoints_requeues_and_resumes_to_the_same_result(cluster, tmp_path, tiny_model):
+def test_a_preempted_element_checkpoints_requeues_and_resumes_to_the_same_result(
+    cluster, tmp_path, tiny_model
+):
     train = "{epochs: 1, max_steps: 400, batch_size: 4, grad_accum: 1, learning_rate: 1.0e-3, threads: 1}"
     groups = {"mix": "{regimes: [multilingual]}", "train": train, "slurm": SITE}
     cfg = tiny_config(tmp_path / "exp.yaml", tiny_model, tmp_path / "run", **groups)
@@ -132,7 +138,11 @@ def test_a_failed_point_is_reported_missing_named_by_status_and_rerun_alone(clus
     assert "Incomplete grid: 1 of 3 grid points" in (report / "report.html").read_text()
     rows = {(r["point"], r["stage"]): r for r in status(cluster, run)}
     failed = rows[f"{model}/lora/mono-es", "train"]
-    assert failed["state"] == "failed" and "mixture.jsonl:1" in failed["detail"] and "Slurm job" in failed["detail"]
+    assert (
+        failed["state"] == "failed"
+        and "mixture.jsonl:1" in failed["detail"]
+        and "Slurm job" in failed["detail"]
+    )
     assert rows[f"{model}/lora/en-only", "evaluate"]["state"] == "done"
 
     mixture.write_text(good)  # fixed: only that point is resubmitted, and no prep job
@@ -140,5 +150,7 @@ def test_a_failed_point_is_reported_missing_named_by_status_and_rerun_alone(clus
     assert said.startswith("submitted: prep (none") and "--array=2 " in (tmp_path / "todo.sh").read_text()
     wait(cluster)
     assert all(row["state"] == "done" for row in status(cluster, run)), logs(run)
-    complete = [p for p in (run / "report").iterdir() if json.loads((p / "grid.json").read_text())["missing"] == []]
+    complete = [
+        p for p in (run / "report").iterdir() if json.loads((p / "grid.json").read_text())["missing"] == []
+    ]
     assert len(complete) == 1

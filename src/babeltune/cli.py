@@ -75,7 +75,6 @@ def _plan(args: argparse.Namespace, overrides: list[str]):
     shard = parse_shard(args.shard) if getattr(args, "shard", None) else None
     cfg = _load(args, overrides)
     plan = build_plan(cfg, shard)
-    _keep_resolved_config(cfg)
     if getattr(args, "prepared", False) and getattr(args, "task", None) is None:
         raise BabeltuneError("--prepared: goes with --task ID (an array element after the prep job)")
     if getattr(args, "task", None) is not None:
@@ -116,6 +115,7 @@ def run_stages(stage: str) -> Callable[[argparse.Namespace, list[str]], int]:
             from babeltune.experiment import report_what_is_done
 
             missing = report_what_is_done(plan)
+        _keep_resolved_config(plan.cfg)
         start = time.perf_counter()
         summary = execute(plan)
         if stage == "translate":
@@ -164,6 +164,7 @@ def _print_plan(args: argparse.Namespace, overrides: list[str]) -> int:
     if args.slurm:
         from babeltune.cluster import script
 
+        _keep_resolved_config(plan.cfg)
         for line in script.too_big(plan, rows):
             print(f"babeltune: warning: {line}", file=sys.stderr)
         covered = script.write_slurm(plan, args.config or DEFAULT_CONFIG, overrides, rows, args.slurm,

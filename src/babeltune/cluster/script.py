@@ -118,7 +118,7 @@ def slurm_script(plan: Plan, config: Path, overrides: list[str], rows: list[dict
         f'arrays+=("$(submit --export=ALL,{ROLE}=point --job-name=babeltune-{cfg.name} {common} '
         f"--array={_ranges(sorted(members))}{throttle} --requeue --signal=B:USR1@{cfg.slurm.signal_margin} "
         f'--output={logs}/point-%A_%a.out {" ".join(need.options(site_gpu))} $after "$self")")'
-        f"  # {len(members)} grid point(s)\nsubmitted+=(\"${{arrays[-1]}}\")"
+        f'  # {len(members)} grid point(s)\nsubmitted+=("${{arrays[-1]}}")'
         for need, members in sorted(groups.items(), key=lambda kv: kv[1][0])
     )
     prep_cpus = cfg.slurm.cpus or 8
