@@ -66,16 +66,22 @@ def resources(plan: Plan, point: GridPoint, row: dict) -> Resources:
 
 
 def too_big(plan: Plan, rows: list[dict]) -> list[str]:
-    """Grid points whose estimated GPU memory per process exceeds one GPU of the site, in words."""
-    out = []
+    """The models and methods whose estimated GPU memory per process exceeds one GPU of the site, a line each.
+
+    Training with ``train.nproc`` processes under FSDP or ZeRO divides that memory between them."""
+    found: dict[tuple[str, str], tuple[float, int, int]] = {}
     for point, row in zip(plan.points, rows, strict=True):
         need = gpu_memory_gb(row["parameters_b"], point.method)
         nproc = point.train.job.train.nproc
         if need is not None and need / nproc > plan.cfg.slurm.gpu_memory_gb:
-            gpus = math.ceil(need / plan.cfg.slurm.gpu_memory_gb)
-            out.append(f"{point.name} needs about {need:.0f} GB: {gpus} GPUs of {plan.cfg.slurm.gpu_memory_gb:g} GB "
-                       f"with FSDP or ZeRO (train.nproc={gpus} and docs/accelerate/)")  # fmt: skip
-    return out
+            key = (point.name.rsplit("/", 1)[0], point.method)
+            found[key] = (need, math.ceil(need / plan.cfg.slurm.gpu_memory_gb), found.get(key, (0, 0, 0))[2] + 1)
+    return [
+        f"{run} ({n} grid points) needs about {need:.0f} GB of GPU memory, more than one "
+        f"{plan.cfg.slurm.gpu_memory_gb:g} GB GPU: train it on {gpus} GPUs with FSDP or ZeRO (train.nproc={gpus}, "
+        "docs/accelerate/) or set slurm.gpu_memory_gb"
+        for (run, _), (need, gpus, n) in found.items()
+    ]
 
 
 def _ranges(ids: list[int]) -> str:
