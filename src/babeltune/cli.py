@@ -182,6 +182,27 @@ def _status(args: argparse.Namespace, overrides: list[str]) -> int:
     return print_status(args.run_dir, args.json)
 
 
+def _run_task(args: argparse.Namespace, overrides: list[str]) -> int:
+    from babeltune.tasks import EXIT_INCOMPLETE, execute, from_job_file
+
+    if overrides:
+        raise BabeltuneError(f"run-task: unrecognised argument {overrides[0]!r}")
+    task = from_job_file(args.folder)
+    missing = [f"{role}: {i.path}" for role, i in task.inputs.items() if not Path(i.path).exists()]
+    if missing:
+        raise BabeltuneError(f"{args.folder}: its inputs are not there: {'; '.join(missing)}")
+    if args.force and task.record is not None:
+        (task.out_dir / ".done.json").unlink()
+        task._record = None
+    summary = execute([task])
+    print(f"{task.stage} {task.name}: {task.status} ({task.out_dir})")
+    line = summary.failure_line()
+    if line:
+        print(f"babeltune: {line}", file=sys.stderr)
+        return EXIT_INCOMPLETE
+    return 0
+
+
 def _compact(args: argparse.Namespace, overrides: list[str]) -> int:
     from babeltune.content_cache import compact
 
@@ -205,8 +226,9 @@ def _show_config(args: argparse.Namespace, overrides: list[str]) -> int:
 
 
 def _compare(args: argparse.Namespace, overrides: list[str]) -> int:
+    from babeltune.content_cache import run_cache
     from babeltune.evaluate import pairwise
-    from babeltune.experiment import cache_paths, execute, up_to
+    from babeltune.experiment import execute, up_to
     from babeltune.io import read_jsonl
     from babeltune.models import model_slug
     from babeltune.registry import unknown_name_error
@@ -222,7 +244,12 @@ def _compare(args: argparse.Namespace, overrides: list[str]) -> int:
     judge = plan.cfg.evaluate.judge
     folder = "--vs--".join(n.replace("/", "-") for n in args.runs) + f"--{model_slug(judge.model)}"
     summary = pairwise.run(
-        judge, a, b, tuple(args.runs), plan.cfg.run_dir / "compare" / folder, cache_paths(plan.cfg)[1]
+        judge,
+        a,
+        b,
+        tuple(args.runs),
+        plan.cfg.run_dir / "compare" / folder,
+        run_cache(plan.cfg.run_dir, "judgements"),
     )
     pairwise.print_summary(summary)
     return 0
@@ -290,6 +317,13 @@ def _plan_arguments(p: argparse.ArgumentParser) -> None:
                    help="with --slurm: a script for only the grid points not done yet (failed, incomplete, "
                    "stopped or never run), and no prep job when the preparation is done")  # fmt: skip
     p.add_argument("--json", action="store_true", help="print only the tasks, one JSON object a line")
+
+
+def _run_task_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "folder", type=Path, metavar="TASK_FOLDER", help="e.g. runs/quick/train/smollm2-135m-lora-multi-KEY"
+    )
+    p.add_argument("--force", action="store_true", help="run it again even if it is done")
 
 
 def _run_dir_argument(json_help: str = ""):
@@ -372,6 +406,11 @@ def _commands() -> dict[str, Command]:
             "error), incomplete, stopped or to do", _status, _run_dir_argument("one JSON object per task"),
             grid=False, description="Every task's state, read from the run directory alone (its experiment.yaml, "
             "task folders, locks and failure records). Exit 0 when everything is done, 3 otherwise."),
+        "run-task": Command(
+            "run one task from its folder's job.yaml (what it runs with, its inputs and their keys)", _run_task,
+            _run_task_arguments, grid=False,
+            description="Run one task of a run directory alone, from its job.yaml: for an external launcher or "
+            "scheduler. Its key is checked against the folder's name; a done task is left alone unless --force."),
         "compact": Command(
             "fold a run directory's cache shards (one per process that paid for translations or judgements) "
             "into one file", _compact, _run_dir_argument(), grid=False),

@@ -42,6 +42,11 @@ def cache_key(*parts: Any) -> str:
     return hashlib.sha256(json.dumps(parts, ensure_ascii=False).encode()).hexdigest()
 
 
+def run_cache(run_dir: Path, name: str) -> Path:
+    """A run directory's cache of ``name`` (translations, judgements): shared by all its tasks and processes."""
+    return Path(run_dir) / "cache" / name
+
+
 def encode(key: str, value: Any) -> str:
     """One record: its checksum, a tab, then the JSON of [key, value].
 

@@ -27,13 +27,6 @@ from babeltune.translate import stage as translate_stage
 STAGES = ["data", "translate", "mix", "train", "generate", "evaluate", "report"]
 
 
-def cache_paths(cfg: ExperimentConfig) -> tuple[Path, Path]:
-    """The run's content-keyed caches (translations, judgements): shared by all its tasks and processes."""
-    root = cfg.run_dir / "cache"
-    translations = Path(cfg.translate.cache) if cfg.translate.cache else root / "translations"
-    return translations, root / "judgements"
-
-
 @dataclass
 class GridPoint:
     """One training run of the grid and what follows from it: a ``--task`` ID, a row of the report."""
@@ -65,16 +58,13 @@ def build_plan(cfg: ExperimentConfig, shard: tuple[int, int] | None = None) -> P
 
     With ``shard`` (i, n), generation tasks answer only their share and are never marked done: an
     unsharded run merges the shards."""
-    translations, judgements = cache_paths(cfg)
     examples, tests = data_stage.examples_task(cfg.data), data_stage.tests_task(cfg.test)
     planned = [examples, tests]
     source = examples.output()
     if cfg.translate.enabled:
         src = cfg.data.source_language
         targets = [lang for lang in cfg.data.languages if lang != src]
-        translation = translate_stage.task(
-            cfg.translate, src, targets, cfg.evaluate.langid, source, translations
-        )
+        translation = translate_stage.task(cfg.translate, src, targets, cfg.evaluate.langid, source)
         planned.append(translation)
         source = translation.output()
     mixtures = mix.task(cfg.mix, cfg.data.languages, source, cfg.mix.counting_tokenizer(cfg.models[0].name))
@@ -86,7 +76,7 @@ def build_plan(cfg: ExperimentConfig, shard: tuple[int, int] | None = None) -> P
         name = f"{model_slug(model.name)}/{method}/{spec.name}"
         trained = train_stage.task(model, method, cfg.lora, cfg.train, mixtures.output(spec.name), name)
         answers = generate.task(cfg.generate, method, trained.output(), tests.output(), name, shard)
-        scores = evaluate_stage.task(cfg.evaluate, answers.output(), judgements, name)
+        scores = evaluate_stage.task(cfg.evaluate, answers.output(), name)
         points.append(GridPoint(name, model, method, spec, trained, answers, scores))
         planned += [trained, answers, scores]
 

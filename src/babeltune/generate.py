@@ -98,17 +98,25 @@ class GenerateJob:
     gen: GenerateArgs  # the decoding settings, with the preset applied for this run's method
     run_name: str  # recorded in each response, e.g. "smollm2-135m/lora/mono-es"
 
+    def work(self, inputs: dict[str, Path], out_dir: Path, shard: tuple[int, int] | None = None) -> Path:
+        return run(self, Target.of(inputs["weights"]), inputs["prompts"], out_dir, shard)
+
+    def locate(self, folder: Path, part: str) -> Path:
+        return folder / RESPONSES
+
 
 def task(
     cfg: GenerateArgs, method: str, weights: Output, prompts: Output, name: str, shard: tuple[int, int] | None
 ) -> Task:
     job = GenerateJob(effective(cfg, method), name)
-    return Task(
-        "generate", name, job,
-        lambda t: run(t.job, Target.of(t.inputs["weights"].path), t.inputs["prompts"].path, t.out_dir, shard),
-        {"weights": weights, "prompts": prompts}, locate=lambda folder, _: folder / RESPONSES,
-        slug=name.replace("/", "-"), partial=shard is not None,
-    )  # fmt: skip
+    inputs = {"weights": weights, "prompts": prompts}
+    sharded = (
+        None
+        if shard is None
+        else (lambda t: job.work({r: i.path for r, i in inputs.items()}, t.out_dir, shard))
+    )
+    return Task("generate", name, job, inputs, slug=name.replace("/", "-"), partial=shard is not None,
+                work=sharded)  # fmt: skip
 
 
 def split_at_stop(text: str, stops: list[str]) -> tuple[str, bool]:

@@ -86,15 +86,18 @@ class MixJob:
     languages: list[str]
     tokenizer: str | None  # counts tokens for the manifests (and the budget, in tokens)
 
+    def work(self, inputs: dict[str, Path], out_dir: Path) -> Outcome:
+        return run(self.mix, inputs["examples"], self.languages, out_dir, self.tokenizer)
+
+    def locate(self, folder: Path, part: str) -> Path:
+        return folder / part / MIXTURE
+
 
 def task(cfg: MixArgs, languages: list[str], examples: Output, tokenizer: str | None) -> Task:
     """One task writes every mixture; each is an output part whose content key is its file's hash, so a
     mixture that comes out the same (another regime added, say) leaves its training runs done."""
     job = MixJob(cfg, languages, tokenizer)
-    return Task(
-        "mix", "mixtures", job, lambda t: run(cfg, t.inputs["examples"].path, languages, t.out_dir, tokenizer),
-        {"examples": examples}, locate=lambda folder, name: folder / name / MIXTURE,
-    )  # fmt: skip
+    return Task("mix", "mixtures", job, {"examples": examples})
 
 
 def manifest_file(mixture: Path) -> Path:

@@ -13,20 +13,21 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import importlib
 import os
 import shutil
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Protocol
 
 from babeltune.cluster import preempt
 from babeltune.io import atomic_write_text, out_of_room, read_json, sha256_file, write_json
 from babeltune.locks import locked, me
 from babeltune.registry import BabeltuneError
 from babeltune.secrets import redact
-from babeltune.settings import content_key, dump_yaml, to_dict
+from babeltune.settings import content_key, dump_yaml, from_dict, load_yaml, to_dict
 from babeltune.version import __version__
 
 DONE = ".done.json"
@@ -61,24 +62,47 @@ class Output:
         return None if record is None else record["outputs"].get(self.part)
 
 
-def _where(folder: Path, part: str) -> Path:
-    return folder
+class Job(Protocol):
+    """The one task contract: a stage's typed job does its work from its input files into ``out_dir``, so
+    any task folder's ``job.yaml`` can be run alone (``babeltune run-task``), by any launcher."""
+
+    def work(self, inputs: dict[str, Path], out_dir: Path) -> object:
+        """Do the job; may return an ``Outcome`` (failed items, output parts)."""
+
+    def locate(self, folder: Path, part: str) -> Path:
+        """Where a part of the output lies in the task's folder."""
+
+
+@dataclass(frozen=True)
+class Given:
+    """An input known by its path and content key alone (a task run from its ``job.yaml``)."""
+
+    path: Path
+    key: str
+    task: None = None
 
 
 @dataclass(eq=False)
 class Task:
     stage: str  # the stage command that runs it: data, translate, mix, train, generate, evaluate, report
     name: str  # what users see, e.g. "smollm2-135m/lora/mono-es"
-    job: Any  # the typed job: its result fields make the key; saved as job.yaml
-    work: Callable[[Task], object]  # does the job into out_dir, reading self.inputs; may return an Outcome
-    inputs: dict[str, Output] = field(default_factory=dict)
-    locate: Callable[[Path, str], Path] = _where  # (task folder, part) -> the file or folder holding it
+    job: Job  # the typed job: its result fields make the key; saved as job.yaml; it does the work
+    inputs: dict[str, Output | Given] = field(default_factory=dict)
     folder: str = ""  # top folder in the run directory (default: the stage)
     slug: str = ""  # prefix of the task folder's name, e.g. "smollm2-135m-lora-mono-es"
     needs: dict[str, Path] = field(default_factory=dict)  # files the work reads, by the field naming them
     partial: bool = False  # does only part of the work (a shard of prompts): never recorded as done
     run_dir: Path = Path("runs/experiment")  # set by the plan
+    work: Callable[[Task], object] | None = None  # instead of the job's own work (a shard of it)
     _record: dict | None = field(default=None, repr=False)
+
+    def locate(self, folder: Path, part: str) -> Path:
+        return self.job.locate(folder, part)
+
+    def do_work(self) -> object:
+        if self.work is not None:
+            return self.work(self)
+        return self.job.work({role: Path(i.path) for role, i in self.inputs.items()}, self.out_dir)
 
     def output(self, part: str = "") -> Output:
         return Output(self, part)
@@ -141,10 +165,38 @@ def _part_key(task: Task, part: str) -> str:
 
 
 def job_yaml(task: Task) -> str:
-    """What the task runs with: its job (plumbing included) and its inputs, as job.yaml holds them."""
+    """What the task runs with: its job (plumbing included, and its type) and its inputs, as job.yaml holds
+    them; ``from_job_file`` reads it back."""
     inputs = {role: {"key": i.key, "path": str(i.path)} for role, i in sorted(task.inputs.items())}
     head = f"# {task.stage}: {task.name}; key {task.key} = hash of the job's result fields and the inputs' keys\n"
-    return head + dump_yaml({"stage": task.stage, "inputs": inputs, "job": to_dict(task.job)})
+    kind = f"{type(task.job).__module__}:{type(task.job).__qualname__}"
+    return head + dump_yaml({"stage": task.stage, "name": task.name, "kind": kind, "inputs": inputs,
+                             "job": to_dict(task.job)})  # fmt: skip
+
+
+def from_job_file(folder: Path) -> Task:
+    """The task whose folder is ``folder`` (``RUN/STAGE/[SLUG-]KEY``), rebuilt from its ``job.yaml``; its key
+    must come out as the folder's name says, or the file was edited (or made by another release)."""
+    path = Path(folder) / JOB
+    if not path.is_file():
+        raise BabeltuneError(f"{folder}: not a task folder (no {JOB})")
+    data = load_yaml(path.read_text(encoding="utf-8"))
+    kind = str(data.get("kind", ""))
+    module, _, name = kind.partition(":")
+    if not module.startswith("babeltune.") or not name:
+        raise BabeltuneError(
+            f"{path}: kind: {kind!r} is not a babeltune job type (written by an older release?)"
+        )
+    job = from_dict(getattr(importlib.import_module(module), name), data["job"], f"{path}: job")
+    inputs = {role: Given(Path(i["path"]), i["key"]) for role, i in data.get("inputs", {}).items()}
+    folder = Path(folder).resolve()
+    slug, _, key = folder.name.rpartition("-")
+    task = Task(data["stage"], data.get("name", folder.name), job, inputs, folder=folder.parent.name, slug=slug,
+                run_dir=folder.parents[1])  # fmt: skip
+    if task.key != key:
+        raise BabeltuneError(f"{path}: the job and inputs it holds give key {task.key}, not {key} as the folder "
+                             "says: edited, or written by another release of babeltune")  # fmt: skip
+    return task
 
 
 @contextlib.contextmanager
@@ -266,7 +318,7 @@ def _run(task: Task) -> tuple[Outcome | None, float]:
     try:
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_text(out / JOB, job_yaml(task))
-        result = task.work(task)
+        result = task.do_work()
         outcome = result if isinstance(result, Outcome) else Outcome()
     except Exception as err:
         _forget_if_empty(out)

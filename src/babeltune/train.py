@@ -157,6 +157,12 @@ class TrainJob:
         if self.method == "full":
             self.lora = None
 
+    def work(self, inputs: dict[str, Path], out_dir: Path) -> Path:
+        return run(self, inputs["mixture"], out_dir)
+
+    def locate(self, folder: Path, part: str) -> Path:
+        return weights_dir(folder, self.method)
+
 
 def weights_dir(out_dir: Path, method: str) -> Path:
     return out_dir / ("adapter" if method == "lora" else "model")
@@ -169,10 +175,7 @@ def metrics_file(weights: Path) -> Path:
 
 def task(model: ModelArgs, method: str, lora: LoraArgs, train: TrainArgs, mixture: Output, name: str) -> Task:
     job = TrainJob(model, method, lora, train)
-    return Task(
-        "train", name, job, lambda t: run(t.job, t.inputs["mixture"].path, t.out_dir), {"mixture": mixture},
-        locate=lambda folder, _: weights_dir(folder, method), slug=name.replace("/", "-"),
-    )  # fmt: skip
+    return Task("train", name, job, {"mixture": mixture}, slug=name.replace("/", "-"))
 
 
 def tokenize(

@@ -75,7 +75,11 @@ def too_big(plan: Plan, rows: list[dict]) -> list[str]:
         nproc = point.train.job.train.nproc
         if need is not None and need / nproc > plan.cfg.slurm.gpu_memory_gb:
             key = (point.name.rsplit("/", 1)[0], point.method)
-            found[key] = (need, math.ceil(need / plan.cfg.slurm.gpu_memory_gb), found.get(key, (0, 0, 0))[2] + 1)
+            found[key] = (
+                need,
+                math.ceil(need / plan.cfg.slurm.gpu_memory_gb),
+                found.get(key, (0, 0, 0))[2] + 1,
+            )
     return [
         f"{run} ({n} grid points) needs about {need:.0f} GB of GPU memory, more than one "
         f"{plan.cfg.slurm.gpu_memory_gb:g} GB GPU: train it on {gpus} GPUs with FSDP or ZeRO (train.nproc={gpus}, "

@@ -131,27 +131,40 @@ class DataJob:
     data: DataArgs
     contents: dict[str, str]  # field -> fingerprint of the file it names (a rewritten file is read again)
 
+    def work(self, inputs: dict[str, Path], out_dir: Path) -> Path:
+        return run(self.data, out_dir)
+
+    def locate(self, folder: Path, part: str) -> Path:
+        return folder / EXAMPLES
+
 
 @dataclass
 class TestsJob:
     test: TestArgs
     contents: dict[str, str]
 
+    def work(self, inputs: dict[str, Path], out_dir: Path) -> Path:
+        return run_tests(self.test, out_dir)
+
+    def locate(self, folder: Path, part: str) -> Path:
+        return folder / TEST_PROMPTS
+
 
 def examples_task(cfg: DataArgs) -> Task:
     sources = cfg.local_sources("data")
     return Task(
-        "data", "training examples", DataJob(cfg, {k: fingerprint(p) for k, p in sources.items()}),
-        lambda t: run(cfg, t.out_dir), locate=lambda folder, _: folder / EXAMPLES, needs=sources,
-    )  # fmt: skip
+        "data",
+        "training examples",
+        DataJob(cfg, {k: fingerprint(p) for k, p in sources.items()}),
+        needs=sources,
+    )
 
 
 def tests_task(cfg: TestArgs) -> Task:
     files = cfg.needs("test")
     return Task(
-        "data", "test prompts", TestsJob(cfg, {k: fingerprint(p) for k, p in files.items()}),
-        lambda t: run_tests(cfg, t.out_dir), locate=lambda folder, _: folder / TEST_PROMPTS,
-        folder="tests", needs=files,
+        "data", "test prompts", TestsJob(cfg, {k: fingerprint(p) for k, p in files.items()}), folder="tests",
+        needs=files,
     )  # fmt: skip
 
 

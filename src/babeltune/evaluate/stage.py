@@ -13,7 +13,7 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from babeltune.content_cache import ContentCache
+from babeltune.content_cache import ContentCache, run_cache
 from babeltune.evaluate import fidelity
 from babeltune.evaluate import judge as judges
 from babeltune.evaluate.judge import JudgeArgs
@@ -44,18 +44,21 @@ class EvaluateJob:
     evaluate: EvaluateArgs
     judge_prompt: str | None  # the judge prompt's fingerprint: a reworded prompt re-judges
 
+    def work(self, inputs: dict[str, Path], out_dir: Path) -> Outcome:
+        """Judgements are paid for once per run directory: its judgement cache is shared by every task."""
+        return run(self.evaluate, inputs["responses"], out_dir, run_cache(out_dir.parents[1], "judgements"))
 
-def task(cfg: EvaluateArgs, responses: Output, judgements: Path, name: str) -> Task:
-    """``judgements`` is the run's judgement cache, shared by every evaluate task."""
+    def locate(self, folder: Path, part: str) -> Path:
+        return folder / SCORES
+
+
+def task(cfg: EvaluateArgs, responses: Output, name: str) -> Task:
     version = judges.load_prompt(cfg.judge.prompt).fingerprint if cfg.judge.enabled else None
     if not cfg.judge.enabled:  # then no judge setting can change a result
         cfg = EvaluateArgs(cfg.langid, JudgeArgs(enabled=False), cfg.chrf)
     needs = {"evaluate.langid.model_path": Path(cfg.langid.model_path)} if cfg.langid.model_path else {}
-    return Task(
-        "evaluate", name, EvaluateJob(cfg, version),
-        lambda t: run(cfg, t.inputs["responses"].path, t.out_dir, judgements), {"responses": responses},
-        locate=lambda folder, _: folder / SCORES, slug=name.replace("/", "-"), needs=needs,
-    )  # fmt: skip
+    return Task("evaluate", name, EvaluateJob(cfg, version), {"responses": responses}, slug=name.replace("/", "-"),
+                needs=needs)  # fmt: skip
 
 
 def evaluation_file(scores: Path) -> Path:

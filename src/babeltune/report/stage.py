@@ -62,6 +62,20 @@ class ReportJob:
     settings: str  # the experiment's result-shaping settings, shown in the report
     missing: list[str] = field(default_factory=list)  # grid points not finished when this report was made
 
+    def work(self, inputs: dict[str, Path], out_dir: Path) -> Path:
+        results = [
+            RunResult(name, regime, inputs[f"{i:04d}.responses"], inputs[f"{i:04d}.scores"],
+                      evaluation_file(inputs[f"{i:04d}.scores"]), metrics_file(inputs[f"{i:04d}.weights"]),
+                      manifest_file(inputs[f"{i:04d}.mixture"]), model, method)
+            for i, (name, regime, model, method) in enumerate(self.runs)
+        ]  # fmt: skip
+        return run(
+            self.report, results, set(self.seen), self.settings, out_dir, self.lang_order, self.missing
+        )
+
+    def locate(self, folder: Path, part: str) -> Path:
+        return folder / REPORT
+
 
 def task(
     cfg: ReportArgs,
@@ -76,16 +90,7 @@ def task(
     inputs = {f"{i:04d}.{role}": getattr(r, role) for i, r in enumerate(runs) for role in roles}
     job = ReportJob(cfg, [[r.name, r.regime, r.model, r.method] for r in runs], seen, lang_order, settings,
                     list(missing))  # fmt: skip
-
-    def work(t: Task) -> Path:
-        results = [
-            RunResult(r.name, r.regime, r.responses.path, r.scores.path, evaluation_file(r.scores.path),
-                      metrics_file(r.weights.path), manifest_file(r.mixture.path), r.model, r.method)
-            for r in runs
-        ]  # fmt: skip
-        return run(cfg, results, set(seen), settings, t.out_dir, lang_order, list(missing))
-
-    return Task("report", "report", job, work, inputs, locate=lambda folder, _: folder / REPORT)
+    return Task("report", "report", job, inputs)
 
 
 def _csv(rows: list[dict]) -> str:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from babeltune.content_cache import ContentCache, cache_key
+from babeltune.content_cache import ContentCache, cache_key, run_cache
 from babeltune.data.schema import Example
 from babeltune.io import read_jsonl, write_json, write_jsonl
 from babeltune.langid import TOO_SHORT, LangIdArgs, detect
@@ -41,17 +41,24 @@ class TranslateJob:
     targets: list[str]
     langid: LangIdArgs | None  # the language ID the filter uses (None: not checked)
 
+    def work(self, inputs: dict[str, Path], out_dir: Path) -> Outcome:
+        """Translations are paid for once per run directory: its cache (or ``translate.cache``) is shared."""
+        cache = (
+            Path(self.translate.cache)
+            if self.translate.cache
+            else run_cache(out_dir.parents[1], "translations")
+        )
+        return run(self.translate, inputs["examples"], self.source_language, self.targets, out_dir, cache,
+                   self.langid)  # fmt: skip
 
-def task(
-    cfg: TranslateArgs, src: str, targets: list[str], langid: LangIdArgs, examples: Output, cache: Path
-) -> Task:
-    """``cache`` is the run's translation cache, shared by every translate task."""
+    def locate(self, folder: Path, part: str) -> Path:
+        return folder / EXAMPLES
+
+
+def task(cfg: TranslateArgs, src: str, targets: list[str], langid: LangIdArgs, examples: Output) -> Task:
     lid = langid if cfg.check_language else None
-    return Task(
-        "translate", f"{src} -> {', '.join(targets)}", TranslateJob(cfg, src, targets, lid),
-        lambda t: run(cfg, t.inputs["examples"].path, src, targets, t.out_dir, cache, langid),
-        {"examples": examples}, locate=lambda folder, _: folder / EXAMPLES,
-    )  # fmt: skip
+    return Task("translate", f"{src} -> {', '.join(targets)}", TranslateJob(cfg, src, targets, lid),
+                {"examples": examples})  # fmt: skip
 
 
 @dataclass
