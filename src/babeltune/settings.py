@@ -119,12 +119,34 @@ def _expanded_size(root: yaml.Node) -> int:
     return size[id(root)]
 
 
+_NOT_BRACKETS = re.compile(r'"(?:\\.|[^"\\])*"|\'(?:\'\'|[^\'])*\'|(?:^|\s)#[^\n]*')
+
+
+def _flow_depth(text: str) -> int:
+    """How deep ``[`` and ``{`` nest, outside quotes and comments: measured before parsing, since PyYAML's
+    scanner slows down with every open bracket (20,000 of them take seconds to reach its recursion limit).
+
+    >>> _flow_depth("a: [[1, 2], {b: '[[['}]  # [[[")
+    2
+    """
+    depth = deepest = 0
+    for ch in _NOT_BRACKETS.sub("", text):
+        if ch in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch in "]}":
+            depth -= 1
+    return deepest
+
+
 def load_yaml(text: str) -> Any:
     """Parse YAML with the 1.2 core schema; duplicate keys, alias bombs and absurd nesting are errors.
 
     >>> load_yaml("languages: [en, no, on]\\nflag: true\\nlr: 1e-3\\nn: 010\\nversion: 1.10")
     {'languages': ['en', 'no', 'on'], 'flag': True, 'lr': 0.001, 'n': 10, 'version': 1.1}
     """
+    if _flow_depth(text) > MAX_YAML_DEPTH:
+        raise BabeltuneError(f"nested more than {MAX_YAML_DEPTH} levels deep")
     loader = Yaml12Loader(text)
     try:
         node = loader.get_single_node()
