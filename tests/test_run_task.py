@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import json
 
-from conftest import babeltune, tiny_config
-
 from babeltune.io import read_json
+from conftest import babeltune, tiny_config
 
 
 def test_every_task_folder_reruns_alone_to_the_same_outputs(tmp_path, tiny_model):
