@@ -8,6 +8,7 @@ from babeltune.config import DataArgs, LoraArgs, MixArgs, ModelArgs, TrainArgs
 from babeltune.data import stage as data_stage
 from babeltune.io import read_json, read_jsonl
 from babeltune.models import load_model
+from babeltune.registry import BabeltuneError
 from babeltune.train import TrainJob, run, tokenize
 
 
@@ -200,6 +201,22 @@ def test_two_process_ddp_matches_one_process(tmp_path, mixture, tiny_model):
     assert losses["one"] == pytest.approx(losses["two"], rel=2e-3)
     assert two["probe_loss_after"] == pytest.approx(one["probe_loss_after"], rel=2e-3)
     assert two["probe_loss_after"] < two["probe_loss_before"]
+
+
+def test_an_accelerate_config_launches_the_run_and_a_wrong_process_count_is_refused(
+    tmp_path, mixture, tiny_model
+):
+    """train.accelerate_config: `accelerate launch` starts the run (on GPUs with docs/accelerate/fsdp.yaml:
+    FSDP). On a CPU accelerate starts one process whatever num_processes says: the run refuses, since its key
+    counts two (the global batch), instead of training something else or launching again."""
+    config = tmp_path / "cpu.yaml"
+    config.write_text("compute_environment: LOCAL_MACHINE\ndistributed_type: MULTI_CPU\nnum_machines: 1\n"
+                      "num_processes: 2\nuse_cpu: true\nmixed_precision: 'no'\n")  # fmt: skip
+    train = TrainArgs(batch_size=6, nproc=2, epochs=1, accelerate_config=str(config))
+    job = TrainJob(ModelArgs(name=tiny_model), "lora", LoraArgs(r=8, alpha=16, dropout=0.0), train)
+    with pytest.raises(BabeltuneError, match="the accelerate launch of 2 processes failed"):
+        run(job, mixture, tmp_path / "acc")
+    assert not (tmp_path / "acc" / "metrics.json").exists()
 
 
 def test_a_killed_run_resumes_from_its_last_checkpoint_with_the_same_data_order(tmp_path, mixture):

@@ -125,7 +125,7 @@ def used_settings(cfg: ExperimentConfig) -> str:
     if not cfg.translate.enabled:
         del used["translate"]
     if "full" not in cfg.train.methods:
-        for name in ("full_epochs", "full_learning_rate", "full_loss_on_prompt"):
+        for name in ("full_epochs", "full_learning_rate", "full_loss_on_prompt", "full_nproc"):
             del used["train"][name]
     if "lora" not in cfg.train.methods:
         del used["lora"]

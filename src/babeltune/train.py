@@ -31,6 +31,7 @@ from babeltune.data.schema import Example
 from babeltune.io import atomic_write_text, honour_umask, read_jsonl, write_json
 from babeltune.models import ModelArgs
 from babeltune.precision import autocast_dtype, resolve_precision
+from babeltune.registry import BabeltuneError
 from babeltune.settings import dump_yaml, from_dict, load_yaml, setting
 from babeltune.tasks import Output, Task
 from babeltune.templates import build_training_text
@@ -82,6 +83,9 @@ class TrainArgs:
     full_loss_on_prompt: bool | None = setting(
         None, "loss on prompt tokens in full-parameter runs (the paper: false)"
     )
+    full_nproc: int | None = setting(
+        None, "processes (one per GPU) for full-parameter runs (default: nproc); LoRA runs keep nproc, so only "
+        "the runs that need several GPUs ask Slurm for them", ge=1, le=4096)  # fmt: skip
     length_grouping: bool = setting(
         True, "batch sequences of similar length together (little compute spent on padding)"
     )
@@ -112,6 +116,10 @@ class TrainArgs:
     nproc: int = setting(
         1, "processes for data-parallel training (torchrun; gloo on CPU, nccl on GPUs)", ge=1, le=4096
     )
+    accelerate_config: str | None = setting(
+        None, "an accelerate config (e.g. docs/accelerate/fsdp.yaml): runs on several processes start with "
+        "`accelerate launch` under it instead of torchrun, so FSDP or ZeRO shard what one GPU cannot hold",
+        affects_result=False)  # fmt: skip
     seed: int = setting(0, "training seed")
     threads: int | None = setting(
         None, "torch CPU threads (default: torch's choice)", affects_result=False, ge=1, le=4096
@@ -127,6 +135,8 @@ class TrainArgs:
         (3, 2e-05, False, None, ['full'])
         >>> TrainArgs(full_epochs=3).for_method("lora").epochs, t.for_method("full") == t
         (2.0, True)
+        >>> TrainArgs(full_nproc=4).for_method("full").nproc, TrainArgs(full_nproc=4).for_method("lora").nproc
+        (4, 1)
         """
         full = method == "full"
         return replace(
@@ -137,9 +147,11 @@ class TrainArgs:
             loss_on_prompt=self.full_loss_on_prompt
             if full and self.full_loss_on_prompt is not None
             else self.loss_on_prompt,
+            nproc=(self.full_nproc or self.nproc) if full else self.nproc,
             full_epochs=None,
             full_learning_rate=None,
             full_loss_on_prompt=None,
+            full_nproc=None,
         )
 
 
@@ -175,7 +187,8 @@ def metrics_file(weights: Path) -> Path:
 
 def task(model: ModelArgs, method: str, lora: LoraArgs, train: TrainArgs, mixture: Output, name: str) -> Task:
     job = TrainJob(model, method, lora, train)
-    return Task("train", name, job, {"mixture": mixture}, slug=name.replace("/", "-"))
+    needs = {"train.accelerate_config": Path(train.accelerate_config)} if train.accelerate_config else {}
+    return Task("train", name, job, {"mixture": mixture}, slug=name.replace("/", "-"), needs=needs)
 
 
 def tokenize(
@@ -205,8 +218,6 @@ def split_validation(rows: list, val_size: float, seed: int) -> tuple[list, list
     if n == 0:
         return rows, []
     if n >= len(rows):
-        from babeltune.registry import BabeltuneError
-
         raise BabeltuneError(f"train.val_size: {val_size} leaves no training examples out of {len(rows)}")
     order = list(range(len(rows)))
     random.Random(f"{seed}:validation").shuffle(order)
@@ -533,23 +544,30 @@ def read_job_file(path: Path) -> tuple[TrainJob, Path]:
 
 
 def launch_distributed(job: TrainJob, mixture: Path, out_dir: Path) -> None:
-    """Run this job under torchrun with ``job.train.nproc`` processes on this machine."""
+    """Run this job with ``job.train.nproc`` processes on this machine: under torchrun (data-parallel), or
+    ``accelerate launch`` with the ``train.accelerate_config`` it names (FSDP, ZeRO)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     job_file = out_dir / "torchrun_job.yaml"
     write_job_file(job, mixture, job_file)
-    cmd = [
-        sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={job.train.nproc}",
-        "-m", "babeltune.train", str(job_file), str(out_dir),
-    ]  # fmt: skip
-    subprocess.run(cmd, check=True)
+    n, config = job.train.nproc, job.train.accelerate_config
+    launcher = (["accelerate.commands.launch", "--config_file", config, "--num_processes", str(n)] if config
+                else ["torch.distributed.run", "--standalone", f"--nproc_per_node={n}"])  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-m", *launcher, "-m", "babeltune.train", str(job_file), str(out_dir)]
+    )
+    if done.returncode != 0:
+        raise BabeltuneError(f"train {out_dir.name}: the {launcher[0].split('.')[0]} launch of {n} processes failed "
+                             f"(exit status {done.returncode}); its error is above")  # fmt: skip
 
 
-def run(job: TrainJob, mixture: Path, out_dir: Path) -> Path:
-    """Fine-tune ``job.model`` on the ``mixture`` file; returns the folder holding the adapter or model."""
+def run(job: TrainJob, mixture: Path, out_dir: Path, launched: bool = False) -> Path:
+    """Fine-tune ``job.model`` on the ``mixture`` file; returns the folder holding the adapter or model.
+    ``launched``: this is one of the processes a launcher started (never launch again from here)."""
     target = weights_dir(out_dir, job.method)
-    if job.train.nproc > 1 and "LOCAL_RANK" not in os.environ:
+    if job.train.nproc > 1 and not launched:
         launch_distributed(job, mixture, out_dir)
         return target
+    check_world(job.train.nproc, int(os.environ.get("WORLD_SIZE", "1")))
 
     import torch
     from transformers import DataCollatorForSeq2Seq, Trainer
@@ -668,11 +686,27 @@ def run(job: TrainJob, mixture: Path, out_dir: Path) -> Path:
     return target
 
 
+def check_world(nproc: int, world: int) -> None:
+    """The processes a launcher started are the ones the job's key counts (they set the global batch).
+
+    >>> check_world(2, 1)
+    Traceback (most recent call last):
+    babeltune.registry.BabeltuneError: train.nproc is 2 but 1 process(es) were started: the launcher must start train.nproc processes (an accelerate config for CPUs starts one; use torchrun there)
+    """
+    if world != nproc:
+        raise BabeltuneError(f"train.nproc is {nproc} but {world} process(es) were started: the launcher must start "
+                             "train.nproc processes (an accelerate config for CPUs starts one; use torchrun there)")  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point for each process under torchrun / accelerate launch."""
     job_file, out_dir = (argv or sys.argv[1:])[:2]
     job, mixture = read_job_file(Path(job_file))
-    run(job, mixture, Path(out_dir))
+    try:
+        run(job, mixture, Path(out_dir), launched=True)
+    except BabeltuneError as err:
+        print(f"babeltune: error: {err}", file=sys.stderr)
+        return 2
     return 0
 
 

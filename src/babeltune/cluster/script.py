@@ -67,24 +67,22 @@ def resources(plan: Plan, point: GridPoint, row: dict) -> Resources:
 
 def too_big(plan: Plan, rows: list[dict]) -> list[str]:
     """The models and methods whose estimated GPU memory per process exceeds one GPU of the site, a line each.
-
-    Training with ``train.nproc`` processes under FSDP or ZeRO divides that memory between them."""
+    Data parallelism (torchrun) puts the whole state on every GPU; an accelerate config with FSDP or ZeRO
+    (``train.accelerate_config``) divides it between the ``nproc`` processes."""
     found: dict[tuple[str, str], tuple[float, int, int]] = {}
+    site = plan.cfg.slurm.gpu_memory_gb
     for point, row in zip(plan.points, rows, strict=True):
         need = gpu_memory_gb(row["parameters_b"], point.method)
-        nproc = point.train.job.train.nproc
-        if need is not None and need / nproc > plan.cfg.slurm.gpu_memory_gb:
+        train = point.train.job.train
+        shared_by = train.nproc if train.accelerate_config else 1
+        if need is not None and need / shared_by > site:
             key = (point.name.rsplit("/", 1)[0], point.method)
-            found[key] = (
-                need,
-                math.ceil(need / plan.cfg.slurm.gpu_memory_gb),
-                found.get(key, (0, 0, 0))[2] + 1,
-            )
+            found[key] = (need, math.ceil(need / site), found.get(key, (0, 0, 0))[2] + 1)
     return [
-        f"{run} ({n} grid points) needs about {need:.0f} GB of GPU memory, more than one "
-        f"{plan.cfg.slurm.gpu_memory_gb:g} GB GPU: train it on {gpus} GPUs with FSDP or ZeRO (train.nproc={gpus}, "
-        "docs/accelerate/) or set slurm.gpu_memory_gb"
-        for (run, _), (need, gpus, n) in found.items()
+        f"{run} ({n} grid points) needs about {need:.0f} GB of GPU memory, more than one {site:g} GB GPU holds: "
+        f"shard it over {gpus} GPUs (train.{'full_' if method == 'full' else ''}nproc={gpus} and "
+        "train.accelerate_config=docs/accelerate/fsdp.yaml), or set slurm.gpu_memory_gb"
+        for (run, method), (need, gpus, n) in found.items()
     ]
 
 
