@@ -149,3 +149,23 @@ def tiny_config(path: Path, model: str, run_dir: Path, **groups: str) -> Path:
     body = "".join(f"{name}: {value}\n" for name, value in sections.items())
     path.write_text(f"# babeltune run {path.name}\nname: tiny\noutput_dir: {run_dir}\n{body}")
     return path
+
+
+def run_quick(out: Path) -> tuple[subprocess.CompletedProcess, float]:
+    """`babeltune run configs/quick.yaml` into ``out``, timed."""
+    import time
+
+    start = time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, "-m", "babeltune", "run", "configs/quick.yaml", f"--output_dir={out}"],
+        capture_output=True, text=True, timeout=900, cwd=REPO,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc, time.perf_counter() - start
+
+
+@pytest.fixture(scope="session")
+def quick_run(tmp_path_factory):
+    """One uninterrupted run of the quick config, shared by the tests that read it (never write to it)."""
+    out = tmp_path_factory.mktemp("quick")
+    return out, *run_quick(out)

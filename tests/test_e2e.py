@@ -1,33 +1,13 @@
 """End to end: `babeltune run configs/quick.yaml` through the CLI with the embedded model, then a rerun."""
 
 import csv
-import subprocess
-import sys
-import time
 
 import pytest
 
 from babeltune.io import read_json
+from conftest import run_quick
 
 pytestmark = pytest.mark.e2e
-
-
-def run_quick(out):
-    start = time.perf_counter()
-    proc = subprocess.run(
-        [sys.executable, "-m", "babeltune", "run", "configs/quick.yaml", f"--output_dir={out}"],
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return proc, time.perf_counter() - start
-
-
-@pytest.fixture(scope="module")
-def quick_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("quick")
-    return out, *run_quick(out)
 
 
 def test_report_has_every_language_and_regime(quick_run):

@@ -47,9 +47,8 @@ def _results(root: Path) -> dict[str, str]:
 
 
 @pytest.mark.e2e
-def test_sigkill_during_training_generation_and_evaluation_then_resume(tmp_path):
-    reference = _quick(tmp_path / "ref", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    assert reference.wait(timeout=900) == 0
+def test_sigkill_during_training_generation_and_evaluation_then_resume(tmp_path, quick_run):
+    reference = quick_run[0]  # the same config run without interruption
     out, kills = tmp_path / "killed", []
     for marker, delay in (("train: smollm2-135m/lora/multi-down", 4), ("generate: smollm2-135m/lora/mono-es", 1),
                           ("evaluate: smollm2-135m/lora/mono-es", 1)):  # fmt: skip
@@ -68,7 +67,7 @@ def test_sigkill_during_training_generation_and_evaluation_then_resume(tmp_path)
     final = _quick(out, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     stdout, _ = final.communicate(timeout=900)
     assert final.returncode == 0 and "tasks already done" in stdout
-    assert _results(out) == _results(tmp_path / "ref")
+    assert _results(out) == _results(reference)
     assert not list(out.rglob("*.tmp"))  # no half-written file left behind as if complete
 
 
