@@ -111,19 +111,21 @@ def _json_array(path: Path) -> list[tuple[int, object]]:
         kind = "an object" if text.startswith("{", pos) else "something else"
         raise BabeltuneError(f"{path}: expected a JSON array of examples, got {kind}")
     pos += 1
+    line, counted = 1, 0  # the line at ``counted``: newlines are counted once each, as the records go by
     while True:
         while pos < len(text) and (text[pos].isspace() or text[pos] == ","):
             pos += 1
         if pos >= len(text) or text[pos] == "]":
             return records
+        line, counted = line + text.count("\n", counted, pos), pos
         try:
             record, end = decoder.raw_decode(text, pos)
         except (json.JSONDecodeError, RecursionError) as err:
-            line = text.count("\n", 0, getattr(err, "pos", pos)) + 1
+            where = line + text.count("\n", pos, max(getattr(err, "pos", pos), pos))
             raise BabeltuneError(
-                f"{path}:{line}: invalid JSON: {getattr(err, 'msg', 'nested too deeply')}"
+                f"{path}:{where}: invalid JSON: {getattr(err, 'msg', 'nested too deeply')}"
             ) from None
-        records.append((text.count("\n", 0, pos) + 1, record))
+        records.append((line, record))
         pos = end
 
 
