@@ -117,6 +117,7 @@ BENCHES = [
     "generate_batching.py",
     "serve_concurrency.py",
     "langid_and_judge.py",
+    "scale.py",
 ]
 
 

@@ -327,21 +327,38 @@ def build_pool(examples: list[Example], languages: list[str], cfg: MixArgs, size
     return Pool({lang: by_lang[lang] for lang in languages}, budget, size, cfg.seed)
 
 
-def token_sizer(tokenizer_name: str) -> Sizer:
-    """Tokens of an example's text under a model's tokenizer (what the budget in tokens counts)."""
-    from babeltune.models import load_tokenizer
+class TokenSizer:
+    """Tokens of an example's text under a model's tokenizer (what the budget in tokens counts), counted
+    once per example; ``count_all`` counts many in batched calls (a fast tokenizer's batch runs in Rust, a
+    call per example spends its time in Python)."""
 
-    tok = load_tokenizer(tokenizer_name)
-    cache: dict[str, int] = {}
+    BATCH = 1024
 
-    def size(ex: Example) -> int:
-        if ex.id not in cache:
-            cache[ex.id] = len(
-                tok(f"{ex.instruction}\n{ex.input}\n{ex.output}", add_special_tokens=False)["input_ids"]
-            )
-        return cache[ex.id]
+    def __init__(self, tokenizer_name: str):
+        from babeltune.models import load_tokenizer
 
-    return size
+        self.tok = load_tokenizer(tokenizer_name)
+        self.counts: dict[str, int] = {}
+
+    @staticmethod
+    def text(ex: Example) -> str:
+        return f"{ex.instruction}\n{ex.input}\n{ex.output}"
+
+    def count_all(self, examples: list[Example]) -> None:
+        todo = list({ex.id: ex for ex in examples if ex.id not in self.counts}.values())
+        for i in range(0, len(todo), self.BATCH):
+            chunk = todo[i : i + self.BATCH]
+            ids = self.tok([self.text(ex) for ex in chunk], add_special_tokens=False)["input_ids"]
+            self.counts.update({ex.id: len(row) for ex, row in zip(chunk, ids, strict=True)})
+
+    def __call__(self, ex: Example) -> int:
+        if ex.id not in self.counts:
+            self.count_all([ex])
+        return self.counts[ex.id]
+
+
+def token_sizer(tokenizer_name: str) -> TokenSizer:
+    return TokenSizer(tokenizer_name)
 
 
 def mixtures(
@@ -349,6 +366,8 @@ def mixtures(
 ) -> tuple[list[Mixture], int]:
     if cfg.budget_unit == "tokens" and tokens is None:
         raise BabeltuneError("mix.budget_unit: 'tokens' needs a tokenizer (mix.tokenizer or the first model)")
+    if isinstance(tokens, TokenSizer):
+        tokens.count_all(examples)
     pool = build_pool(examples, languages, cfg, tokens if cfg.budget_unit == "tokens" else (lambda ex: 1))
     out = [
         Mixture(spec.name, spec.regime, spec.languages, tuple(REGIMES.get(spec.regime).draw(pool, spec, cfg)))
