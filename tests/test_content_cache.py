@@ -81,6 +81,9 @@ def test_concurrent_evaluate_tasks_share_the_judgement_cache_and_a_rerun_pays_no
     assert paid >= 4
     cache = tmp_path / "run" / "cache" / "judgements"
     assert len(list(cache.glob("*.jsonl"))) == 4  # one shard per process that paid
+    folded = babeltune("compact", str(tmp_path / "run"))
+    assert folded.returncode == 0 and "4 shards folded into one of" in folded.stdout, folded.stderr
+    assert len(list(cache.glob("*.jsonl"))) == 1
     # a new evaluation of the same answers (another language-ID threshold: new evaluate tasks) pays nothing
     again = babeltune("evaluate", str(cfg), "--evaluate.langid.min_letters=7")
     assert again.returncode == 0, again.stderr

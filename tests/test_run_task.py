@@ -47,4 +47,8 @@ def test_status_names_every_task_of_the_run_directory(tmp_path, tiny_model):
     rows = [json.loads(line) for line in out.stdout.splitlines()]
     states = {(r["stage"], r["state"]) for r in rows}
     assert ("mix", "done") in states and ("train", "to do") in states and ("generate", "waits") in states
+    table = babeltune("status", str(tmp_path / "run"))
+    assert (
+        table.returncode == 3 and "0 of 2 grid points evaluated" in table.stdout and "to do" in table.stdout
+    )
     assert babeltune("status", str(tmp_path)).stderr.startswith("babeltune: error: ")

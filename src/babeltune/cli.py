@@ -183,7 +183,7 @@ def _status(args: argparse.Namespace, overrides: list[str]) -> int:
 
 
 def _run_task(args: argparse.Namespace, overrides: list[str]) -> int:
-    from babeltune.tasks import EXIT_INCOMPLETE, execute, from_job_file
+    from babeltune.tasks import DONE, EXIT_INCOMPLETE, execute, from_job_file
 
     if overrides:
         raise BabeltuneError(f"run-task: unrecognised argument {overrides[0]!r}")
@@ -192,7 +192,7 @@ def _run_task(args: argparse.Namespace, overrides: list[str]) -> int:
     if missing:
         raise BabeltuneError(f"{args.folder}: its inputs are not there: {'; '.join(missing)}")
     if args.force and task.record is not None:
-        (task.out_dir / ".done.json").unlink()
+        (task.out_dir / DONE).unlink()
         task._record = None
     summary = execute([task])
     print(f"{task.stage} {task.name}: {task.status} ({task.out_dir})")

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import fnmatch
 import math
-import os
 import shlex
 import sys
 from collections import defaultdict
@@ -194,7 +193,3 @@ def write_slurm(plan: Plan, config: Path, overrides: list[str], rows: list[dict]
     arrays = len({resources(plan, plan.points[i], rows[i]) for i in (points or range(len(plan.points)))})
     return (f"{'a prep job, ' if prep else ''}{covered} grid point(s) in {arrays} array(s), then the report "
             "(after every element, whatever its outcome)")  # fmt: skip
-
-
-def in_slurm_role(role: str) -> bool:
-    return os.environ.get(ROLE) == role
