@@ -6,7 +6,7 @@ from babeltune.report import run
 from babeltune.report.stage import RunResult
 
 
-def _run(tmp_path, name, match_es, parameters=None, model="", method=""):
+def _run(tmp_path, name, match_es, parameters=None, model="", method="", regime="x", languages=("en",)):
     d = tmp_path / name.replace("/", "-")
     responses, scores = [], []
     for lang in ("en", "es", "bn"):
@@ -39,7 +39,7 @@ def _run(tmp_path, name, match_es, parameters=None, model="", method=""):
     )
     write_json(
         d / "manifest.json",
-        {"examples": 10, "per_language": {"en": 10}, "cost_in_C": 1.0, "languages": ["en"]},
+        {"examples": 10, "per_language": {"en": 10}, "cost_in_C": 1.0, "languages": list(languages)},
     )
     write_json(
         d / "metrics.json",
@@ -48,7 +48,7 @@ def _run(tmp_path, name, match_es, parameters=None, model="", method=""):
     )
     return RunResult(
         name,
-        "x",
+        regime,
         d / "responses.jsonl",
         d / "scores.jsonl",
         d / "evaluation.json",
@@ -132,3 +132,51 @@ def test_no_significance_claims_below_the_minimum_and_holm_adjusted(tmp_path):
     assert by_pair["a", "c"]["p"] == 0.0156  # exact: 2 of the 2**7 sign flips are as extreme
     assert by_pair["a", "c"]["p_holm"] == 0.0312  # the second smallest of three p-values, times 2
     assert by_pair["b", "c"]["p_holm"] == 0.0312 and by_pair["b", "c"]["significant"]
+
+
+def test_paired_tests_are_the_papers_contrasts_unless_every_pair_is_asked(tmp_path):
+    """Within each model and method: downsampled vs English-only and vs multilingual in every language, the
+    multilingual runs vs each monolingual run in its own language; never across models or methods."""
+    grid = [("en-only", "english-only", ("en",)), ("multi", "multilingual", ("en", "es")),
+            ("multi-down", "multilingual-downsampled", ("en", "es")), ("mono-es", "monolingual", ("es",))]  # fmt: skip
+    results = [
+        _run(tmp_path, f"{model}/lora/{name}", name != "en-only", None, model, "lora", regime, langs)
+        for model in ("m1", "m2")
+        for name, regime, langs in grid
+    ]
+    run(ReportArgs(title="T"), results, {"en", "es"}, "", tmp_path / "paper", ["en", "es", "bn"])
+    rows = list(csv.DictReader((tmp_path / "paper" / "paired.csv").open()))
+    pairs = {
+        (r["run_a"].split("/")[0], r["run_a"].split("/")[-1], r["run_b"].split("/")[-1], r["lang"])
+        for r in rows
+    }
+    expected = {(m, "multi-down", other, lang) for m in ("m1", "m2") for other in ("en-only", "multi")
+                for lang in ("en", "es", "bn")}  # fmt: skip
+    expected |= {(m, base, "mono-es", "es") for m in ("m1", "m2") for base in ("multi-down", "multi")}
+    assert len(rows) == len(pairs) == len(expected) == 16 and pairs == expected
+    assert all(r["run_a"].split("/")[0] == r["run_b"].split("/")[0] for r in rows)
+    es = {(r["run_a"], r["run_b"]): r for r in rows if r["lang"] == "es"}
+    assert float(es["m1/lora/multi-down", "m1/lora/en-only"]["difference"]) == 1.0  # es answered in es vs not
+
+    run(
+        ReportArgs(title="T", contrasts="all"),
+        results,
+        {"en", "es"},
+        "",
+        tmp_path / "all",
+        ["en", "es", "bn"],
+    )
+    every = list(csv.DictReader((tmp_path / "all" / "paired.csv").open()))
+    assert len(every) == 28 * 3  # C(8, 2) pairs of runs in 3 languages
+
+
+def test_a_large_grid_plots_mixtures_and_folds_its_tables(tmp_path):
+    from babeltune.report.aggregate import LARGE_GRID
+
+    results = [_run(tmp_path, f"m{i}/lora/{mixture}", mixture == "multi-down", None, f"m{i}", "lora")
+               for i in range(LARGE_GRID // 2 + 1) for mixture in ("en-only", "multi-down")]  # fmt: skip
+    page = run(ReportArgs(title="T"), results, {"en", "es"}, "", tmp_path / "report", ["en", "es", "bn"])
+    html = page.read_text()
+    assert f"{len(results)} runs: the per-language plots show each mixture" in html
+    assert "<details id='summary-fold'>" in html and html.count("<tr class='cell") == 3 * len(results)
+    assert len(list(csv.DictReader((tmp_path / "report" / "summary.csv").open()))) == 3 * len(results)

@@ -61,3 +61,31 @@ def test_a_filter_changes_what_is_shown(page):
     assert "answer 0" in dom and "multi-down · es" not in dom
     side, _ = render(page.as_uri() + "#prompt=p1")
     assert '<div id="responses" class="side">' in side and "6 of 24 answers" in side  # one prompt, all runs
+
+
+@pytest.fixture(scope="module")
+def large_page(tmp_path_factory):
+    """A grid whose answers do not fit in the page: one answers/NNNN.js per run, loaded when asked for."""
+    from babeltune.report import html
+
+    tmp = tmp_path_factory.mktemp("large")
+    results = [_run(tmp, "en-only", match_es=False), _run(tmp, "multi-down", match_es=True)]
+    inline, html.INLINE_UP_TO = html.INLINE_UP_TO, 10
+    try:
+        return run(ReportArgs(title="Large"), results, {"en", "es"}, "", tmp / "report", ["en", "es", "bn"])
+    finally:
+        html.INLINE_UP_TO = inline
+
+
+def test_a_large_grids_answers_load_one_run_at_a_time(large_page):
+    files = sorted(p.name for p in (large_page.parent / "answers").iterdir())
+    assert files == ["0000.js", "0001.js"] and "answer 3" not in large_page.read_text()
+    dom, console = render(large_page.as_uri())
+    assert "Uncaught" not in console, console
+    assert "24 answers of 2 runs, stored one file per run: choose a run" in dom and 'class="resp"' not in dom
+    dom, console = render(large_page.as_uri() + "#run=multi-down&lang=es")
+    assert "Uncaught" not in console, console
+    assert "4 of 24 answers" in dom and len(re.findall(r'<div class="resp">', dom)) == 4
+    assert "multi-down · es" in dom and "judge rationale" in dom  # the judge's text travels with the answer
+    side, _ = render(large_page.as_uri() + "#prompt=p1")  # one prompt: every run's file is loaded
+    assert "6 of 24 answers" in side and "en-only · bn" in side and "multi-down · bn" in side

@@ -8,7 +8,10 @@ from itertools import combinations
 from statistics import mean
 
 from babeltune.evaluate.fidelity import VERDICTS
+from babeltune.report.contrasts import Contrast
 from babeltune.report.stats import MIN_PAIRED, bootstrap_ci, holm, paired_permutation_p
+
+LARGE_GRID = 16  # runs; above this a bar or a row per run is unreadable: plots show mixtures, tables fold
 
 
 @dataclass
@@ -80,42 +83,49 @@ def cells(scores: dict[str, list[dict]], seen_langs: set[str], lang_order: list[
 
 
 def paired_tests(
-    scores: dict[str, list[dict]], lang_order: list[str] = (), alpha: float = 0.05
+    scores: dict[str, list[dict]],
+    contrasts: list[Contrast] | None = None,
+    lang_order: list[str] = (),
+    alpha: float = 0.05,
 ) -> list[dict]:
-    """Every pair of runs in every language, on the prompts both answered: the paper's score where both have
-    one, else language consistency. p from an exact or permutation paired test, none under MIN_PAIRED shared
-    prompts; Holm-adjusted across all the comparisons of the same metric, and only those that survive the
-    adjustment are marked significant."""
+    """Each contrast (default: every pair of runs) in each of its languages, on the prompts both runs answered:
+    the paper's score where both have one, else language consistency. p from an exact or permutation paired
+    test, none under MIN_PAIRED shared prompts; Holm-adjusted across all the comparisons of the same metric,
+    and only those that survive the adjustment are marked significant. Rows by language, then contrast."""
     by_run_lang: dict[tuple[str, str], dict[str, dict]] = defaultdict(dict)
     for run, rows in scores.items():
         for r in rows:
             by_run_lang[run, r["lang"]][r["source_id"]] = r
-    out = []
+    if contrasts is None:
+        contrasts = [Contrast(a, b, None) for a, b in combinations(list(scores), 2)]
     rank = {lang: i for i, lang in enumerate(lang_order)}
     langs = sorted(dict.fromkeys(lang for _, lang in by_run_lang), key=lambda lang: rank.get(lang, len(rank)))
-    for lang in langs:
-        for a, b in combinations(list(scores), 2):
-            ra, rb = by_run_lang.get((a, lang), {}), by_run_lang.get((b, lang), {})
-            common = sorted(set(ra) & set(rb))
-            scored = [
-                k for k in common if ra[k]["final_score"] is not None and rb[k]["final_score"] is not None
-            ]
-            metric, keys = ("score", scored) if len(scored) >= MIN_PAIRED else ("consistency", common)
-            value = (
-                (lambda r: float(r["final_score"]))
-                if metric == "score"
-                else (lambda r: float(r["verdict"] == "ok"))
-            )
-            xa, xb = [value(ra[k]) for k in keys], [value(rb[k]) for k in keys]
-            out.append({
-                "lang": lang, "run_a": a, "run_b": b, "metric": metric, "prompts": len(keys),
-                "mean_a": _mean(xa), "mean_b": _mean(xb), "difference": round(mean(xa) - mean(xb), 3) if keys else None,
-                "p": paired_permutation_p(xa, xb),
-                "note": "" if len(keys) >= MIN_PAIRED else f"fewer than {MIN_PAIRED} shared prompts: not tested",
-            })  # fmt: skip
+    out = [
+        paired_test(c.a, c.b, lang, by_run_lang.get((c.a, lang), {}), by_run_lang.get((c.b, lang), {}))
+        for lang in langs
+        for c in contrasts
+        if c.languages is None or lang in c.languages
+    ]
     for metric in ("score", "consistency"):
         family = [row for row in out if row["metric"] == metric]
         for row, adjusted in zip(family, holm([row["p"] for row in family]), strict=True):
             row["p_holm"] = adjusted
             row["significant"] = adjusted is not None and adjusted < alpha
     return out
+
+
+def paired_test(a: str, b: str, lang: str, ra: dict[str, dict], rb: dict[str, dict]) -> dict:
+    """Run a vs run b in one language, over the prompts (source ids) both answered."""
+    common = sorted(ra.keys() & rb.keys())
+    scored = [k for k in common if ra[k]["final_score"] is not None and rb[k]["final_score"] is not None]
+    metric, keys = ("score", scored) if len(scored) >= MIN_PAIRED else ("consistency", common)
+    value = (
+        (lambda r: float(r["final_score"])) if metric == "score" else (lambda r: float(r["verdict"] == "ok"))
+    )
+    xa, xb = [value(ra[k]) for k in keys], [value(rb[k]) for k in keys]
+    return {
+        "lang": lang, "run_a": a, "run_b": b, "metric": metric, "prompts": len(keys),
+        "mean_a": _mean(xa), "mean_b": _mean(xb), "difference": round(mean(xa) - mean(xb), 3) if keys else None,
+        "p": paired_permutation_p(xa, xb),
+        "note": "" if len(keys) >= MIN_PAIRED else f"fewer than {MIN_PAIRED} shared prompts: not tested",
+    }  # fmt: skip

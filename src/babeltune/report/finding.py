@@ -8,20 +8,10 @@ a difference whose interval holds 0 is said to be not significant.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from statistics import mean
 
+from babeltune.report.contrasts import DOWNSAMPLED, ENGLISH, MONO, MULTI, RunInfo, by_regime
 from babeltune.report.stats import MIN_PAIRED, bootstrap_ci, paired_ci, paired_permutation_p
-
-DOWNSAMPLED, ENGLISH, MONO, MULTI = "multilingual-downsampled", "english-only", "monolingual", "multilingual"
-
-
-@dataclass(frozen=True)
-class RunInfo:
-    name: str
-    regime: str
-    group: str  # model and method: regimes are compared within a group
-    languages: tuple[str, ...]  # what the mixture was drawn from (a monolingual run: its one language)
 
 
 def _ok(rows: list[dict]) -> dict[tuple[str, str], float]:
@@ -65,23 +55,19 @@ def finding(
         for r in runs
     ]  # fmt: skip
     comparisons = []
-    for group in dict.fromkeys(r.group for r in runs):
-        by_regime: dict[str, list[RunInfo]] = {}
-        for r in runs:
-            if r.group == group:
-                by_regime.setdefault(r.regime, []).append(r)
-        for down in by_regime.get(DOWNSAMPLED, []):
+    for regimes in by_regime(runs).values():
+        for down in regimes[DOWNSAMPLED]:
             pairs = [
                 (other, label, langs)
-                for other in by_regime.get(ENGLISH, [])
+                for other in regimes[ENGLISH]
                 for label, langs in (("seen non-English languages", seen_other), ("unseen languages", unseen))
             ]
             pairs += [
                 (mono, f"{mono.languages[0]}, the monolingual run's own language", {mono.languages[0]})
-                for mono in by_regime.get(MONO, [])
-                if mono.languages[0] in test_langs
+                for mono in regimes[MONO]
+                if mono.languages and mono.languages[0] in test_langs
             ]
-            pairs += [(multi, "seen non-English languages", seen_other) for multi in by_regime.get(MULTI, [])]
+            pairs += [(multi, "seen non-English languages", seen_other) for multi in regimes[MULTI]]
             for other, label, langs in pairs:
                 if langs:
                     comparisons.append({"a": down.name, "b": other.name, "on": label, "languages": sorted(langs)}

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import base64
 import json
+import shutil
 from html import escape
 from pathlib import Path
 
-from babeltune.report.aggregate import Cell
+from babeltune.io import atomic_write_text
+from babeltune.report.aggregate import LARGE_GRID, Cell
 
 CSS = """
 body{font-family:system-ui,sans-serif;margin:2rem auto;max-width:1400px;padding:0 1rem;color:#222}
@@ -21,13 +23,21 @@ img{max-width:100%} pre{background:#f6f6f6;padding:1rem;overflow:auto;font-size:
 td.ns{color:#777} #summary td,#finding td{white-space:nowrap}
 """
 
+INLINE_UP_TO = 5_000  # answers; a bigger grid's answers go to answers/NNNN.js, loaded one run at a time
+
+# Answers arrive through babeltuneAnswers(run index, rows): from <script> blocks in the page, or from a run's
+# answers/NNNN.js, which a <script src> can load from file:// where fetch() cannot.
+REGISTER_JS = "const answersOf = new Map(); function babeltuneAnswers(i, rows) { answersOf.set(i, rows); }"
+
 BROWSER_JS = """
-const data = JSON.parse(document.getElementById('responses-data').textContent);
+const meta = JSON.parse(document.getElementById('answers-meta').textContent);
+const total = meta.runs.reduce((n, r) => n + r.answers, 0);
 const filters = {lang: document.getElementById('f-lang'), run: document.getElementById('f-run'),
                  prompt: document.getElementById('f-prompt')};
 const keyOf = {lang: r => r.lang, run: r => r.run, prompt: r => r.source_id};
+const options = {lang: meta.langs, run: meta.runs.map(r => r.name), prompt: meta.prompts};
 for (const [name, sel] of Object.entries(filters)) {
-  for (const v of [...new Set(data.map(keyOf[name]))].sort()) {
+  for (const v of options[name]) {
     const o = document.createElement('option'); o.value = v; o.textContent = v; sel.appendChild(o);
   }
   sel.onchange = () => { writeHash(); show(); };
@@ -40,6 +50,13 @@ function writeHash() {
   const h = new URLSearchParams();
   for (const [name, sel] of Object.entries(filters)) if (sel.value) h.set(name, sel.value);
   history.replaceState(null, '', '#' + h.toString());
+}
+function load(runs) {  // the runs' answer files not loaded yet, each once
+  return Promise.all(runs.filter(i => !answersOf.has(i)).map(i => new Promise((done, fail) => {
+    const s = document.createElement('script'); s.src = meta.runs[i].file;
+    s.onload = done; s.onerror = () => fail(new Error('cannot load ' + meta.runs[i].file));
+    document.head.appendChild(s);
+  })));
 }
 function card(r) {
   const div = document.createElement('div'); div.className = 'resp';
@@ -54,15 +71,58 @@ function card(r) {
   }
   return div;
 }
-function show() {
-  const box = document.getElementById('responses'); box.replaceChildren();
+async function show() {
+  const box = document.getElementById('responses'), shown = document.getElementById('shown');
+  box.replaceChildren();
   box.className = filters.prompt.value ? 'side' : '';  // one prompt: all runs side by side
-  const rows = data.filter(r => Object.entries(filters).every(([n, sel]) => !sel.value || keyOf[n](r) === sel.value));
-  document.getElementById('shown').textContent = rows.length + ' of ' + data.length + ' answers';
+  const one = meta.runs.findIndex(r => r.name === filters.run.value);
+  const runs = one >= 0 ? [one] : meta.runs.map((_, i) => i);
+  if (one < 0 && !filters.prompt.value && runs.some(i => !answersOf.has(i))) {
+    shown.textContent = `${total} answers of ${meta.runs.length} runs, stored one file per run: choose a run, or a prompt to see every run's answer to it`;
+    return;
+  }
+  shown.textContent = `loading the answers of ${runs.length} run(s)…`;
+  try { await load(runs); } catch (e) { shown.textContent = e.message; return; }
+  const rows = runs.flatMap(i => answersOf.get(i).map(r => ({...r, run: meta.runs[i].name})))
+    .filter(r => Object.entries(filters).every(([n, sel]) => !sel.value || keyOf[n](r) === sel.value));
+  shown.textContent = rows.length + ' of ' + total + ' answers';
   for (const r of rows.slice(0, 300)) box.appendChild(card(r));
 }
 readHash(); show();
 """
+
+
+def _js_call(i: int, rows: list[dict]) -> str:
+    return f"babeltuneAnswers({i}, {json.dumps(rows, ensure_ascii=False)});\n"
+
+
+def answers_block(answers: dict[str, list[dict]], out_dir: Path) -> str:
+    """The response browser's data: inline for a small grid, else one ``answers/NNNN.js`` per run (the page
+    stays small whatever the grid; a run's answers load when it is chosen). Rows need no ``run`` field."""
+    folder = out_dir / "answers"
+    shutil.rmtree(folder, ignore_errors=True)
+    inline = sum(map(len, answers.values())) <= INLINE_UP_TO
+    runs = [{"name": run, "answers": len(rows), "file": None if inline else f"answers/{i:04d}.js"}
+            for i, (run, rows) in enumerate(answers.items())]  # fmt: skip
+    every = [r for rows in answers.values() for r in rows]
+    meta = {
+        "runs": runs,
+        "langs": sorted({r["lang"] for r in every}),
+        "prompts": sorted({r["source_id"] for r in every}),
+    }
+    calls = "".join(_js_call(i, rows) for i, rows in enumerate(answers.values())) if inline else ""
+    if not inline:
+        folder.mkdir(parents=True)
+        for i, rows in enumerate(answers.values()):
+            atomic_write_text(folder / f"{i:04d}.js", _js_call(i, rows))
+    return (f"<script type='application/json' id='answers-meta'>{_safe(json.dumps(meta, ensure_ascii=False))}</script>"
+            f"<script>{REGISTER_JS}\n{_safe(calls)}</script>")  # fmt: skip
+
+
+def _safe(text: str) -> str:
+    """JSON or JS inside a <script> block: no "</script>" in it may end the block early."""
+    return text.replace("</", "<\\/")
+
 
 COLUMNS = [
     ("run", "run"),
@@ -123,7 +183,12 @@ def table(cells: list[Cell]) -> str:
         )
         label = "" if c.seen else " unseen"
         body.append(f"<tr class='cell{label}' data-lang='{escape(c.lang)}'>{tds}</tr>")
-    return f"<div style='overflow-x:auto'><table id='summary'><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table></div>"
+    page = f"<div style='overflow-x:auto'><table id='summary'><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table></div>"
+    runs = len({c.run for c in cells})
+    if runs <= LARGE_GRID:
+        return page
+    # Folded: a browser lays out thousands of rows only when asked (the page opens 1.7x faster at 336 runs).
+    return f"<details id='summary-fold'><summary>{len(cells)} rows: {runs} runs x languages</summary>{page}</details>"
 
 
 def _img(path: Path) -> str:
@@ -184,7 +249,7 @@ def render(
     budget_rows: list[dict],
     notes: list[str],
     settings_yaml: str,
-    responses: list[dict],
+    answers: str,
     tests: list[dict] = (),
     finding: str = "",
 ) -> str:
@@ -192,7 +257,6 @@ def render(
     budget_body = "".join(
         "<tr>" + "".join(f"<td>{_fmt(v)}</td>" for v in row.values()) + "</tr>" for row in budget_rows
     )
-    payload = json.dumps(responses, ensure_ascii=False).replace("</", "<\\/")
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{escape(title)}</title><style>{CSS}</style></head>
 <body>
@@ -206,9 +270,11 @@ share that are ok. Score = judge score x (verdict ok): an answer that is not ok 
 judged; "over" says how many answers each mean runs over.</p>
 {table(cells)}
 <h2>Paired differences between runs</h2>
-<p>Exact (or 20,000-sample) paired permutation test over the prompts both runs answered, none with fewer than 10
-shared prompts; p-values Holm-adjusted across every comparison of the same metric; n.s. = not significant at 0.05
-after the adjustment.</p>
+<p>The comparisons the experiment asks (report.contrasts: by default the paper's, within each model and method:
+downsampled multilingual vs English-only and vs multilingual in every language, the multilingual runs vs each
+monolingual run in its own language), each by an exact (or 20,000-sample) paired permutation test over the
+prompts both runs answered, none with fewer than 10 shared prompts; p-values Holm-adjusted across every
+comparison of the same metric; n.s. = not significant at 0.05 after the adjustment.</p>
 {paired_table(list(tests))}
 <h2>Plots</h2>
 {"".join(_img(p) for p in plots)}
@@ -222,7 +288,7 @@ after the adjustment.</p>
 <div id="responses"></div>
 <h2>Settings</h2>
 <pre>{escape(settings_yaml)}</pre>
-<script type="application/json" id="responses-data">{payload}</script>
+{answers}
 <script>{BROWSER_JS}</script>
 </body></html>
 """

@@ -4,9 +4,11 @@ language heatmap, and scores against model size."""
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from collections import defaultdict
+from dataclasses import dataclass, replace
 from itertools import product
 from pathlib import Path
+from statistics import mean
 
 from babeltune.report.aggregate import Cell
 
@@ -23,6 +25,35 @@ def _pyplot():
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def per_mixture(cells: list[Cell]) -> list[Cell]:
+    """One cell per mixture (the run name's last part) and language, each value the mean over the runs that
+    trained on that mixture (its models and methods): a plot of the paper's 336 runs shows 12 mixtures.
+
+    >>> a = Cell("m1/lora/mono-es", "es", True, 10, 0.5, 0, 0, 0, 0, None, None, None, None, 20.0, verdicts={"ok": 0.5})
+    >>> b = replace(a, run="m2/full/mono-es", consistency=0.7, chrf=None, verdicts={"ok": 0.7})
+    >>> c, = per_mixture([a, b]); c.run, c.consistency, c.chrf, c.n, c.verdicts
+    ('mono-es (mean of 2 runs)', 0.6, 20.0, 20, {'ok': 0.6})
+    """
+    groups: dict[tuple[str, str], list[Cell]] = defaultdict(list)
+    for c in cells:
+        groups[c.run.rsplit("/", 1)[-1], c.lang].append(c)
+    runs_of = defaultdict(set)
+    for (mixture, _), group in groups.items():
+        runs_of[mixture].update(c.run for c in group)
+
+    def avg(group: list[Cell], field: str) -> float | None:
+        values = [getattr(c, field) for c in group if getattr(c, field) is not None]
+        return round(mean(values), 3) if values else None
+
+    return [
+        replace(group[0], run=f"{mixture} (mean of {len(runs_of[mixture])} runs)", n=sum(c.n for c in group),
+                consistency=avg(group, "consistency"), chrf=avg(group, "chrf"), score_mean=avg(group, "score_mean"),
+                robustness=avg(group, "robustness"), consistency_ci=None, score_ci=None,
+                verdicts={v: round(mean(c.verdicts[v] for c in group), 3) for v in group[0].verdicts})
+        for (mixture, _), group in groups.items()
+    ]  # fmt: skip
 
 
 def grouped_bars(cells: list[Cell], metric: str, ylabel: str, out: Path) -> list[Path]:

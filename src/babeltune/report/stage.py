@@ -7,12 +7,13 @@ import io
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from statistics import mean
+from typing import Literal
 
 from babeltune.evaluate.stage import evaluation_file
 from babeltune.io import atomic_write_text, read_json, read_jsonl, write_json
 from babeltune.mix import manifest_file
-from babeltune.report import finding, html, plots
-from babeltune.report.aggregate import Cell, cells, paired_tests
+from babeltune.report import contrasts, finding, html, plots
+from babeltune.report.aggregate import LARGE_GRID, Cell, cells, paired_tests
 from babeltune.settings import setting
 from babeltune.tasks import Output, Task
 from babeltune.train import metrics_file
@@ -24,6 +25,12 @@ SUMMARY = "summary.csv"
 @dataclass
 class ReportArgs:
     title: str = setting("babeltune report", "title of the HTML report")
+    contrasts: Literal["paper", "all"] = setting(
+        "paper",
+        "which runs the paired tests compare: the paper's planned contrasts within each model and method "
+        "(downsampled multilingual vs English-only and vs multilingual, the multilingual runs vs each "
+        "monolingual run in its own language), or every pair of runs (small grids only: R(R-1)/2 x languages)",
+    )
 
 
 @dataclass
@@ -182,6 +189,11 @@ def notes_for(results: list[RunResult], missing: list[str] = ()) -> list[str]:
             f"are missing here: {', '.join(missing)}. `babeltune status RUN_DIR` says why; "
             "`babeltune plan CONFIG --slurm FILE --only-todo` writes a script for exactly those."
         )
+    if len(results) > LARGE_GRID:
+        notes.append(
+            f"{len(results)} runs: the per-language plots show each mixture's mean over the runs trained on it "
+            "(its models and methods); the tables list every run."
+        )
     evaluation = read_json(results[0].evaluation)["judge"]
     if evaluation["pipeline_check_only"]:
         notes.append(
@@ -191,6 +203,36 @@ def notes_for(results: list[RunResult], missing: list[str] = ()) -> list[str]:
     if evaluation["prompt"] is None:
         notes.append("The LLM judge was disabled: scores are language consistency and chrF only.")
     return notes
+
+
+BROWSED = ("lang", "source_id", "response", "detected_lang", "verdict", "lang_match", "judge_score", "judge_raw",
+           "chrf")  # fmt: skip
+
+
+def browser_rows(results: list[RunResult], scores: dict[str, list[dict]]) -> dict[str, list[dict]]:
+    """Per run, what the response browser shows of each answer, with its prompt."""
+    out = {}
+    for r in results:
+        prompts = {row["id"]: row["prompt"] for row in read_jsonl(r.responses)}
+        out[r.name] = [
+            {k: row[k] for k in BROWSED} | {"prompt": prompts[row["id"]]} for row in scores[r.name]
+        ]
+    return out
+
+
+def figures_for(table: list[Cell], out_dir: Path) -> list[Path]:
+    """The per-language figures: bars of each metric, verdict shares, a heatmap (PNG and SVG each)."""
+    figures = plots.grouped_bars(
+        table, "consistency", "fidelity (share of answers ok)", out_dir / "consistency"
+    )
+    figures += plots.verdict_bars(table, out_dir / "verdicts")
+    figures += plots.grouped_bars(table, "chrf", "chrF vs reference", out_dir / "chrf")
+    if any(c.score_mean is not None for c in table):
+        figures += plots.grouped_bars(table, "score_mean", "mean score (judge x match)", out_dir / "score")
+        figures += plots.grouped_bars(
+            table, "robustness", "robustness: judge score lost to the language check", out_dir / "robustness"
+        )
+    return figures + plots.heatmap(table, "consistency", "language consistency", out_dir / "heatmap")
 
 
 def run(
@@ -209,24 +251,14 @@ def run(
     atomic_write_text(out_dir / SUMMARY, summary_csv(table))
     atomic_write_text(out_dir / "summary.md", summary_md(table))
     infos = [
-        finding.RunInfo(r.name, r.regime, r.name.rsplit("/", 1)[0],
+        contrasts.RunInfo(r.name, r.regime, r.name.rsplit("/", 1)[0],
                         tuple(read_json(r.manifest)["languages"]) if r.manifest else ())
         for r in results
     ]  # fmt: skip
     found = finding.finding(scores, infos, seen_langs, list(lang_order))
     write_json(out_dir / "finding.json", found | {"sentences": finding.sentences(found)})
     write_json(out_dir / "grid.json", {"reported": [r.name for r in results], "missing": list(missing)})
-    figures = plots.grouped_bars(
-        table, "consistency", "fidelity (share of answers ok)", out_dir / "consistency"
-    )
-    figures += plots.verdict_bars(table, out_dir / "verdicts")
-    figures += plots.grouped_bars(table, "chrf", "chrF vs reference", out_dir / "chrf")
-    if any(c.score_mean is not None for c in table):
-        figures += plots.grouped_bars(table, "score_mean", "mean score (judge x match)", out_dir / "score")
-        figures += plots.grouped_bars(
-            table, "robustness", "robustness: judge score lost to the language check", out_dir / "robustness"
-        )
-    figures += plots.heatmap(table, "consistency", "language consistency", out_dir / "heatmap")
+    figures = figures_for(table if len(results) <= LARGE_GRID else plots.per_mixture(table), out_dir)
     sizes = model_sizes(results)
     for metric, label in (
         ("consistency", "language consistency"),
@@ -235,28 +267,9 @@ def run(
     ):
         if points := size_points(results, sizes, table, metric):
             figures += plots.by_size(points, f"{label} (mean over languages)", out_dir / f"{metric}_by_size")
-    tests = paired_tests(scores, lang_order)
+    tests = paired_tests(scores, contrasts.planned(cfg.contrasts, infos), lang_order)
     atomic_write_text(out_dir / "paired.csv", _csv(tests))
-    prompts = {r["id"]: r["prompt"] for res in results for r in read_jsonl(res.responses)}
-    browser = [
-        {
-            k: row[k]
-            for k in (
-                "run",
-                "lang",
-                "source_id",
-                "response",
-                "detected_lang",
-                "verdict",
-                "lang_match",
-                "judge_score",
-                "chrf",
-            )
-        }
-        | {"prompt": prompts[row["id"]]}
-        for rows in scores.values()
-        for row in rows
-    ]
+    answers = html.answers_block(browser_rows(results, scores), out_dir)
     page = html.render(
         cfg.title,
         table,
@@ -264,7 +277,7 @@ def run(
         budget_rows(results),
         notes_for(results, missing),
         settings_yaml,
-        browser,
+        answers,
         tests,
         html.finding_section(found, finding.sentences(found)),
     )

@@ -1,9 +1,17 @@
 """Uncertainty over prompts: bootstrap confidence intervals, paired permutation tests and the Holm correction
-(pure functions)."""
+(pure functions, vectorised: a report of the paper's grid computes thousands of them)."""
 
 from __future__ import annotations
 
-import random
+from functools import lru_cache
+
+import numpy as np
+
+
+@lru_cache(maxsize=64)
+def _resample_rows(n: int, resamples: int, seed: int) -> np.ndarray:
+    """``resamples`` x ``n`` indices drawn with replacement; the same for every interval over n values."""
+    return np.random.default_rng(seed).integers(0, n, size=(resamples, n))
 
 
 def bootstrap_ci(
@@ -19,16 +27,32 @@ def bootstrap_ci(
     n = len(values)
     if n < 2:
         return None
-    rng = random.Random(seed)
-    means = sorted(sum(values[rng.randrange(n)] for _ in range(n)) / n for _ in range(resamples))
+    means = np.sort(np.asarray(values, dtype=float)[_resample_rows(n, resamples, seed)].mean(axis=1))
     tail = (1 - level) / 2
-    return round(means[int(tail * resamples)], 4), round(
-        means[min(resamples - 1, int((1 - tail) * resamples))], 4
-    )
+    lo, hi = means[int(tail * resamples)], means[min(resamples - 1, int((1 - tail) * resamples))]
+    return round(float(lo), 4), round(float(hi), 4)
 
 
 MIN_PAIRED = 10  # fewer shared prompts than this: no significance claim at all
 EXACT_UP_TO = 16  # below this many non-zero differences the permutation test enumerates every sign flip
+
+
+@lru_cache(maxsize=32)
+def _every_flip(n: int) -> np.ndarray:
+    """All 2**n sign patterns, one per row."""
+    masks = np.arange(1 << n)[:, None] >> np.arange(n) & 1
+    return (2 * masks - 1).astype(np.int8)
+
+
+@lru_cache(maxsize=8)
+def _random_flips(n: int, samples: int, seed: int) -> np.ndarray:
+    """``samples`` x ``n`` random signs, as int8 (a byte each: the cache stays small)."""
+    return np.random.default_rng(seed).choice(np.array([-1, 1], dtype=np.int8), size=(samples, n))
+
+
+def _flipped_sums(signs: np.ndarray, diffs: np.ndarray, rows: int = 4096) -> np.ndarray:
+    """|signs @ diffs|, in blocks of rows so the float copy of the signs stays small."""
+    return np.concatenate([np.abs(signs[i : i + rows] @ diffs) for i in range(0, len(signs), rows)])
 
 
 def paired_permutation_p(
@@ -44,17 +68,14 @@ def paired_permutation_p(
     """
     if len(a) != len(b) or len(a) < MIN_PAIRED:
         return None
-    diffs = [x - y for x, y in zip(a, b, strict=True) if x != y]
-    if not diffs:
+    diffs = np.asarray(a, dtype=float) - np.asarray(b, dtype=float)
+    diffs = diffs[diffs != 0]
+    if not len(diffs):
         return 1.0
-    observed = abs(sum(diffs)) - 1e-9
+    observed = abs(diffs.sum()) - 1e-9
     if len(diffs) <= EXACT_UP_TO:
-        flips = [
-            [(d if (mask >> i) & 1 else -d) for i, d in enumerate(diffs)] for mask in range(1 << len(diffs))
-        ]
-        return round(sum(abs(sum(f)) >= observed for f in flips) / len(flips), 4)
-    rng = random.Random(seed)
-    hits = sum(abs(sum(d if rng.random() < 0.5 else -d for d in diffs)) >= observed for _ in range(samples))
+        return round(float(np.mean(_flipped_sums(_every_flip(len(diffs)), diffs) >= observed)), 4)
+    hits = int(np.count_nonzero(_flipped_sums(_random_flips(len(diffs), samples, seed), diffs) >= observed))
     return round((hits + 1) / (samples + 1), 4)
 
 

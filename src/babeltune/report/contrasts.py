@@ -1,0 +1,66 @@
+"""Which runs the report compares: the paper's planned contrasts, or every pair on request.
+
+A grid of R runs has R(R-1)/2 pairs; the paper's grid (336 runs) would be 450,240 tests over 8 languages, and a
+correction over that many leaves nothing significant. The paper compares specific things, within one model and
+method: downsampled multilingual vs English-only and vs full multilingual in every test language, and the
+downsampled and the full multilingual run vs each monolingual run in that run's own language.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from itertools import combinations
+
+DOWNSAMPLED, ENGLISH, MONO, MULTI = "multilingual-downsampled", "english-only", "monolingual", "multilingual"
+KINDS = ("paper", "all")
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    name: str
+    regime: str
+    group: str  # model and method: regimes are compared within a group
+    languages: tuple[str, ...]  # what the mixture was drawn from (a monolingual run: its one language)
+
+
+@dataclass(frozen=True)
+class Contrast:
+    a: str
+    b: str
+    languages: tuple[str, ...] | None  # None: every test language both runs answered
+
+
+def by_regime(runs: list[RunInfo]) -> dict[str, dict[str, list[RunInfo]]]:
+    """group -> regime -> its runs, in grid order."""
+    out: dict[str, dict[str, list[RunInfo]]] = defaultdict(lambda: defaultdict(list))
+    for r in runs:
+        out[r.group][r.regime].append(r)
+    return out
+
+
+def paper(runs: list[RunInfo]) -> list[Contrast]:
+    """The paper's comparisons, within each group.
+
+    >>> runs = [RunInfo("m/lora/down", DOWNSAMPLED, "m/lora", ("en", "es")), RunInfo("m/lora/en", ENGLISH, "m/lora", ("en",)),
+    ...         RunInfo("m/lora/es", MONO, "m/lora", ("es",)), RunInfo("m/full/en", ENGLISH, "m/full", ("en",))]
+    >>> [(c.a, c.b, c.languages) for c in paper(runs)]
+    [('m/lora/down', 'm/lora/en', None), ('m/lora/down', 'm/lora/es', ('es',))]
+    """
+    out = []
+    for regimes in by_regime(runs).values():
+        for base in regimes[DOWNSAMPLED] + regimes[MULTI]:
+            others = regimes[ENGLISH] + regimes[MULTI] if base.regime == DOWNSAMPLED else []
+            out += [Contrast(base.name, other.name, None) for other in others]
+            out += [
+                Contrast(base.name, mono.name, mono.languages[:1]) for mono in regimes[MONO] if mono.languages
+            ]
+    return out
+
+
+def every_pair(runs: list[RunInfo]) -> list[Contrast]:
+    return [Contrast(a.name, b.name, None) for a, b in combinations(runs, 2)]
+
+
+def planned(kind: str, runs: list[RunInfo]) -> list[Contrast]:
+    return {"paper": paper, "all": every_pair}[kind](runs)
