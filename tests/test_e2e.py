@@ -24,6 +24,10 @@ def test_report_has_every_language_and_regime(quick_run):
             assert float(r["chrf"]) > 0
             assert int(r["judged"]) == 1 and r["score_mean"] != ""
     assert {r["seen"] for r in rows if r["lang"] == "no"} == {"False"}
+    paired = list(csv.DictReader((report_dir / "paired.csv").open()))
+    pairs = {(r["run_a"].split("/")[-1], r["run_b"].split("/")[-1], r["lang"]) for r in paired}
+    expected = {("multi-down", "en-only", lang) for lang in ("en", "es", "ru", "no")}  # the paper's contrasts
+    assert len(paired) == 5 and pairs == expected | {("multi-down", "mono-es", "es")}
     html = (report_dir / "report.html").read_text()
     assert "pipeline check, not a meaningful judge" in html
     assert "report.html" in proc.stdout and "unseen in training" in proc.stdout
