@@ -78,6 +78,16 @@ def test_sampling_is_reproducible_with_a_seed(tmp_path, prompts, tiny_model):
     assert key(a) == key(b) and key(a) != key(c)
 
 
+def test_a_sampled_answer_does_not_depend_on_the_batch_it_was_in(tmp_path, prompts, tiny_model):
+    """batch_size is plumbing (it is out of the task's key): each prompt samples from its own seed."""
+    runs = [read_jsonl(answer(prompts, tiny_model, tmp_path / f"b{beams}-{size}", do_sample=True, temperature=1.5,
+                              num_beams=beams, batch_size=size, max_new_tokens=12))
+            for beams in (1, 2) for size in (1, 2, 6)]  # fmt: skip
+    key = lambda rows: sorted((r["id"], r["response"]) for r in rows)  # noqa: E731
+    assert key(runs[0]) == key(runs[1]) == key(runs[2]) and key(runs[3]) == key(runs[4]) == key(runs[5])
+    assert len({r["response"] for r in runs[0]}) > 1 and key(runs[0]) != key(runs[3])
+
+
 def test_paper_preset_is_applied_and_recorded(tmp_path, prompts, tiny_model):
     # the preset wins over the field
     rows = read_jsonl(

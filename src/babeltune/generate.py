@@ -229,14 +229,49 @@ def use_bf16(gen: GenerateArgs, dtype: str) -> bool:
     return gen.precision == "bf16" or (gen.precision == "auto" and dtype == "float32" and bf16_is_fast())
 
 
-def generate_batch(
-    model, tokenizer, texts: list[str], gen: GenerateArgs, bf16: bool, seed: int = 0, streamer=None,
-    cancelled: threading.Event | None = None,
-):  # fmt: skip
-    """Generate for one batch of prompt texts; returns [(decoded new text, new token count)]. Setting
-    ``cancelled`` stops the generation at its next token (a client that hung up)."""
+def prompt_seed(gen: GenerateArgs, prompt_id: str) -> int:
+    """A prompt's own sampling seed: its answer does not depend on which prompts share its batch."""
+    return gen.seed + (stable_hash(prompt_id) >> 224)  # the hash's top 32 bits
+
+
+def per_row_sampler(seeds: list[int]):
+    """A last logits processor that draws each row's next token from that row's own random stream and leaves
+    only it possible; ``generate``'s own draw then picks it. So a sampled answer depends on its prompt's seed,
+    not on the batch it was generated in."""
     import torch
-    from transformers import StoppingCriteria, StoppingCriteriaList
+    from transformers import LogitsProcessor
+
+    class PerRowSampler(LogitsProcessor):
+        def __init__(self):
+            self.streams = [torch.Generator().manual_seed(seed % 2**64) for seed in seeds]
+
+        def __call__(self, input_ids, scores):
+            probs = torch.softmax(scores.double(), dim=-1).cpu()
+            draws = torch.stack([torch.rand(1, generator=g, dtype=torch.float64) for g in self.streams])
+            cumulative = probs.cumsum(dim=-1)
+            chosen = torch.searchsorted(cumulative, draws * cumulative[:, -1:]).clamp(
+                max=scores.shape[-1] - 1
+            )
+            forced = torch.full_like(scores, float("-inf"))
+            return forced.scatter_(1, chosen.to(scores.device), 0.0)
+
+    return PerRowSampler()
+
+
+def beam_sampling(gen: GenerateArgs) -> bool:
+    """Sampled beams draw from one random stream for the whole batch: such prompts go one at a time."""
+    return gen.do_sample and gen.num_beams > 1
+
+
+def generate_batch(
+    model, tokenizer, texts: list[str], gen: GenerateArgs, bf16: bool, seeds: list[int] | None = None,
+    streamer=None, cancelled: threading.Event | None = None,
+):  # fmt: skip
+    """Generate for one batch of prompt texts; returns [(decoded new text, new token count)]. Sampling draws
+    each text's tokens from its own seed (default: seed + its position). Setting ``cancelled`` stops the
+    generation at its next token (a client that hung up)."""
+    import torch
+    from transformers import LogitsProcessorList, StoppingCriteria, StoppingCriteriaList
 
     class Cancelled(StoppingCriteria):
         def __call__(self, input_ids, scores, **kwargs):
@@ -245,7 +280,11 @@ def generate_batch(
             )
 
     enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
-    torch.manual_seed(seed)
+    seeds = seeds if seeds is not None else [gen.seed + i for i in range(len(texts))]
+    sampler = [per_row_sampler(seeds)] if gen.do_sample and not beam_sampling(gen) else []
+    if beam_sampling(gen):
+        assert len(texts) == 1, "sampled beams are generated one prompt at a time"
+        torch.manual_seed(seeds[0])
     with torch.inference_mode(), torch.autocast(model.device.type, dtype=torch.bfloat16, enabled=bf16):
         out = model.generate(
             **enc,
@@ -261,6 +300,7 @@ def generate_batch(
             pad_token_id=tokenizer.pad_token_id,
             streamer=streamer,
             stopping_criteria=StoppingCriteriaList([Cancelled()]) if cancelled else None,
+            logits_processor=LogitsProcessorList(sampler),
         )
     new_tokens = out[:, enc["input_ids"].shape[1] :]
     return [(decode_answer(tokenizer, ids), int((ids != tokenizer.pad_token_id).sum())) for ids in new_tokens]
@@ -288,9 +328,10 @@ def hf_generate(job: GenerateJob, target: Target, todo: list[TestPrompt], log: A
     bf16 = use_bf16(gen, target.dtype)
     texts = {p.id: build_prompt(target.template, tokenizer, p.prompt) for p in todo}
     with tqdm(total=len(todo), desc=f"generate {job.run_name}", unit="answer") as bar:
-        for batch in length_sorted_batches(todo, lambda p: len(texts[p.id]), gen.batch_size):
-            seed = gen.seed + (stable_hash(batch[0].id) >> 224)  # its top 32 bits: a per-batch seed
-            answers = generate_batch(model, tokenizer, [texts[p.id] for p in batch], gen, bf16, seed)
+        size = 1 if beam_sampling(gen) else gen.batch_size
+        for batch in length_sorted_batches(todo, lambda p: len(texts[p.id]), size):
+            seeds = [prompt_seed(gen, p.id) for p in batch]
+            answers = generate_batch(model, tokenizer, [texts[p.id] for p in batch], gen, bf16, seeds)
             for p, (answer, n_tokens) in zip(batch, answers, strict=True):
                 log.append(_record(job, p, texts[p.id], answer, n_tokens, settings))
             bar.update(len(batch))
@@ -313,18 +354,16 @@ def openai_generate(job: GenerateJob, target: Target, todo: list[TestPrompt], lo
     settings = decoding_settings(gen)
     model = gen.model or job.run_name
     common = {"model": model, "max_tokens": gen.max_new_tokens, "temperature": gen.temperature if gen.do_sample else 0,
-              "top_p": gen.top_p, "stop": gen.stop or None, "seed": gen.seed}  # fmt: skip
+              "top_p": gen.top_p, "stop": gen.stop or None}  # fmt: skip
     lock = threading.Lock()
 
     def ask(p: TestPrompt) -> tuple[str, Callable[[], str]]:
+        own = common | {"seed": prompt_seed(gen, p.id)}
         if target.template == "alpaca":
             text = build_prompt("alpaca", None, p.prompt)
-            return text, lambda: reply_text(client.completions.create(prompt=text, **common), chat=False)
+            return text, lambda: reply_text(client.completions.create(prompt=text, **own), chat=False)
         messages = [{"role": "user", "content": p.prompt}]
-        return (
-            p.prompt,
-            lambda: reply_text(client.chat.completions.create(messages=messages, **common)),
-        )
+        return p.prompt, lambda: reply_text(client.chat.completions.create(messages=messages, **own))
 
     def one(p: TestPrompt) -> None:
         text, call = ask(p)
@@ -357,10 +396,13 @@ def vllm_generate(job: GenerateJob, target: Target, todo: list[TestPrompt], log:
     settings = decoding_settings(gen)
     texts = {p.id: build_prompt(target.template, tokenizer, p.prompt) for p in todo}
     with tqdm(total=len(todo), desc=f"generate {job.run_name} (vllm)", unit="answer") as bar:
-        for batch in length_sorted_batches(todo, lambda p: len(texts[p.id]), gen.batch_size):
+        size = 1 if beam_sampling(gen) else gen.batch_size
+        for batch in length_sorted_batches(todo, lambda p: len(texts[p.id]), size):
             ids = [tokenizer(texts[p.id], add_special_tokens=False)["input_ids"] for p in batch]
             for p, (answer, n_tokens) in zip(
-                batch, vllm_engine.generate(spec, target.adapter, ids, gen), strict=True
+                batch,
+                vllm_engine.generate(spec, target.adapter, ids, gen, [prompt_seed(gen, p.id) for p in batch]),
+                strict=True,
             ):
                 log.append(_record(job, p, texts[p.id], answer, n_tokens, settings))
             bar.update(len(batch))

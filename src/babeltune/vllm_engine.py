@@ -112,9 +112,11 @@ class Engines:
 ENGINES = Engines()
 
 
-def generate(spec: Spec, adapter: Path | None, prompt_ids: list[list[int]], gen) -> list[tuple[str, int]]:
-    """Answers to token-id prompts as [(text, new token count)], in order: greedy or sampled through
-    ``generate``, beams through vLLM's ``beam_search``."""
+def generate(
+    spec: Spec, adapter: Path | None, prompt_ids: list[list[int]], gen, seeds: list[int]
+) -> list[tuple[str, int]]:
+    """Answers to token-id prompts as [(text, new token count)], in order: greedy or sampled (each prompt from
+    its own seed) through ``generate``, beams through vLLM's ``beam_search``."""
     llm = ENGINES.get(spec)  # the caller has refused what ``unsupported`` names
     lora = ENGINES.lora(adapter)
     prompts = [{"prompt_token_ids": ids} for ids in prompt_ids]
@@ -131,10 +133,10 @@ def generate(spec: Spec, adapter: Path | None, prompt_ids: list[list[int]], gen)
         return answers
     from vllm import SamplingParams
 
-    params = SamplingParams(
+    params = [SamplingParams(
         temperature=gen.temperature if gen.do_sample else 0.0, top_p=gen.top_p if gen.do_sample else 1.0,
         max_tokens=gen.max_new_tokens, repetition_penalty=gen.repetition_penalty, stop=gen.stop or None,
-        seed=gen.seed if gen.do_sample else None, include_stop_str_in_output=True,  # raw text as hf has it
-    )  # fmt: skip
+        seed=seed if gen.do_sample else None, include_stop_str_in_output=True,  # raw text as hf has it
+    ) for seed in seeds]  # fmt: skip
     outs = llm.generate(prompts, params, lora_request=lora, use_tqdm=False)
     return [(o.outputs[0].text.rstrip("\ufffd"), len(o.outputs[0].token_ids)) for o in outs]

@@ -40,19 +40,24 @@ class ServedModel:
     generations: int = 0  # model.generate calls so far
 
     def _generate(
-        self, texts: list[str], gen: GenerateArgs, streamer=None, cancelled=None
+        self,
+        texts: list[str],
+        gen: GenerateArgs,
+        streamer=None,
+        cancelled=None,
+        seeds: list[int] | None = None,
     ) -> list[tuple[str, int]]:
         from babeltune.generate import generate_batch
 
         self.generations += 1
-        return generate_batch(
-            self.model, self.tokenizer, texts, gen, self.bf16, gen.seed, streamer, cancelled
-        )
+        return generate_batch(self.model, self.tokenizer, texts, gen, self.bf16, seeds, streamer, cancelled)
 
     def _answer(self, batch: list[_Request], gen: GenerateArgs) -> None:
         """One generation for the batch; if it fails, each request alone, so one bad prompt fails only itself."""
         try:
-            answers = self._generate([t for r in batch for t in r.texts], gen)
+            # each request samples from its own seed, whatever other requests share the batch
+            seeds = [gen.seed + i for r in batch for i in range(len(r.texts))]
+            answers = self._generate([t for r in batch for t in r.texts], gen, seeds=seeds)
         except Exception as err:  # noqa: BLE001 - retried one by one below
             if len(batch) == 1:
                 batch[0].error = err
