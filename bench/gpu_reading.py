@@ -83,7 +83,7 @@ def peak_memory_gb(device: str) -> float | None:
 def training(root: Path, mixture: Path, s: dict, params: int, peak: float) -> dict:
     from babeltune.config import LoraArgs, ModelArgs, TrainArgs
     from babeltune.io import read_json
-    from babeltune.train import TrainJob, run
+    from babeltune.train.stage import TrainJob, run
 
     model_args = ModelArgs(name=str(root / "model"), dtype="bfloat16")
 

@@ -60,7 +60,7 @@ def profile_training(examples: int, batch_size: int, grad_accum: int, root: Path
 
     from babeltune.config import LoraArgs, ModelArgs, TrainArgs
     from babeltune.io import read_json
-    from babeltune.train import TrainJob, run
+    from babeltune.train.stage import TrainJob, run
 
     mixture = build_mixture(examples, root)
     profiled = {}

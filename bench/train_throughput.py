@@ -80,7 +80,7 @@ def train_once(recipe: str, mixture: Path, out: Path) -> None:
     """Child process: train one recipe, print its metrics and peak memory as one JSON line."""
     from babeltune.config import LoraArgs, ModelArgs, TrainArgs
     from babeltune.io import read_json
-    from babeltune.train import TrainJob, run
+    from babeltune.train.stage import TrainJob, run
 
     args = TrainArgs(**JOB, **RECIPES[recipe][1])
     run(TrainJob(ModelArgs(), "lora", LoraArgs(), args), mixture, out)

@@ -4,8 +4,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from babeltune import chunked_loss
-from babeltune.chunked_loss import linear_cross_entropy
+from babeltune.train import chunked_loss
+from babeltune.train.chunked_loss import linear_cross_entropy
 
 
 @pytest.mark.parametrize("with_bias", [False, True])

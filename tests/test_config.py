@@ -60,7 +60,7 @@ def test_invalid_yaml_names_the_line(tmp_path):
         ("--data.languages=[en, xx]", "data.languages: unknown language 'xx'"),
         ("--mix.budget=0", "mix.budget: must be at least 1, got 0"),
         ("--mix.monolingual_languages=[hi]", "'hi' is not in data.languages"),
-        ("--train.methods=[qlora]", "unknown value 'qlora'"),
+        ("--train.methods=[qlora]", "train.methods\\[0\\]: unknown fine-tuning method 'qlora'"),
     ],
 )
 def test_cross_field_checks(override, message):

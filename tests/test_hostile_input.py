@@ -214,7 +214,7 @@ def test_bad_values_fail_when_the_config_loads_naming_the_field(override, messag
 
 
 def test_a_torn_trainer_state_is_skipped_and_said(tmp_path, capsys):
-    from babeltune.train import CHECKPOINT_FILES, last_complete_checkpoint
+    from babeltune.train.resume import CHECKPOINT_FILES, last_complete_checkpoint
 
     for step, state in ((2, '{"global_step": 2}'), (4, '{"global_st')):
         folder = tmp_path / f"checkpoint-{step}"

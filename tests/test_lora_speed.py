@@ -3,10 +3,10 @@
 import pytest
 import torch
 
-from babeltune import lora_speed
 from babeltune.config import LoraArgs
 from babeltune.models import load_model
-from babeltune.train import _with_adapter
+from babeltune.train import lora_speed
+from babeltune.train.methods import METHODS
 
 
 def test_integer_mask_dropout_has_nn_dropouts_distribution():
@@ -23,7 +23,7 @@ def test_integer_mask_dropout_has_nn_dropouts_distribution():
 
 def _lora(tiny_model, dropout):
     model = load_model(tiny_model)
-    return _with_adapter(model, "lora", LoraArgs(r=4, alpha=8, dropout=dropout), quantized=False)
+    return METHODS.get("lora").wrap(model, LoraArgs(r=4, alpha=8, dropout=dropout), quantized=False)
 
 
 def test_cheap_dropout_replaces_every_lora_dropout(tiny_model):

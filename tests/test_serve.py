@@ -18,8 +18,8 @@ from babeltune.io import read_jsonl
 from babeltune.mix import run as mix
 from babeltune.models import load_tokenizer
 from babeltune.templates import build_prompt
-from babeltune.train import TrainJob
-from babeltune.train import run as train
+from babeltune.train.stage import TrainJob
+from babeltune.train.stage import run as train
 
 KEY = "sk-serve-test-key"
 

@@ -9,7 +9,8 @@ from babeltune.data import stage as data_stage
 from babeltune.io import read_json, read_jsonl
 from babeltune.models import load_model
 from babeltune.registry import BabeltuneError
-from babeltune.train import TrainJob, run, tokenize
+from babeltune.train.data import tokenize
+from babeltune.train.stage import TrainJob, run
 
 
 @pytest.fixture(scope="module")
@@ -228,7 +229,7 @@ def test_a_killed_run_resumes_from_its_last_checkpoint_with_the_same_data_order(
     import torch
 
     from babeltune import tiny
-    from babeltune.train import write_job_file
+    from babeltune.train.launch import write_job_file
 
     folder = tiny.llama(tmp_path / "model", hidden=512, layers=4, heads=8)  # slow enough to kill mid-run
     args = TrainArgs(
@@ -260,7 +261,7 @@ def test_a_killed_run_resumes_from_its_last_checkpoint_with_the_same_data_order(
 
 
 def test_a_checkpoint_cut_short_by_a_kill_is_never_resumed_from(tmp_path):
-    from babeltune.train import CHECKPOINT_FILES, last_complete_checkpoint
+    from babeltune.train.resume import CHECKPOINT_FILES, last_complete_checkpoint
 
     assert last_complete_checkpoint(tmp_path / "none") is None
     for step, files in ((2, CHECKPOINT_FILES), (4, ("adapter_model.safetensors",)), (10, ())):
@@ -273,7 +274,7 @@ def test_a_checkpoint_cut_short_by_a_kill_is_never_resumed_from(tmp_path):
 
 @pytest.mark.parametrize("env", [{"ACCELERATE_USE_FSDP": "true"}, {"ACCELERATE_DEEPSPEED_ZERO_STAGE": "3"}])
 def test_no_chunked_loss_where_the_head_is_sharded(monkeypatch, env):
-    from babeltune.train import chunked_loss_function
+    from babeltune.train.stage import chunked_loss_function
 
     for name, value in env.items():
         monkeypatch.setenv(name, value)

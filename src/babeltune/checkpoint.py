@@ -10,6 +10,7 @@ from pathlib import Path
 
 from babeltune.io import write_json
 from babeltune.registry import BabeltuneError
+from babeltune.train.methods import METHODS
 
 DESCRIPTION = "babeltune.json"
 
@@ -17,13 +18,15 @@ DESCRIPTION = "babeltune.json"
 @dataclass(frozen=True)
 class Checkpoint:
     base_model: str  # what training started from: builtin:..., a folder or a hub id
-    method: str  # "lora": the folder is an adapter of base_model; "full": the folder is the whole model
+    method: (
+        str  # a fine-tuning method: the folder is an adapter of base_model if the method's is, else a model
+    )
     template: str  # the prompt template it was trained with
     dtype: str  # weights dtype it was trained in
 
     def weights(self, folder: Path) -> tuple[str, Path | None]:
         """(model to load, adapter to attach or None) for the checkpoint in ``folder``."""
-        return (self.base_model, folder) if self.method == "lora" else (str(folder), None)
+        return (self.base_model, folder) if METHODS.get(self.method).adapter else (str(folder), None)
 
 
 def describe(folder: Path, checkpoint: Checkpoint) -> None:

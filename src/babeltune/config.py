@@ -27,7 +27,7 @@ from babeltune.registry import BabeltuneError, short
 from babeltune.report.stage import ReportArgs
 from babeltune.settings import apply_override, dump_yaml, from_dict, load_yaml, setting, to_dict
 from babeltune.settings import describe as describe_fields
-from babeltune.train import LoraArgs, TrainArgs
+from babeltune.train.settings import LoraArgs, TrainArgs
 from babeltune.translate.stage import TranslateArgs
 
 __all__ = [
@@ -71,6 +71,7 @@ class ExperimentConfig:
         self.mix.check("mix", self.data.languages)
         for i, model in enumerate(self.models):
             model.check(f"models[{i}]")
+        self.train.check("train")
         self.generate.check("generate")
         self.evaluate.check("evaluate")
         self.slurm.check("slurm")

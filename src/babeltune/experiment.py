@@ -13,7 +13,6 @@ from itertools import product
 from pathlib import Path
 
 from babeltune import generate, mix, tasks
-from babeltune import train as train_stage
 from babeltune.config import ExperimentConfig
 from babeltune.data import stage as data_stage
 from babeltune.evaluate import stage as evaluate_stage
@@ -22,6 +21,8 @@ from babeltune.registry import BabeltuneError
 from babeltune.report import stage as report_stage
 from babeltune.settings import dump_yaml, result_fields
 from babeltune.tasks import Summary, Task
+from babeltune.train import stage as train_stage
+from babeltune.train.methods import METHODS
 from babeltune.translate import stage as translate_stage
 
 STAGES = ["data", "translate", "mix", "train", "generate", "evaluate", "report"]
@@ -124,11 +125,15 @@ def used_settings(cfg: ExperimentConfig) -> str:
     used.pop("slurm", None)  # where it ran, never what
     if not cfg.translate.enabled:
         del used["translate"]
-    if "full" not in cfg.train.methods:
-        for name in ("full_epochs", "full_learning_rate", "full_loss_on_prompt", "full_nproc"):
-            del used["train"][name]
-    if "lora" not in cfg.train.methods:
-        del used["lora"]
+    for name in METHODS.names():
+        if name not in cfg.train.methods:  # a method the grid does not train: its own settings shape nothing
+            method = METHODS.get(name)
+            for field in method.overrides.values():
+                used["train"].pop(field, None)
+            if method.settings_group and not any(
+                METHODS.get(m).settings_group == method.settings_group for m in cfg.train.methods
+            ):
+                used.pop(method.settings_group, None)
     if not cfg.evaluate.judge.enabled:
         used["evaluate"]["judge"] = {"enabled": False}
     return dump_yaml(used)

@@ -25,6 +25,7 @@ from babeltune.registry import BabeltuneError, Registry, check_names
 from babeltune.settings import result_fields, setting
 from babeltune.tasks import Output, Task
 from babeltune.templates import build_prompt
+from babeltune.train.methods import METHODS
 
 RESPONSES = "responses.jsonl"
 
@@ -157,7 +158,7 @@ def effective(gen: GenerateArgs, method: str) -> GenerateArgs:
     1.0
     """
     if gen.preset == "paper":
-        penalty = 1.1 if method == "full" else 1.0
+        penalty = METHODS.get(method).paper_repetition_penalty
         return replace(gen, num_beams=4, max_new_tokens=256, no_repeat_ngram_size=6, repetition_penalty=penalty,
                        do_sample=False, stop=["\n### "])  # fmt: skip
     if gen.preset == "fast":

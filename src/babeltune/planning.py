@@ -16,6 +16,7 @@ from babeltune.data.schema import Example
 from babeltune.experiment import Plan
 from babeltune.io import read_json
 from babeltune.models import parameters_of
+from babeltune.train.methods import METHODS
 
 TOKENS_PER_EXAMPLE = 200  # Alpaca with the template, LLaMA-style tokenizer: used when tokens are not counted
 EFFECTIVE_FLOPS = 312e12 * 0.40  # an A100's bf16 peak at 40 % utilisation, for the estimate
@@ -97,7 +98,7 @@ def training_rows(plan: Plan, table: list[dict]) -> list[dict]:
         flops = (
             None
             if None in (billions, tokens)
-            else epochs * tokens * (6 if point.method == "full" else 4) * billions * 1e9
+            else epochs * tokens * METHODS.get(point.method).flops_per_parameter_token * billions * 1e9
         )
         rows.append({
             "task": task_id, "run": point.name, "regime": m["regime"], "examples": m["examples"],
@@ -109,8 +110,8 @@ def training_rows(plan: Plan, table: list[dict]) -> list[dict]:
 
 def gpu_memory_gb(billions: float | None, method: str) -> float | None:
     """Weights, gradients and Adam states per GPU under plain data parallelism: about 16 bytes a parameter
-    for full fine-tuning in mixed precision, about 2 (the frozen bf16 base) for LoRA."""
-    return None if billions is None else billions * (16 if method == "full" else 2)
+    for full fine-tuning in mixed precision, about 2 (the frozen bf16 base) for LoRA (the method says)."""
+    return None if billions is None else billions * METHODS.get(method).bytes_per_parameter
 
 
 def task_rows(plan: Plan) -> list[dict]:

@@ -16,7 +16,7 @@ from babeltune.report import contrasts, finding, html, plots
 from babeltune.report.aggregate import LARGE_GRID, Cell, cells, paired_tests
 from babeltune.settings import setting
 from babeltune.tasks import Output, Task
-from babeltune.train import metrics_file
+from babeltune.train.stage import metrics_file
 
 REPORT = "report.html"
 SUMMARY = "summary.csv"
@@ -43,7 +43,7 @@ class RunResult:
     train_metrics: Path | None  # None for an untuned baseline
     manifest: Path | None
     model: str = ""  # e.g. "smollm2-135m"
-    method: str = ""  # "lora" | "full"
+    method: str = ""  # the fine-tuning method
 
 
 @dataclass
