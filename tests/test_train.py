@@ -300,3 +300,12 @@ def test_full_runs_train_with_the_full_settings(tmp_path, mixture, tiny_model):
         losses[full_loss_on_prompt] = read_json(tmp_path / str(full_loss_on_prompt) / "metrics.json")
     # Same model, same probe examples: only which tokens the loss counts differs.
     assert losses[True]["probe_loss_before"] != pytest.approx(losses[False]["probe_loss_before"], abs=1e-3)
+
+
+def test_job_files_that_name_the_old_module_still_load():
+    """Task folders written before train/ was a package say kind: babeltune.train:TrainJob."""
+    import importlib
+
+    from babeltune.train import stage
+
+    assert importlib.import_module("babeltune.train").TrainJob is stage.TrainJob
