@@ -23,7 +23,7 @@ def vllm_rates(texts: list[str], tokenizer, args, bf16: bool) -> tuple[float, li
     """vLLM's start-up seconds and its tokens/s over the repeats, on babeltune's engine settings."""
     from vllm import SamplingParams
 
-    from babeltune import vllm_engine
+    from babeltune.inference import vllm_engine
     from babeltune.models import resolve
 
     start = time.perf_counter()
@@ -53,15 +53,17 @@ def main() -> None:
 
     from babeltune.config import GenerateArgs
     from babeltune.data.loaders import builtin_test_prompts
-    from babeltune.generate import generate_batch, length_sorted_batches, use_bf16
+    from babeltune.inference.decoding import length_sorted_batches
+    from babeltune.inference.hf import generate_batch
     from babeltune.models import load_model, load_tokenizer
+    from babeltune.precision import inference_bf16
     from babeltune.templates import build_prompt
 
     tokenizer = load_tokenizer("builtin:smollm2-135m", padding_side="left")
     model = load_model("builtin:smollm2-135m").eval()
     model.generation_config.min_new_tokens = args.new_tokens  # equal work for both sides
     gen = GenerateArgs(max_new_tokens=args.new_tokens, stop=[])
-    bf16 = use_bf16(gen, "float32")
+    bf16 = inference_bf16(gen.precision, "float32")
     prompts = builtin_test_prompts(["en", "es", "ru", "zh"])[: args.prompts]
     texts = [build_prompt("alpaca", tokenizer, p.prompt) for p in prompts]
 

@@ -125,7 +125,8 @@ def training(root: Path, mixture: Path, s: dict, params: int, peak: float) -> di
 
 def hf_generation(root: Path, s: dict, texts: list[str]) -> dict:
     from babeltune.config import GenerateArgs
-    from babeltune.generate import generate_batch, length_sorted_batches
+    from babeltune.inference.decoding import length_sorted_batches
+    from babeltune.inference.hf import generate_batch
     from babeltune.models import load_model, load_tokenizer
 
     tokenizer = load_tokenizer(str(root / "model"), padding_side="left")
@@ -152,7 +153,8 @@ def hf_generation(root: Path, s: dict, texts: list[str]) -> dict:
 def vllm_generation(root: Path, s: dict, prompts: list) -> dict:
     """babeltune's `vllm` backend over all prompts at once (vLLM schedules its own batches)."""
     from babeltune.config import GenerateArgs, ModelArgs
-    from babeltune.generate import GenerateJob, Target, run
+    from babeltune.generate import GenerateJob, run
+    from babeltune.inference.target import Target
     from babeltune.io import read_jsonl, write_jsonl
 
     write_jsonl(root / "prompts.jsonl", [p.to_dict() for p in prompts])
@@ -190,7 +192,8 @@ def many_adapters(root: Path, s: dict, prompts: list, backend: str) -> dict:
     """Every adapter answers every prompt through babeltune's ``backend``: vllm keeps one engine for all of
     them (LoRA per request), hf loads the base with each adapter in turn. Seconds include every start-up."""
     from babeltune.config import GenerateArgs
-    from babeltune.generate import GenerateJob, Target, run
+    from babeltune.generate import GenerateJob, run
+    from babeltune.inference.target import Target
     from babeltune.io import read_jsonl, write_jsonl
 
     write_jsonl(root / "prompts.jsonl", [p.to_dict() for p in prompts])

@@ -51,7 +51,7 @@ def test_an_answer_cut_to_nothing_by_its_template_header_is_template():
 
 @pytest.mark.parametrize("text", ["中文回答", "Это ответ", "ñandú"])
 def test_a_token_limit_never_leaves_half_a_character(tiny_model, text):
-    from babeltune.generate import decode_answer
+    from babeltune.inference.hf import decode_answer
     from babeltune.models import load_tokenizer
 
     tok = load_tokenizer(tiny_model)
@@ -62,7 +62,7 @@ def test_a_token_limit_never_leaves_half_a_character(tiny_model, text):
 
 
 def test_stop_strings_are_cut_wherever_they_occur():
-    from babeltune.generate import cut_at_stop
+    from babeltune.inference.decoding import cut_at_stop
 
     assert cut_at_stop("### Response: more", ["\n### "]) == ""
     assert cut_at_stop("Rojo.\n### Instruction: x", ["\n### "]) == "Rojo."

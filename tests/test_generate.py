@@ -4,8 +4,9 @@ import pytest
 
 from babeltune.config import GenerateArgs, ModelArgs, TestArgs
 from babeltune.data import stage as data_stage
-from babeltune.generate import GenerateJob, Target, effective
+from babeltune.generate import GenerateJob, effective
 from babeltune.generate import run as generate
+from babeltune.inference.target import Target
 from babeltune.io import read_jsonl
 from babeltune.models import load_tokenizer
 from babeltune.templates import build_prompt

@@ -12,8 +12,9 @@ import pytest
 
 from babeltune.config import GenerateArgs, LoraArgs, MixArgs, ModelArgs, TestArgs, TrainArgs
 from babeltune.data import stage as data_stage
-from babeltune.generate import GenerateJob, Target
+from babeltune.generate import GenerateJob
 from babeltune.generate import run as generate
+from babeltune.inference.target import Target
 from babeltune.io import read_jsonl
 from babeltune.mix import run as mix
 from babeltune.models import load_tokenizer

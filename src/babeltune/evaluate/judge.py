@@ -248,15 +248,13 @@ def openai_judge(
 
 @cache
 def _local_model(name: str):
-    """A local judge, on the GPU when there is one (as generation and serving are)."""
-    import torch
+    """A local judge, loaded as generation and serving load a model (a checkpoint's dtype and adapter
+    included). It computes in its weights' dtype, never under autocast: its scores must not depend on
+    the machine that judged."""
+    from babeltune.inference.hf import load_for_inference
+    from babeltune.inference.target import Target
 
-    from babeltune.models import load_model, load_tokenizer
-
-    model = load_model(name).eval()
-    if torch.cuda.is_available():
-        model.to("cuda")
-    return load_tokenizer(name, padding_side="left"), model
+    return load_for_inference(Target.locate(name))
 
 
 def _chat_text(tokenizer, messages: list[dict]) -> str:

@@ -24,7 +24,7 @@ from starlette.responses import JSONResponse, StreamingResponse
 from starlette.routing import Route
 
 from babeltune.generate import GenerateArgs
-from babeltune.generate import split_at_stop as cut
+from babeltune.inference.decoding import split_at_stop as cut
 from babeltune.serve.engine import ServedModel
 from babeltune.templates import build_prompt
 

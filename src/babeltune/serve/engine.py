@@ -4,13 +4,14 @@ requests together in batches, one generation at a time.
 
 from __future__ import annotations
 
-import json
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from babeltune import checkpoint
 from babeltune.generate import GenerateArgs
+from babeltune.inference.hf import load_for_inference
+from babeltune.inference.target import Target
+from babeltune.precision import inference_bf16
 
 
 @dataclass
@@ -47,7 +48,7 @@ class ServedModel:
         cancelled=None,
         seeds: list[int] | None = None,
     ) -> list[tuple[str, int]]:
-        from babeltune.generate import generate_batch
+        from babeltune.inference.hf import generate_batch
 
         self.generations += 1
         return generate_batch(self.model, self.tokenizer, texts, gen, self.bf16, seeds, streamer, cancelled)
@@ -100,48 +101,18 @@ class ServedModel:
         return mine.answers
 
 
-@dataclass(frozen=True)
-class Located:
-    """What a ``serve`` source names: the weights, an adapter on them, the template and the served name."""
-
-    weights: str
-    adapter: Path | None
-    template: str
-    name: str
-
-
-def locate(
-    source: str, base: str | None = None, template: str | None = None, name: str | None = None
-) -> Located:
-    """A babeltune checkpoint or training folder (adapter or full model: its description gives the base and
-    the template), a PEFT adapter folder, a model folder, ``builtin:...`` or a hub id."""
+def served_name(source: str, name: str | None = None) -> str:
+    """The model id clients ask for: ``name``, else the source folder's name, else the source itself."""
     path = Path(source)
-    adapter = None
-    found = checkpoint.find(path)
-    if found is not None:
-        described = checkpoint.read(found)
-        template = template or described.template
-        weights, adapter = described.weights(found)
-    elif (path / "adapter_config.json").exists():
-        adapter = path
-        weights = base or json.loads((path / "adapter_config.json").read_text())["base_model_name_or_path"]
-    else:
-        weights = base or source
-    return Located(weights, adapter, template or "alpaca", name or (path.name if path.exists() else source))
+    return name or (path.name if path.exists() else source)
 
 
 def load(
     source: str, base: str | None = None, template: str | None = None, name: str | None = None
 ) -> ServedModel:
-    """The in-house engine for what ``source`` names (see ``locate``)."""
-    import torch
-
-    from babeltune.generate import use_bf16
-    from babeltune.models import load_model, load_tokenizer
-
-    where = locate(source, base, template, name)
-    tokenizer = load_tokenizer(where.weights, padding_side="left")
-    model = load_model(where.weights, adapter=where.adapter).eval()
-    if torch.cuda.is_available():
-        model.to("cuda")
-    return ServedModel(where.name, where.template, tokenizer, model, use_bf16(GenerateArgs(), "float32"))
+    """The in-house engine for what ``source`` names (see ``Target.locate``), loaded as the generate stage
+    loads it: the checkpoint's dtype, its adapter unmerged, the one precision rule."""
+    target = Target.locate(source, base, template)
+    tokenizer, model = load_for_inference(target)
+    bf16 = inference_bf16("auto", target.dtype)
+    return ServedModel(served_name(source, name), target.template, tokenizer, model, bf16)

