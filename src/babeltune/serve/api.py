@@ -23,7 +23,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, StreamingResponse
 from starlette.routing import Route
 
-from babeltune.generate import GenerateArgs
+from babeltune.inference.decoding import Decoding
 from babeltune.inference.decoding import split_at_stop as cut
 from babeltune.serve.engine import ServedModel
 from babeltune.templates import build_prompt
@@ -60,7 +60,7 @@ def _valid_text(text: str) -> str:
     return text
 
 
-class Decoding(BaseModel):
+class DecodingRequest(BaseModel):
     model_config = ConfigDict(extra="ignore")  # clients send fields this server does not use
 
     model: str | None = None
@@ -82,7 +82,7 @@ class Decoding(BaseModel):
         return [_valid_text(s) for s in stops]
 
 
-class CompletionRequest(Decoding):
+class CompletionRequest(DecodingRequest):
     prompt: str | list[str]
 
     @field_validator("prompt")
@@ -104,7 +104,7 @@ class Message(BaseModel):
         return _valid_text(content)
 
 
-class ChatRequest(Decoding):
+class ChatRequest(DecodingRequest):
     messages: list[Message] = Field(min_length=1)
 
 
@@ -122,7 +122,7 @@ MESSAGES = {
 }
 
 
-def parse(kind: type[Decoding], body: object, limits: Limits) -> Decoding:
+def parse(kind: type[DecodingRequest], body: object, limits: Limits) -> DecodingRequest:
     """A validated request, or an ApiError that names the parameter (and says why, for bad text)."""
     try:
         request = kind.model_validate(body)
@@ -140,13 +140,13 @@ def parse(kind: type[Decoding], body: object, limits: Limits) -> Decoding:
     return request
 
 
-def decoding(request: Decoding, limits: Limits) -> GenerateArgs:
+def decoding(request: DecodingRequest, limits: Limits) -> Decoding:
     """The generation settings of a request; without max_tokens (the openai client's default) it gets the
     server's default, which is never above the server's own limit."""
     max_tokens = request.max_tokens or request.max_completion_tokens or min(256, limits.max_tokens)
-    return GenerateArgs(
+    return Decoding(
         max_new_tokens=max_tokens, do_sample=request.temperature > 0, temperature=request.temperature or 1.0,
-        top_p=request.top_p, stop=request.stop or [], seed=request.seed or 0, batch_size=limits.max_prompts,
+        top_p=request.top_p, stop=request.stop or [], seed=request.seed or 0,
     )  # fmt: skip
 
 
@@ -195,7 +195,7 @@ def make_app(served: ServedModel, limits: Limits, api_key: str | None) -> Starle
                            "model")  # fmt: skip
         return body
 
-    async def answer(prompts: list[str], gen: GenerateArgs) -> list[tuple[str, int]]:
+    async def answer(prompts: list[str], gen: Decoding) -> list[tuple[str, int]]:
         loop = asyncio.get_running_loop()
         try:
             return await loop.run_in_executor(workers, served.complete, prompts, gen)
@@ -214,7 +214,7 @@ def make_app(served: ServedModel, limits: Limits, api_key: str | None) -> Starle
                       "total_tokens": prompt_tokens + completion_tokens},
         })  # fmt: skip
 
-    def finish(stopped: bool, n_tokens: int, gen: GenerateArgs) -> str:
+    def finish(stopped: bool, n_tokens: int, gen: Decoding) -> str:
         return "length" if not stopped and n_tokens >= gen.max_new_tokens else "stop"
 
     async def models(request: Request) -> JSONResponse:
@@ -278,7 +278,7 @@ def make_app(served: ServedModel, limits: Limits, api_key: str | None) -> Starle
     return Starlette(routes=routes, exception_handlers=handlers)
 
 
-def stream(served: ServedModel, prompt: str, gen: GenerateArgs, chat: bool) -> StreamingResponse:
+def stream(served: ServedModel, prompt: str, gen: Decoding, chat: bool) -> StreamingResponse:
     """Server-sent events; text near a possible stop string is held back until it is safe. A client that
     hangs up stops the generation at its next token (the model is free again at once)."""
     from transformers import AsyncTextIteratorStreamer

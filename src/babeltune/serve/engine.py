@@ -8,7 +8,7 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from babeltune.generate import GenerateArgs
+from babeltune.inference.decoding import Decoding
 from babeltune.inference.hf import load_for_inference
 from babeltune.inference.target import Target
 from babeltune.precision import inference_bf16
@@ -17,7 +17,7 @@ from babeltune.precision import inference_bf16
 @dataclass
 class _Request:
     texts: list[str]
-    gen: GenerateArgs
+    gen: Decoding
     done: threading.Event = field(default_factory=threading.Event)
     answers: list[tuple[str, int]] | None = None
     error: BaseException | None = None
@@ -43,7 +43,7 @@ class ServedModel:
     def _generate(
         self,
         texts: list[str],
-        gen: GenerateArgs,
+        gen: Decoding,
         streamer=None,
         cancelled=None,
         seeds: list[int] | None = None,
@@ -53,7 +53,7 @@ class ServedModel:
         self.generations += 1
         return generate_batch(self.model, self.tokenizer, texts, gen, self.bf16, seeds, streamer, cancelled)
 
-    def _answer(self, batch: list[_Request], gen: GenerateArgs) -> None:
+    def _answer(self, batch: list[_Request], gen: Decoding) -> None:
         """One generation for the batch; if it fails, each request alone, so one bad prompt fails only itself."""
         try:
             # each request samples from its own seed, whatever other requests share the batch
@@ -71,7 +71,7 @@ class ServedModel:
             r.answers, answers = answers[: len(r.texts)], answers[len(r.texts) :]
             r.done.set()
 
-    def _take_batch(self, gen: GenerateArgs) -> list[_Request]:
+    def _take_batch(self, gen: Decoding) -> list[_Request]:
         """The waiting requests with decoding settings ``gen``, oldest first, up to ``max_batch`` prompts."""
         with self.waiting_lock:
             batch, size = [], 0
@@ -83,7 +83,7 @@ class ServedModel:
             return batch
 
     def complete(
-        self, texts: list[str], gen: GenerateArgs, streamer=None, cancelled: threading.Event | None = None
+        self, texts: list[str], gen: Decoding, streamer=None, cancelled: threading.Event | None = None
     ) -> list[tuple[str, int]]:
         """Answers to ``texts``. A stream (``streamer``) runs alone and stops when ``cancelled`` is set."""
         if streamer is not None:  # a stream follows one request's tokens: it runs alone
