@@ -13,7 +13,9 @@ from babeltune.io import read_jsonl
 from babeltune.models import load_model, load_tokenizer
 
 
-def test_a_bf16_checkpoint_loads_in_bf16_for_generate_serve_and_the_local_judge(tmp_path, tiny_model, monkeypatch):
+def test_a_bf16_checkpoint_loads_in_bf16_for_generate_serve_and_the_local_judge(
+    tmp_path, tiny_model, monkeypatch
+):
     folder = tmp_path / "bf16"
     load_model(tiny_model, "bfloat16").save_pretrained(folder)
     load_tokenizer(tiny_model).save_pretrained(folder)
@@ -30,7 +32,9 @@ def test_a_bf16_checkpoint_loads_in_bf16_for_generate_serve_and_the_local_judge(
     prompts = data_stage.run_tests(TestArgs(languages=["en"], max_prompts=2), tmp_path)
     job = GenerateJob(GenerateArgs(max_new_tokens=4, backend="hf"), "bf16")
     rows = read_jsonl(generate(job, Target.of(folder), prompts, tmp_path / "gen"))
-    assert {r["decoding"]["precision"] for r in rows} == {"bf16"} and {r["decoding"]["backend"] for r in rows} == {"hf"}
+    assert {r["decoding"]["precision"] for r in rows} == {"bf16"} and {
+        r["decoding"]["backend"] for r in rows
+    } == {"hf"}
 
     from babeltune import serve
     from babeltune.evaluate import judge

@@ -20,6 +20,7 @@ from pathlib import Path
 from babeltune.cluster import preempt
 from babeltune.registry import BabeltuneError
 from babeltune.secrets import redact
+from babeltune.templates import TEMPLATES
 
 DEFAULT_CONFIG = Path("configs/default.yaml")
 EXIT_CODES = (
@@ -364,7 +365,7 @@ def _serve_arguments(p: argparse.ArgumentParser) -> None:
                    "or model folder, builtin:smollm2-135m, or a hub id")  # fmt: skip
     p.add_argument("--base", help="base model of a bare adapter folder (default: from adapter_config.json)")
     p.add_argument(
-        "--template", choices=["alpaca", "chat"], help="prompt template (default: the training one)"
+        "--template", choices=TEMPLATES.names(), help="prompt template (default: the training one)"
     )
     p.add_argument("--name", help="model id to serve under (default: the folder name)")
     p.add_argument(

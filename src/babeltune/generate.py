@@ -30,7 +30,7 @@ from babeltune.precision import inference_bf16
 from babeltune.registry import BabeltuneError, Registry, check_names
 from babeltune.settings import result_fields, setting
 from babeltune.tasks import Output, Task
-from babeltune.templates import build_prompt
+from babeltune.templates import build_prompt, template
 from babeltune.train.methods import METHODS
 
 RESPONSES = "responses.jsonl"
@@ -211,8 +211,8 @@ def openai_generate(job: GenerateJob, target: Target, todo: list[TestPrompt], lo
 
     def ask(p: TestPrompt) -> tuple[str, Callable[[], str]]:
         own = common | {"seed": prompt_seed(gen, p.id)}
-        if target.template == "alpaca":
-            text = build_prompt("alpaca", None, p.prompt)
+        if template(target.template).endpoint == "completions":  # the exact training prompt
+            text = build_prompt(target.template, None, p.prompt)
             return text, lambda: reply_text(client.completions.create(prompt=text, **own), chat=False)
         messages = [{"role": "user", "content": p.prompt}]
         return p.prompt, lambda: reply_text(client.chat.completions.create(messages=messages, **own))

@@ -6,7 +6,7 @@ generation prompt *is* the training prompt's prefix (a test checks it for every 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from typing import Literal
 
 from babeltune.registry import Registry
 
@@ -20,38 +20,81 @@ ALPACA_WITH_INPUT = (
     "### Instruction:\n{instruction}\n\n### Input:\n{input}\n\n### Response:\n"
 )
 
-PromptFn = Callable[[object, str, str], str]  # (tokenizer, instruction, input) -> prompt text
-TEMPLATES: Registry[PromptFn] = Registry("template")
+
+class Template:
+    """A prompt format: the prompt of one instruction (training and generation share it), the prompt of a
+    chat request's messages, which OpenAI endpoint reproduces the training prompt exactly, and the Jinja chat
+    template a vLLM server needs for that (None: the model's own)."""
+
+    endpoint: Literal["completions", "chat"] = "chat"
+
+    def prompt(self, tokenizer: object, instruction: str, input: str = "") -> str:
+        raise NotImplementedError
+
+    def from_messages(self, tokenizer: object, messages: list[dict]) -> str:
+        raise NotImplementedError
+
+    def vllm_chat_template(self) -> str | None:
+        return None
+
+
+TEMPLATES: Registry[type[Template]] = Registry("template")
 
 
 @TEMPLATES.register("alpaca")
-def alpaca(tokenizer: object, instruction: str, input: str = "") -> str:
-    """The paper's English Alpaca template, used for every language.
+class Alpaca(Template):
+    """The paper's English Alpaca template, used for every language. It has no turns: a chat request is the
+    prompt of its last user message, and endpoints reproduce it through /v1/completions with the exact text."""
 
-    >>> alpaca(None, "Say hi.").endswith("### Instruction:\\nSay hi.\\n\\n### Response:\\n")
-    True
-    """
-    if input:
-        return ALPACA_WITH_INPUT.format(instruction=instruction, input=input)
-    return ALPACA_NO_INPUT.format(instruction=instruction)
+    endpoint = "completions"
+
+    def prompt(self, tokenizer: object, instruction: str, input: str = "") -> str:
+        """
+        >>> Alpaca().prompt(None, "Say hi.").endswith("### Instruction:\\nSay hi.\\n\\n### Response:\\n")
+        True
+        """
+        if input:
+            return ALPACA_WITH_INPUT.format(instruction=instruction, input=input)
+        return ALPACA_NO_INPUT.format(instruction=instruction)
+
+    def from_messages(self, tokenizer: object, messages: list[dict]) -> str:
+        users = [m["content"] for m in messages if m["role"] == "user"]
+        if not users:
+            raise ValueError("the alpaca template needs a user message")
+        return self.prompt(tokenizer, users[-1])  # exactly the training prompt
+
+    def vllm_chat_template(self) -> str:
+        """A Jinja chat template that renders the last user message as the alpaca training prompt."""
+        head, tail = ALPACA_NO_INPUT.split("{instruction}")
+        pick = "{%- set users = messages | selectattr('role', 'equalto', 'user') | list -%}"
+        return f"{pick}{head}{{{{ users[-1]['content'] }}}}{tail}"
 
 
 @TEMPLATES.register("chat")
-def chat(tokenizer: object, instruction: str, input: str = "") -> str:
+class Chat(Template):
     """The tokenizer's own chat template, one user turn, ready for the assistant's answer."""
-    content = f"{instruction}\n\n{input}" if input else instruction
-    return tokenizer.apply_chat_template(  # type: ignore[attr-defined]
-        [{"role": "user", "content": content}], tokenize=False, add_generation_prompt=True
-    )
+
+    def prompt(self, tokenizer: object, instruction: str, input: str = "") -> str:
+        content = f"{instruction}\n\n{input}" if input else instruction
+        return self.from_messages(tokenizer, [{"role": "user", "content": content}])
+
+    def from_messages(self, tokenizer: object, messages: list[dict]) -> str:
+        return tokenizer.apply_chat_template(  # type: ignore[attr-defined]
+            messages, tokenize=False, add_generation_prompt=True
+        )
 
 
-def build_prompt(template: str, tokenizer: object, instruction: str, input: str = "") -> str:
-    return TEMPLATES.get(template)(tokenizer, instruction, input)
+def template(name: str) -> Template:
+    return TEMPLATES.get(name)()
+
+
+def build_prompt(name: str, tokenizer: object, instruction: str, input: str = "") -> str:
+    return template(name).prompt(tokenizer, instruction, input)
 
 
 def build_training_text(
-    template: str, tokenizer: object, instruction: str, input: str, output: str
+    name: str, tokenizer: object, instruction: str, input: str, output: str
 ) -> tuple[str, str]:
     """(prompt, full text): the full text is the prompt, the answer and the end-of-sequence token."""
-    prompt = build_prompt(template, tokenizer, instruction, input)
+    prompt = build_prompt(name, tokenizer, instruction, input)
     return prompt, prompt + output + tokenizer.eos_token  # type: ignore[attr-defined]

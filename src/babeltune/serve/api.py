@@ -26,7 +26,7 @@ from starlette.routing import Route
 from babeltune.inference.decoding import Decoding
 from babeltune.inference.decoding import split_at_stop as cut
 from babeltune.serve.engine import ServedModel
-from babeltune.templates import build_prompt
+from babeltune.templates import template
 
 
 @dataclass
@@ -151,13 +151,10 @@ def decoding(request: DecodingRequest, limits: Limits) -> Decoding:
 
 
 def chat_prompt(served: ServedModel, messages: list[Message]) -> str:
-    if served.template == "chat":
-        turns = [m.model_dump() for m in messages]
-        return served.tokenizer.apply_chat_template(turns, tokenize=False, add_generation_prompt=True)
-    users = [m.content for m in messages if m.role == "user"]
-    if not users:
-        raise ApiError(400, "the alpaca template needs a user message", param="messages")
-    return build_prompt(served.template, served.tokenizer, users[-1])  # exactly the training prompt
+    try:
+        return template(served.template).from_messages(served.tokenizer, [m.model_dump() for m in messages])
+    except ValueError as err:
+        raise ApiError(400, str(err), param="messages") from None
 
 
 # --- the app ----------------------------------------------------------------------------------------------

