@@ -213,11 +213,15 @@ def test_language_id_backends_on_every_script(backend):
 
 
 def _pair_runs():
+    from dataclasses import replace
+
+    from babeltune.records import Response
+
     a = [
-        {"id": f"q{i}:en", "lang": "en", "prompt": f"Capital of France? ({i})", "response": "It is Paris."}
+        Response(f"q{i}:en", f"q{i}", "en", "good", f"Capital of France? ({i})", "It is Paris.")
         for i in range(4)
     ]
-    b = [dict(r, response="I do not know.") for r in a]
+    b = [replace(r, run="bad", response="I do not know.", raw="") for r in a]
     return a, b
 
 
@@ -251,12 +255,14 @@ def test_pairwise_judge_fair_and_position_biased(tmp_path, chat_server, monkeypa
 
 def test_judge_agreement_item_and_system_level(tmp_path):
     from babeltune.evaluate.agreement import agreement
+    from babeltune.records import Score
 
     judge, human = [], []
     for run_name, quality in (("r1", 1), ("r2", 2), ("r3", 3)):
         for i in range(4):
+            score = min(3, quality + (i % 2))
             judge.append(
-                {"id": f"p{i}:es", "run": run_name, "lang": "es", "judge_score": min(3, quality + (i % 2))}
+                Score(f"p{i}:es", f"p{i}", "es", run_name, "", "es", "ok", True, score, "", score, None)
             )
             human.append({"id": f"p{i}:es", "run": run_name, "score": quality + (i % 2) * 0.5})
     result = agreement(judge, human)

@@ -83,7 +83,8 @@ def test_report_tables_plots_and_page(tmp_path):
 
 
 def test_scores_against_model_size_are_plotted_per_regime_and_family(tmp_path):
-    from babeltune.io import read_jsonl
+    from babeltune import records
+    from babeltune.records import Score
     from babeltune.report.aggregate import cells
     from babeltune.report.stage import model_sizes, size_points
 
@@ -92,7 +93,7 @@ def test_scores_against_model_size_are_plotted_per_regime_and_family(tmp_path):
         _run(tmp_path, f"{model}/lora/multi", match, int(size), model, "lora") for model, size, match in grid
     ]
     page = run(ReportArgs(title="T"), results, {"en", "es"}, "", tmp_path / "report", ["en", "es", "bn"])
-    table = cells({r.name: read_jsonl(r.scores) for r in results}, {"en", "es"})
+    table = cells({r.name: records.read(Score, r.scores) for r in results}, {"en", "es"})
     sizes = model_sizes(results)
     points = {
         (p.family, p.parameters, p.seen): p.value for p in size_points(results, sizes, table, "consistency")
@@ -116,11 +117,12 @@ def test_scores_against_model_size_are_plotted_per_regime_and_family(tmp_path):
 
 
 def test_no_significance_claims_below_the_minimum_and_holm_adjusted(tmp_path):
+    from babeltune.records import Score
     from babeltune.report.aggregate import paired_tests
 
     def rows(run, oks):
-        return [{"id": f"p{k}:es", "source_id": f"p{k}", "lang": "es", "run": run, "verdict": "ok" if ok else "wrong-language",
-                 "final_score": None} for k, ok in enumerate(oks)]  # fmt: skip
+        return [Score(f"p{k}:es", f"p{k}", "es", run, "", "es", "ok" if ok else "wrong-language", bool(ok), None, None,
+                      None, None) for k, ok in enumerate(oks)]  # fmt: skip
 
     few = paired_tests({"a": rows("a", [1, 1, 1]), "b": rows("b", [0, 0, 0])})
     assert few[0]["p"] is None and few[0]["significant"] is False and "fewer than 10" in few[0]["note"]

@@ -227,11 +227,12 @@ def _show_config(args: argparse.Namespace, overrides: list[str]) -> int:
 
 
 def _compare(args: argparse.Namespace, overrides: list[str]) -> int:
+    from babeltune import records
     from babeltune.content_cache import run_cache
     from babeltune.evaluate import pairwise
     from babeltune.experiment import execute, up_to
-    from babeltune.io import read_jsonl
     from babeltune.models import model_slug
+    from babeltune.records import Response
     from babeltune.registry import unknown_name_error
 
     plan, _ = _plan(args, overrides)
@@ -241,7 +242,7 @@ def _compare(args: argparse.Namespace, overrides: list[str]) -> int:
             raise unknown_name_error("run", name, by_name)
     up_to(plan, "generate")
     execute(plan)
-    a, b = (read_jsonl(by_name[n].generate.output().path) for n in args.runs)
+    a, b = (records.read(Response, by_name[n].generate.output().path) for n in args.runs)
     judge = plan.cfg.evaluate.judge
     folder = "--vs--".join(n.replace("/", "-") for n in args.runs) + f"--{model_slug(judge.model)}"
     summary = pairwise.run(
@@ -257,8 +258,9 @@ def _compare(args: argparse.Namespace, overrides: list[str]) -> int:
 
 
 def _judge_agreement(args: argparse.Namespace, overrides: list[str]) -> int:
+    from babeltune import records
     from babeltune.evaluate.agreement import agreement, print_agreement, read_human_scores
-    from babeltune.io import read_jsonl
+    from babeltune.records import Score
 
     if overrides:
         raise BabeltuneError(f"judge-agreement: unrecognised argument {overrides[0]!r}")
@@ -268,7 +270,7 @@ def _judge_agreement(args: argparse.Namespace, overrides: list[str]) -> int:
     if not files:
         raise BabeltuneError(f"judge-agreement: no scores.jsonl in {', '.join(map(str, args.scores))}")
     print_agreement(
-        agreement([r for f in files for r in read_jsonl(f)], read_human_scores(args.human_scores))
+        agreement([r for f in files for r in records.read(Score, f)], read_human_scores(args.human_scores))
     )
     return 0
 

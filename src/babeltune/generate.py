@@ -27,6 +27,7 @@ from babeltune.inference.decoding import (
 from babeltune.inference.target import Target
 from babeltune.io import AppendLog, read_complete_jsonl, read_jsonl
 from babeltune.precision import inference_bf16
+from babeltune.records import Response
 from babeltune.registry import BabeltuneError, Registry, check_names
 from babeltune.settings import result_fields, setting
 from babeltune.tasks import Output, Task
@@ -149,20 +150,11 @@ def parse_shard(text: str) -> tuple[int, int]:
 def _record(
     job: GenerateJob, p: TestPrompt, prompt_text: str, response: str, new_tokens: int, settings: dict
 ) -> dict:
-    return {
-        "id": p.id,
-        "source_id": p.source_id,
-        "file_id": p.file_id,
-        "lang": p.lang,
-        "run": job.run_name,
-        "prompt": p.prompt,
-        "prompt_text": prompt_text,
-        "reference": p.reference,
-        "response": cut_at_stop(response, settings["stop"]),
-        "raw": response,  # before the stop strings cut it: an answer that began with a template header shows it
-        "new_tokens": new_tokens,
-        "decoding": settings,
-    }
+    return Response(
+        id=p.id, source_id=p.source_id, lang=p.lang, run=job.run_name, prompt=p.prompt, prompt_text=prompt_text,
+        reference=p.reference, response=cut_at_stop(response, settings["stop"]), raw=response,
+        new_tokens=new_tokens, decoding=settings, file_id=p.file_id,
+    ).to_dict()  # fmt: skip
 
 
 Backend = Callable[[GenerateJob, Target, list[TestPrompt], AppendLog], None]
@@ -315,13 +307,14 @@ def run(
     else:
         path = out_dir / RESPONSES
     with AppendLog(path) as log:
-        done = {r["id"] for r in log.rows}
+        done = {Response.from_dict(r, str(path)).id for r in log.rows}
         if not shard:  # merge what shards already answered
             for part in sorted(out_dir.glob("responses.shard-*.jsonl")):
                 for row in read_complete_jsonl(part):
-                    if row["id"] not in done:
-                        log.append(row)
-                        done.add(row["id"])
+                    answer = Response.from_dict(row, str(part))
+                    if answer.id not in done:
+                        log.append(answer.to_dict())
+                        done.add(answer.id)
         todo = [p for p in prompts if p.id not in done]
         if todo:
             BACKENDS.get(job.gen.backend)(job, target, todo, log)

@@ -12,6 +12,7 @@ from pathlib import Path
 from statistics import mean
 
 from babeltune.evaluate.metrics import pearson, spearman
+from babeltune.records import Score
 from babeltune.registry import BabeltuneError
 
 
@@ -37,16 +38,16 @@ def read_human_scores(path: Path) -> list[dict]:
     return rows
 
 
-def agreement(judge_rows: list[dict], human_rows: list[dict]) -> dict:
+def agreement(judge_rows: list[Score], human_rows: list[dict]) -> dict:
     """Correlations over responses scored by both (item level) and over runs' mean scores (system level).
     A human score's id may be babeltune's (``test-01:es``, ``line-0013:es``) or the one the prompt's own
     test file gave it (the paper's ids)."""
     human = {(r["run"], r["id"]): r["score"] for r in human_rows}
     pairs_by_lang: dict[str, list[tuple[str, float, float]]] = defaultdict(list)
     for r in judge_rows:
-        key = next((k for k in ((r["run"], r["id"]), (r["run"], r.get("file_id"))) if k in human), None)
-        if key is not None and r.get("judge_score") is not None:
-            pairs_by_lang[r["lang"]].append((r["run"], float(r["judge_score"]), human[key]))
+        key = next((k for k in ((r.run, r.id), (r.run, r.file_id)) if k in human), None)
+        if key is not None and r.judge_score is not None:
+            pairs_by_lang[r.lang].append((r.run, float(r.judge_score), human[key]))
     out = {}
     for lang, pairs in sorted(pairs_by_lang.items()):
         by_run: dict[str, list[tuple[float, float]]] = defaultdict(list)

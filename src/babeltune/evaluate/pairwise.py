@@ -14,6 +14,7 @@ from babeltune.content_cache import ContentCache
 from babeltune.evaluate import judge as judges
 from babeltune.evaluate.judge import JudgeArgs
 from babeltune.io import write_json, write_jsonl
+from babeltune.records import Response
 from babeltune.retry import Usage
 
 
@@ -54,36 +55,39 @@ def summarise(rows: list[dict]) -> dict:
 
 
 def run(
-    cfg: JudgeArgs, a: list[dict], b: list[dict], names: tuple[str, str], out_dir: Path, judgements: Path
+    cfg: JudgeArgs,
+    a: list[Response],
+    b: list[Response],
+    names: tuple[str, str],
+    out_dir: Path,
+    judgements: Path,
 ) -> Path:
     """Judge run ``a`` against run ``b`` on the prompts both answered; writes pairwise.jsonl and a summary.
     ``judgements`` is the run's judgement cache."""
     prompt = judges.load_prompt("pairwise")
-    b_by_id = {r["id"]: r for r in b}
+    b_by_id = {r.id: r for r in b}
     seen: Counter[str] = Counter()
     pairs = []
-    for ra in sorted(a, key=lambda r: r["id"]):
-        seen[ra["lang"]] += 1
-        if ra["id"] in b_by_id and (cfg.max_per_language is None or seen[ra["lang"]] <= cfg.max_per_language):
-            pairs.append((ra, b_by_id[ra["id"]]))
+    for ra in sorted(a, key=lambda r: r.id):
+        seen[ra.lang] += 1
+        if ra.id in b_by_id and (cfg.max_per_language is None or seen[ra.lang] <= cfg.max_per_language):
+            pairs.append((ra, b_by_id[ra.id]))
     items = {}
     for ra, rb in pairs:
         for order, (x, y) in (("first", (ra, rb)), ("swapped", (rb, ra))):
-            key = judges.item_key(cfg, prompt, ra["prompt"], x["response"], ra["lang"], y["response"])
-            items[ra["id"], order] = judges.JudgeItem(
-                key, ra["prompt"], x["response"], ra["lang"], y["response"]
-            )
+            key = judges.item_key(cfg, prompt, ra.prompt, x.response, ra.lang, y.response)
+            items[ra.id, order] = judges.JudgeItem(key, ra.prompt, x.response, ra.lang, y.response)
     usage = Usage()
     with ContentCache(judgements) as cache:
         found = judges.judge_with_cache(cfg, prompt, list(items.values()), cache, usage)
     verdicts = {key: j.score for key, j in found.items()}
     rows = []
     for ra, _ in pairs:
-        first, swapped = (verdicts.get(items[ra["id"], o].key) for o in ("first", "swapped"))
+        first, swapped = (verdicts.get(items[ra.id, o].key) for o in ("first", "swapped"))
         rows.append(
             {
-                "id": ra["id"],
-                "lang": ra["lang"],
+                "id": ra.id,
+                "lang": ra.lang,
                 "first": first,
                 "swapped": swapped,
                 "outcome": outcome(first, swapped),

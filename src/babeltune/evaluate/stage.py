@@ -13,13 +13,15 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+from babeltune import records
 from babeltune.content_cache import ContentCache, run_cache
 from babeltune.evaluate import fidelity
 from babeltune.evaluate import judge as judges
 from babeltune.evaluate.judge import JudgeArgs
 from babeltune.evaluate.metrics import chrf, pearson
-from babeltune.io import read_jsonl, write_json, write_jsonl
+from babeltune.io import write_json, write_jsonl
 from babeltune.langid import LangIdArgs
+from babeltune.records import Response, Score
 from babeltune.retry import Usage
 from babeltune.settings import setting
 from babeltune.tasks import Outcome, Output, Task
@@ -71,27 +73,27 @@ def is_pipeline_check(cfg: EvaluateArgs) -> bool:
     return cfg.judge.enabled and cfg.judge.backend == "local" and cfg.judge.model.startswith("builtin:")
 
 
-def _judge_subset(responses: list[dict], limit: int | None) -> list[dict]:
+def _judge_subset(responses: list[Response], limit: int | None) -> list[Response]:
     if limit is None:
         return responses
     seen: Counter[tuple[str, str]] = Counter()
     chosen = []
-    for r in sorted(responses, key=lambda r: r["id"]):
-        seen[r["run"], r["lang"]] += 1
-        if seen[r["run"], r["lang"]] <= limit:
+    for r in sorted(responses, key=lambda r: r.id):
+        seen[r.run, r.lang] += 1
+        if seen[r.run, r.lang] <= limit:
             chosen.append(r)
     return chosen
 
 
 def _judge(
-    cfg: EvaluateArgs, responses: list[dict], cache: ContentCache, usage: Usage
+    cfg: EvaluateArgs, responses: list[Response], cache: ContentCache, usage: Usage
 ) -> dict[str, judges.Judgement]:
     """Judge responses (a subset if configured); returns response id -> judgement."""
     prompt = judges.load_prompt(cfg.judge.prompt)
     wanted = {}
     for r in _judge_subset(responses, cfg.judge.max_per_language):
-        key = judges.item_key(cfg.judge, prompt, r["prompt"], r["response"], r["lang"])
-        wanted[r["id"]] = judges.JudgeItem(key, r["prompt"], r["response"], r["lang"])
+        key = judges.item_key(cfg.judge, prompt, r.prompt, r.response, r.lang)
+        wanted[r.id] = judges.JudgeItem(key, r.prompt, r.response, r.lang)
     found = judges.judge_with_cache(cfg.judge, prompt, list(wanted.values()), cache, usage)
     return {rid: found[item.key] for rid, item in wanted.items()}
 
@@ -109,44 +111,37 @@ def final_score(verdict: str, judge_score: int | None) -> int | None:
 
 
 def score_row(
-    r: dict, verdict: str, lang: str, judgement: judges.Judgement | None, cfg: EvaluateArgs
-) -> dict:
+    r: Response, verdict: str, lang: str, judgement: judges.Judgement | None, cfg: EvaluateArgs
+) -> Score:
     score = judgement.score if judgement else None
-    return {
-        "id": r["id"],
-        "source_id": r["source_id"],
-        "file_id": r.get("file_id"),
-        "lang": r["lang"],
-        "run": r["run"],
-        "response": r["response"],
-        "detected_lang": lang,
-        "verdict": verdict,
-        "lang_match": verdict == "ok",  # only a real answer in the prompt's language counts as consistent
-        "judge_score": score,
-        "judge_raw": judgement.raw if judgement and judgement.error is None else None,
-        "judge_error": judgement.error if judgement else None,
-        "final_score": final_score(verdict, score) if cfg.judge.enabled else None,  # no judge, no score
-        "chrf": chrf(r["response"], r["reference"]) if cfg.chrf and r.get("reference") else None,
-    }
+    return Score(
+        id=r.id, source_id=r.source_id, lang=r.lang, run=r.run, response=r.response, detected_lang=lang,
+        verdict=verdict,
+        lang_match=verdict == "ok",  # only a real answer in the prompt's language counts as consistent
+        judge_score=score,
+        judge_raw=judgement.raw if judgement and judgement.error is None else None,
+        judge_error=judgement.error if judgement else None,
+        final_score=final_score(verdict, score) if cfg.judge.enabled else None,  # no judge, no score
+        chrf=chrf(r.response, r.reference) if cfg.chrf and r.reference else None,
+        prompt=r.prompt, file_id=r.file_id,
+    )  # fmt: skip
 
 
-def judge_summary(cfg: EvaluateArgs, rows: list[dict], usage: Usage) -> dict:
-    judged = [r for r in rows if r["judge_raw"] is not None]
-    rated = [r for r in judged if r["judge_score"] is not None]
+def judge_summary(cfg: EvaluateArgs, rows: list[Score], usage: Usage) -> dict:
+    judged = [r for r in rows if r.judge_raw is not None]
+    rated = [r for r in judged if r.judge_score is not None]
     return {
         "prompt": cfg.judge.prompt if cfg.judge.enabled else None,
         "backend": cfg.judge.backend,
         "model": cfg.judge.model,
         "judged": len(judged),
         "unparsable": len(judged) - len(rated),
-        "failed": sum(r["judge_error"] is not None for r in rows),
+        "failed": sum(r.judge_error is not None for r in rows),
         "pipeline_check_only": is_pipeline_check(cfg),
         "usage": usage.as_dict() | {"cost": cfg.judge.cost(usage)},
         # A judge that prefers long answers shows a positive correlation between score and length.
         "bias": {
-            "score_length_pearson": pearson(
-                [len(r["response"]) for r in rated], [r["judge_score"] for r in rated]
-            )
+            "score_length_pearson": pearson([len(r.response) for r in rated], [r.judge_score for r in rated])
         },
     }
 
@@ -154,13 +149,13 @@ def judge_summary(cfg: EvaluateArgs, rows: list[dict], usage: Usage) -> dict:
 def run(cfg: EvaluateArgs, responses_path: Path, out_dir: Path, judgements: Path) -> Outcome:
     """Score every response in ``responses_path``; writes ``scores.jsonl`` and ``evaluation.json``. The
     responses whose judgement failed are the outcome's failures: the next run asks for exactly those."""
-    responses = read_jsonl(responses_path)
+    responses = records.read(Response, responses_path)
     found = fidelity.verdicts(
-        [r["response"] for r in responses],
-        [r["prompt"] for r in responses],
-        [r["lang"] for r in responses],
+        [r.response for r in responses],
+        [r.prompt for r in responses],
+        [r.lang for r in responses],
         cfg.langid,
-        [r.get("raw", r["response"]) for r in responses],
+        [r.raw for r in responses],
     )
     usage = Usage()
     judged = {}
@@ -168,7 +163,7 @@ def run(cfg: EvaluateArgs, responses_path: Path, out_dir: Path, judgements: Path
         with ContentCache(judgements) as cache:
             judged = _judge(cfg, responses, cache, usage)
     rows = [
-        score_row(r, verdict, lang, judged.get(r["id"]), cfg)
+        score_row(r, verdict, lang, judged.get(r.id), cfg)
         for r, (verdict, lang) in zip(responses, found, strict=True)
     ]
     write_json(
@@ -184,5 +179,5 @@ def run(cfg: EvaluateArgs, responses_path: Path, out_dir: Path, judgements: Path
             },
         },
     )
-    write_jsonl(out_dir / SCORES, rows)
-    return Outcome(failed=[r["id"] for r in rows if r["judge_error"] is not None])
+    write_jsonl(out_dir / SCORES, (r.to_dict() for r in rows))
+    return Outcome(failed=[r.id for r in rows if r.judge_error is not None])

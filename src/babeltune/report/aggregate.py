@@ -8,6 +8,7 @@ from itertools import combinations
 from statistics import mean
 
 from babeltune.evaluate.fidelity import VERDICTS
+from babeltune.records import Score
 from babeltune.report.contrasts import Contrast
 from babeltune.report.stats import MIN_PAIRED, bootstrap_ci, holm, paired_permutation_p
 
@@ -39,51 +40,53 @@ def _mean(values: list[float]) -> float | None:
     return round(mean(values), 3) if values else None
 
 
-def cell(run: str, lang: str, seen: bool, rows: list[dict]) -> Cell:
+def cell(run: str, lang: str, seen: bool, rows: list[Score]) -> Cell:
     """Aggregate the scores of one run in one language.
 
-    >>> rows = [{"verdict": "ok", "judge_score": 3, "judge_raw": "[[3]]", "final_score": 3, "chrf": 40.0},
-    ...         {"verdict": "wrong-language", "judge_score": 2, "judge_raw": "[[2]]", "final_score": 0, "chrf": 20.0},
-    ...         {"verdict": "echo", "judge_score": None, "judge_raw": None, "final_score": 0, "chrf": 10.0}]
+    >>> from babeltune.records import Score
+    >>> def s(verdict, judge, final, chrf):
+    ...     return Score("p:es", "p", "es", "r", "", "es", verdict, verdict == "ok", judge,
+    ...                  None if judge is None else f"[[{judge}]]", final, chrf)
+    >>> rows = [s("ok", 3, 3, 40.0), s("wrong-language", 2, 0, 20.0), s("echo", None, 0, 10.0)]
     >>> c = cell("r", "es", True, rows)
     >>> c.consistency, c.score_sum, c.score_n, c.judge_mean, c.robustness, c.verdicts["echo"]
     (0.333, 3, 3, 2.5, 1, 0.333)
     """
-    judged = [r for r in rows if r["judge_raw"] is not None]
-    rated = [r for r in judged if r["judge_score"] is not None]
-    finals = [r["final_score"] for r in rows if r["final_score"] is not None]
-    counts = Counter(r["verdict"] for r in rows)
-    chrfs = [r["chrf"] for r in rows if r["chrf"] is not None]
+    judged = [r for r in rows if r.judge_raw is not None]
+    rated = [r for r in judged if r.judge_score is not None]
+    finals = [r.final_score for r in rows if r.final_score is not None]
+    counts = Counter(r.verdict for r in rows)
+    chrfs = [r.chrf for r in rows if r.chrf is not None]
     return Cell(
         run=run, lang=lang, seen=seen, n=len(rows),
         consistency=round(counts["ok"] / len(rows), 3),
         judged=len(judged), unparsable=len(judged) - len(rated),
-        unjudged=sum(r["verdict"] == "ok" and r["final_score"] is None for r in rows),
+        unjudged=sum(r.verdict == "ok" and r.final_score is None for r in rows),
         score_n=len(finals), score_sum=sum(finals) if finals else None, score_mean=_mean(finals),
-        judge_mean=_mean([r["judge_score"] for r in rated]),
-        robustness=round(mean(r["judge_score"] - r["final_score"] for r in rated), 3) if rated else None,
+        judge_mean=_mean([r.judge_score for r in rated]),
+        robustness=round(mean(r.judge_score - r.final_score for r in rated), 3) if rated else None,
         chrf=_mean(chrfs),
-        consistency_ci=bootstrap_ci([float(r["verdict"] == "ok") for r in rows]),
+        consistency_ci=bootstrap_ci([float(r.verdict == "ok") for r in rows]),
         score_ci=bootstrap_ci([float(f) for f in finals]),
         verdicts={v: round(counts[v] / len(rows), 3) for v in VERDICTS},
     )  # fmt: skip
 
 
-def cells(scores: dict[str, list[dict]], seen_langs: set[str], lang_order: list[str] = ()) -> list[Cell]:
+def cells(scores: dict[str, list[Score]], seen_langs: set[str], lang_order: list[str] = ()) -> list[Cell]:
     """One cell per (run, language), in run order, then in ``lang_order`` (other languages last)."""
     rank = {lang: i for i, lang in enumerate(lang_order)}
     out = []
     for run, rows in scores.items():
-        by_lang: dict[str, list[dict]] = defaultdict(list)
+        by_lang: dict[str, list[Score]] = defaultdict(list)
         for r in rows:
-            by_lang[r["lang"]].append(r)
+            by_lang[r.lang].append(r)
         ordered = sorted(by_lang, key=lambda lang: rank.get(lang, len(rank)))
         out += [cell(run, lang, lang in seen_langs, by_lang[lang]) for lang in ordered]
     return out
 
 
 def paired_tests(
-    scores: dict[str, list[dict]],
+    scores: dict[str, list[Score]],
     contrasts: list[Contrast] | None = None,
     lang_order: list[str] = (),
     alpha: float = 0.05,
@@ -92,10 +95,10 @@ def paired_tests(
     the paper's score where both have one, else language consistency. p from an exact or permutation paired
     test, none under MIN_PAIRED shared prompts; Holm-adjusted across all the comparisons of the same metric,
     and only those that survive the adjustment are marked significant. Rows by language, then contrast."""
-    by_run_lang: dict[tuple[str, str], dict[str, dict]] = defaultdict(dict)
+    by_run_lang: dict[tuple[str, str], dict[str, Score]] = defaultdict(dict)
     for run, rows in scores.items():
         for r in rows:
-            by_run_lang[run, r["lang"]][r["source_id"]] = r
+            by_run_lang[run, r.lang][r.source_id] = r
     if contrasts is None:
         contrasts = [Contrast(a, b, None) for a, b in combinations(list(scores), 2)]
     rank = {lang: i for i, lang in enumerate(lang_order)}
@@ -114,14 +117,12 @@ def paired_tests(
     return out
 
 
-def paired_test(a: str, b: str, lang: str, ra: dict[str, dict], rb: dict[str, dict]) -> dict:
+def paired_test(a: str, b: str, lang: str, ra: dict[str, Score], rb: dict[str, Score]) -> dict:
     """Run a vs run b in one language, over the prompts (source ids) both answered."""
     common = sorted(ra.keys() & rb.keys())
-    scored = [k for k in common if ra[k]["final_score"] is not None and rb[k]["final_score"] is not None]
+    scored = [k for k in common if ra[k].final_score is not None and rb[k].final_score is not None]
     metric, keys = ("score", scored) if len(scored) >= MIN_PAIRED else ("consistency", common)
-    value = (
-        (lambda r: float(r["final_score"])) if metric == "score" else (lambda r: float(r["verdict"] == "ok"))
-    )
+    value = (lambda r: float(r.final_score)) if metric == "score" else (lambda r: float(r.verdict == "ok"))
     xa, xb = [value(ra[k]) for k in keys], [value(rb[k]) for k in keys]
     return {
         "lang": lang, "run_a": a, "run_b": b, "metric": metric, "prompts": len(keys),

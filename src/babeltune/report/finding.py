@@ -10,22 +10,23 @@ from __future__ import annotations
 
 from statistics import mean
 
+from babeltune.records import Score
 from babeltune.report.contrasts import DOWNSAMPLED, ENGLISH, MONO, MULTI, RunInfo, by_regime
 from babeltune.report.stats import MIN_PAIRED, bootstrap_ci, paired_ci, paired_permutation_p
 
 
-def _ok(rows: list[dict]) -> dict[tuple[str, str], float]:
-    return {(r["source_id"], r["lang"]): float(r["verdict"] == "ok") for r in rows}
+def _ok(rows: list[Score]) -> dict[tuple[str, str], float]:
+    return {(r.source_id, r.lang): float(r.verdict == "ok") for r in rows}
 
 
-def pooled(rows: list[dict], langs: set[str]) -> dict:
+def pooled(rows: list[Score], langs: set[str]) -> dict:
     """Fidelity over the answers in ``langs``, with its bootstrap interval."""
     values = [v for (_, lang), v in _ok(rows).items() if lang in langs]
     return {"answers": len(values), "fidelity": round(mean(values), 3) if values else None,
             "ci": bootstrap_ci(values)}  # fmt: skip
 
 
-def compare(a: list[dict], b: list[dict], langs: set[str]) -> dict:
+def compare(a: list[Score], b: list[Score], langs: set[str]) -> dict:
     """Paired difference in fidelity (a - b) over the answers both runs gave in ``langs``."""
     ok_a, ok_b = _ok(a), _ok(b)
     keys = sorted(k for k in ok_a.keys() & ok_b.keys() if k[1] in langs)
@@ -44,7 +45,7 @@ def compare(a: list[dict], b: list[dict], langs: set[str]) -> dict:
 
 
 def finding(
-    scores: dict[str, list[dict]], runs: list[RunInfo], seen: set[str], test_langs: list[str]
+    scores: dict[str, list[Score]], runs: list[RunInfo], seen: set[str], test_langs: list[str]
 ) -> dict:
     """Per-run fidelity on seen non-English and unseen languages, and the paper's comparisons."""
     seen_other = {lang for lang in test_langs if lang in seen and lang != "en"}

@@ -9,9 +9,11 @@ from pathlib import Path
 from statistics import mean
 from typing import Literal
 
+from babeltune import records
 from babeltune.evaluate.stage import evaluation_file
-from babeltune.io import atomic_write_text, read_json, read_jsonl, write_json
+from babeltune.io import atomic_write_text, read_json, write_json
 from babeltune.mix import manifest_file
+from babeltune.records import Score
 from babeltune.report import contrasts, finding, html, plots
 from babeltune.report.aggregate import LARGE_GRID, Cell, cells, paired_tests
 from babeltune.settings import setting
@@ -209,13 +211,16 @@ BROWSED = ("lang", "source_id", "response", "detected_lang", "verdict", "lang_ma
            "chrf")  # fmt: skip
 
 
-def browser_rows(results: list[RunResult], scores: dict[str, list[dict]]) -> dict[str, list[dict]]:
-    """Per run, what the response browser shows of each answer, with its prompt."""
+def browser_rows(results: list[RunResult], scores: dict[str, list[Score]]) -> dict[str, list[dict]]:
+    """Per run, what the response browser shows of each answer, with its prompt (from the responses for
+    scores written before they carried it)."""
     out = {}
     for r in results:
-        prompts = {row["id"]: row["prompt"] for row in read_jsonl(r.responses)}
+        rows = scores[r.name]
+        older = any(s.prompt is None for s in rows)
+        prompts = records.prompts_of(r.responses) if older else {}
         out[r.name] = [
-            {k: row[k] for k in BROWSED} | {"prompt": prompts[row["id"]]} for row in scores[r.name]
+            {k: getattr(s, k) for k in BROWSED} | {"prompt": prompts.get(s.id, s.prompt)} for s in rows
         ]
     return out
 
@@ -246,7 +251,7 @@ def run(
 ) -> Path:
     """Aggregate every run's scores and write the report files; returns ``report.html``."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    scores = {r.name: read_jsonl(r.scores) for r in results}
+    scores = {r.name: records.read(Score, r.scores) for r in results}
     table = cells(scores, seen_langs, lang_order)
     atomic_write_text(out_dir / SUMMARY, summary_csv(table))
     atomic_write_text(out_dir / "summary.md", summary_md(table))
