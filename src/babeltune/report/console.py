@@ -6,17 +6,16 @@ import csv
 import json
 from pathlib import Path
 
+from babeltune.report.columns import COLUMNS
 from babeltune.report.stage import REPORT, SUMMARY
 
-METRICS = [
-    (
-        "consistency",
-        "fidelity (% of answers that are real answers in the prompt's language)",
-        lambda v: f"{100 * v:.0f}",
-    ),
-    ("chrf", "chrF against the reference answer", lambda v: f"{v:.1f}"),
-    ("score_mean", "mean score (judge x language match)", lambda v: f"{v:.2f}"),
-]
+
+def _number(value: float, share: bool, decimals: int) -> str:
+    """
+    >>> _number(0.456, True, 0), _number(2.3456, False, 2)
+    ('46', '2.35')
+    """
+    return f"{100 * value if share else value:.{decimals}f}"
 
 
 def print_summary(report_dir: Path, seconds: float) -> None:
@@ -32,14 +31,16 @@ def print_summary(report_dir: Path, seconds: float) -> None:
     by = {(r["run"], r["lang"]): r for r in rows}
     needed = max((len(run) for run in runs), default=0) + 8 * len(langs) + 8
     console = Console(width=max(Console().width, needed))  # never truncate run names in a log file
-    for metric, title, fmt in METRICS:
-        table = Table(title=title, title_justify="left")
+    for col in (c for c in COLUMNS if c.console):
+        table = Table(title=col.console, title_justify="left")
         table.add_column("run")
         for lang in langs:
             table.add_column(lang if seen[lang] else f"{lang}*", justify="right")
         for run in runs:
-            values = [by[run, lang][metric] if (run, lang) in by else "" for lang in langs]
-            table.add_row(run, *("–" if v == "" else fmt(float(v)) for v in values))
+            values = [by[run, lang][col.key] if (run, lang) in by else "" for lang in langs]
+            table.add_row(
+                run, *("–" if v == "" else _number(float(v), col.share, col.decimals) for v in values)
+            )
         console.print(table)
     console.print("* unseen in training")
     finding = report_dir / "finding.json"

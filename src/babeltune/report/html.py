@@ -10,6 +10,7 @@ from pathlib import Path
 
 from babeltune.io import atomic_write_text
 from babeltune.report.aggregate import LARGE_GRID, Cell
+from babeltune.report.columns import COLUMNS
 
 CSS = """
 body{font-family:system-ui,sans-serif;margin:2rem auto;max-width:1400px;padding:0 1rem;color:#222}
@@ -124,34 +125,6 @@ def _safe(text: str) -> str:
     return text.replace("</", "<\\/")
 
 
-COLUMNS = [
-    ("run", "run"),
-    ("lang", "language"),
-    ("n", "answers"),
-    ("consistency", "fidelity (share ok)"),
-    ("consistency_ci", "95% CI"),
-    ("verdicts", "verdicts"),
-    ("chrf", "chrF"),
-    ("judged", "judged"),
-    ("unparsable", "unparsable"),
-    ("unjudged", "ok, unjudged"),
-    ("score_sum", "score sum (judge x ok)"),
-    ("score_mean", "mean score"),
-    ("score_n", "over"),
-    ("score_ci", "95% CI"),
-    ("judge_mean", "mean judge before the check"),
-    ("robustness", "robustness (before - after)"),
-]
-
-
-SHARES = {
-    "consistency",
-    "consistency_ci",
-    "fidelity",
-    "ci",
-}  # shown as percentages, as the console shows them
-
-
 def _fmt(value: object, share: bool = False) -> str:
     """A value for a person: shares (fidelity and its interval) as percentages, one convention everywhere.
 
@@ -172,14 +145,14 @@ def _fmt(value: object, share: bool = False) -> str:
 
 
 def table(cells: list[Cell]) -> str:
-    head = "".join(f"<th>{escape(label)}</th>" for _, label in COLUMNS)
+    head = "".join(f"<th>{escape(col.label)}</th>" for col in COLUMNS)
     body = []
     for c in cells:
         tds = "".join(
-            f"<td class='num'>{_fmt(getattr(c, k), k in SHARES)}</td>"
-            if k not in ("run", "lang")
-            else f"<td>{_fmt(getattr(c, k))}</td>"
-            for k, _ in COLUMNS
+            f"<td class='num'>{_fmt(getattr(c, col.key), col.share)}</td>"
+            if col.key not in ("run", "lang")
+            else f"<td>{_fmt(getattr(c, col.key))}</td>"
+            for col in COLUMNS
         )
         label = "" if c.seen else " unseen"
         body.append(f"<tr class='cell{label}' data-lang='{escape(c.lang)}'>{tds}</tr>")

@@ -16,6 +16,7 @@ from babeltune.mix import manifest_file
 from babeltune.records import Score
 from babeltune.report import contrasts, finding, html, plots
 from babeltune.report.aggregate import LARGE_GRID, Cell, cells, paired_tests
+from babeltune.report.columns import COLUMNS
 from babeltune.settings import setting
 from babeltune.tasks import Output, Task
 from babeltune.train.stage import metrics_file
@@ -124,13 +125,12 @@ def summary_csv(table: list[Cell]) -> str:
 
 
 def summary_md(table: list[Cell]) -> str:
-    keys = [k for k, _ in html.COLUMNS]
-    lines = ["| " + " | ".join(label for _, label in html.COLUMNS) + " |", "|" + "---|" * len(keys)]
+    lines = ["| " + " | ".join(col.label for col in COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     for c in table:
         lang = c.lang if c.seen else f"{c.lang} (unseen)"
         values = [
-            lang if k == "lang" else html._fmt(getattr(c, k), k in html.SHARES).replace("<br>", ", ")
-            for k in keys
+            lang if col.key == "lang" else html._fmt(getattr(c, col.key), col.share).replace("<br>", ", ")
+            for col in COLUMNS
         ]
         lines.append("| " + " | ".join(values) + " |")
     return "\n".join(lines) + "\n"
@@ -227,16 +227,11 @@ def browser_rows(results: list[RunResult], scores: dict[str, list[Score]]) -> di
 
 def figures_for(table: list[Cell], out_dir: Path) -> list[Path]:
     """The per-language figures: bars of each metric, verdict shares, a heatmap (PNG and SVG each)."""
-    figures = plots.grouped_bars(
-        table, "consistency", "fidelity (share of answers ok)", out_dir / "consistency"
-    )
+    figures = []
+    for col in COLUMNS:
+        if col.figure and any(getattr(c, col.key) is not None for c in table):  # no empty figure
+            figures += plots.grouped_bars(table, col.key, col.axis, out_dir / col.figure)
     figures += plots.verdict_bars(table, out_dir / "verdicts")
-    figures += plots.grouped_bars(table, "chrf", "chrF vs reference", out_dir / "chrf")
-    if any(c.score_mean is not None for c in table):
-        figures += plots.grouped_bars(table, "score_mean", "mean score (judge x match)", out_dir / "score")
-        figures += plots.grouped_bars(
-            table, "robustness", "robustness: judge score lost to the language check", out_dir / "robustness"
-        )
     return figures + plots.heatmap(table, "consistency", "language consistency", out_dir / "heatmap")
 
 
