@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import shutil
+from dataclasses import dataclass
 from html import escape
 from pathlib import Path
 
@@ -215,53 +216,81 @@ def finding_section(result: dict, sentences: list[str]) -> str:
             f"<thead>{head}</thead><tbody>{body}</tbody></table><ul>{said}</ul></section>")  # fmt: skip
 
 
-def render(
-    title: str,
-    cells: list[Cell],
-    plots: list[Path],
-    budget_rows: list[dict],
-    notes: list[str],
-    settings_yaml: str,
-    answers: str,
-    tests: list[dict] = (),
-    finding: str = "",
-) -> str:
-    budget_head = "".join(f"<th>{escape(k)}</th>" for k in budget_rows[0]) if budget_rows else ""
-    budget_body = "".join(
-        "<tr>" + "".join(f"<td>{_fmt(v)}</td>" for v in row.values()) + "</tr>" for row in budget_rows
-    )
-    return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>{escape(title)}</title><style>{CSS}</style></head>
-<body>
-<h1>{escape(title)}</h1>
-{"".join(f"<div class='note'>{escape(n)}</div>" for n in notes)}
-{finding}
-<h2>Results per run and language</h2>
+@dataclass
+class Page:
+    """What the report page shows, section by section."""
+
+    title: str
+    notes: list[str]
+    finding: str  # the finding section's HTML
+    cells: list[Cell]
+    tests: list[dict]  # the paired tests
+    plots: list[Path]  # PNG files, embedded
+    budget: list[dict]  # one row per training run
+    answers: str  # the response browser's data block (answers_block)
+    settings: str  # YAML
+
+
+def notes_section(page: Page) -> str:
+    return "".join(f"<div class='note'>{escape(n)}</div>" for n in page.notes) + page.finding
+
+
+def summary_section(page: Page) -> str:
+    return f"""<h2>Results per run and language</h2>
 <p>Unseen languages (not in the training data) are shaded. Each answer gets a verdict: ok, wrong-language, mixed
 (a line in another language), echo (mostly a copy of the prompt), template, too-short or empty; fidelity is the
 share that are ok. Score = judge score x (verdict ok): an answer that is not ok scores 0 whether or not it was
 judged; "over" says how many answers each mean runs over.</p>
-{table(cells)}
-<h2>Paired differences between runs</h2>
+{table(page.cells)}"""
+
+
+def paired_section(page: Page) -> str:
+    return f"""<h2>Paired differences between runs</h2>
 <p>The comparisons the experiment asks (report.contrasts: by default the paper's, within each model and method:
 downsampled multilingual vs English-only and vs multilingual in every language, the multilingual runs vs each
 monolingual run in its own language), each by an exact (or 20,000-sample) paired permutation test over the
 prompts both runs answered, none with fewer than 10 shared prompts; p-values Holm-adjusted across every
 comparison of the same metric; n.s. = not significant at 0.05 after the adjustment.</p>
-{paired_table(list(tests))}
-<h2>Plots</h2>
-{"".join(_img(p) for p in plots)}
-<h2>Training runs and budget</h2>
-<table id="budget"><thead><tr>{budget_head}</tr></thead><tbody>{budget_body}</tbody></table>
-<h2>Responses</h2>
+{paired_table(page.tests)}"""
+
+
+def plots_section(page: Page) -> str:
+    return "<h2>Plots</h2>" + "".join(_img(p) for p in page.plots)
+
+
+def budget_section(page: Page) -> str:
+    rows = page.budget
+    head = "".join(f"<th>{escape(k)}</th>" for k in rows[0]) if rows else ""
+    body = "".join("<tr>" + "".join(f"<td>{_fmt(v)}</td>" for v in row.values()) + "</tr>" for row in rows)
+    return f"<h2>Training runs and budget</h2><table id='budget'><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def responses_section(page: Page) -> str:
+    return """<h2>Responses</h2>
 <label>Language <select id="f-lang"><option value="">all</option></select></label>
 <label>Run <select id="f-run"><option value="">all</option></select></label>
 <label>Prompt <select id="f-prompt"><option value="">all</option></select></label>
 <span id="shown"></span>
-<div id="responses"></div>
-<h2>Settings</h2>
-<pre>{escape(settings_yaml)}</pre>
-{answers}
+<div id="responses"></div>"""
+
+
+def settings_section(page: Page) -> str:
+    return f"<h2>Settings</h2><pre>{escape(page.settings)}</pre>"
+
+
+# The page, top to bottom: a new section is a function of the Page added here.
+SECTIONS = [notes_section, summary_section, paired_section, plots_section, budget_section, responses_section,
+            settings_section]  # fmt: skip
+
+
+def render(page: Page) -> str:
+    body = "\n".join(section(page) for section in SECTIONS)
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{escape(page.title)}</title><style>{CSS}</style></head>
+<body>
+<h1>{escape(page.title)}</h1>
+{body}
+{page.answers}
 <script>{BROWSER_JS}</script>
 </body></html>
 """

@@ -235,6 +235,24 @@ def figures_for(table: list[Cell], out_dir: Path) -> list[Path]:
     return figures + plots.heatmap(table, "consistency", "language consistency", out_dir / "heatmap")
 
 
+def size_figures(results: list[RunResult], table: list[Cell], out_dir: Path) -> list[Path]:
+    """The paper's score-vs-model-size figures, where the grid has model families with several sizes."""
+    sizes, figures = model_sizes(results), []
+    for metric, label in (("consistency", "language consistency"), ("score_mean", "mean score"),
+                          ("robustness", "robustness (score lost)")):  # fmt: skip
+        if points := size_points(results, sizes, table, metric):
+            figures += plots.by_size(points, f"{label} (mean over languages)", out_dir / f"{metric}_by_size")
+    return figures
+
+
+def run_infos(results: list[RunResult]) -> list[contrasts.RunInfo]:
+    return [
+        contrasts.RunInfo(r.name, r.regime, r.name.rsplit("/", 1)[0],
+                          tuple(read_json(r.manifest)["languages"]) if r.manifest else ())
+        for r in results
+    ]  # fmt: skip
+
+
 def run(
     cfg: ReportArgs,
     results: list[RunResult],
@@ -250,37 +268,19 @@ def run(
     table = cells(scores, seen_langs, lang_order)
     atomic_write_text(out_dir / SUMMARY, summary_csv(table))
     atomic_write_text(out_dir / "summary.md", summary_md(table))
-    infos = [
-        contrasts.RunInfo(r.name, r.regime, r.name.rsplit("/", 1)[0],
-                        tuple(read_json(r.manifest)["languages"]) if r.manifest else ())
-        for r in results
-    ]  # fmt: skip
+    infos = run_infos(results)
     found = finding.finding(scores, infos, seen_langs, list(lang_order))
     write_json(out_dir / "finding.json", found | {"sentences": finding.sentences(found)})
     write_json(out_dir / "grid.json", {"reported": [r.name for r in results], "missing": list(missing)})
     figures = figures_for(table if len(results) <= LARGE_GRID else plots.per_mixture(table), out_dir)
-    sizes = model_sizes(results)
-    for metric, label in (
-        ("consistency", "language consistency"),
-        ("score_mean", "mean score"),
-        ("robustness", "robustness (score lost)"),
-    ):
-        if points := size_points(results, sizes, table, metric):
-            figures += plots.by_size(points, f"{label} (mean over languages)", out_dir / f"{metric}_by_size")
+    figures += size_figures(results, table, out_dir)
     tests = paired_tests(scores, contrasts.planned(cfg.contrasts, infos), lang_order)
     atomic_write_text(out_dir / "paired.csv", _csv(tests))
-    answers = html.answers_block(browser_rows(results, scores), out_dir)
-    page = html.render(
-        cfg.title,
-        table,
-        [p for p in figures if p.suffix == ".png"],
-        budget_rows(results),
-        notes_for(results, missing),
-        settings_yaml,
-        answers,
-        tests,
-        html.finding_section(found, finding.sentences(found)),
-    )
+    page = html.Page(
+        cfg.title, notes_for(results, missing), html.finding_section(found, finding.sentences(found)), table, tests,
+        [p for p in figures if p.suffix == ".png"], budget_rows(results),
+        html.answers_block(browser_rows(results, scores), out_dir), settings_yaml,
+    )  # fmt: skip
     path = out_dir / REPORT
-    atomic_write_text(path, page)
+    atomic_write_text(path, html.render(page))
     return path
