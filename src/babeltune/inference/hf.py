@@ -4,9 +4,13 @@ the benchmarks) and batched generation where each sampled prompt draws from its 
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 
-from babeltune.inference.decoding import Decoding
+from babeltune.inference.decoding import Decoding, length_sorted_batches, prompt_seed
+from babeltune.inference.engine import ENGINES, Answer, Engine, Prompt
 from babeltune.inference.target import Target
+from babeltune.precision import PRECISION_OF, inference_bf16
+from babeltune.templates import build_prompt
 
 
 def load_for_inference(target: Target):
@@ -99,3 +103,27 @@ def decode_answer(tokenizer, ids) -> str:
     """The text of generated token ids. A token limit can cut a character in two, whose half decodes to
     U+FFFD: no answer means to end in it, so it goes."""
     return tokenizer.decode(ids, skip_special_tokens=True).rstrip("\ufffd")
+
+
+@ENGINES.register("hf")
+class HfEngine(Engine):
+    """transformers ``generate``: left padding, length-sorted batches, KV cache, stop strings, LoRA unmerged."""
+
+    name = "hf"
+
+    def load(self, target: Target, run_name: str) -> None:
+        self.target = target
+        self.tokenizer, self.model = load_for_inference(target)
+        self.bf16 = inference_bf16(self.settings.precision, target.dtype)
+        self.precision = "bf16" if self.bf16 else PRECISION_OF[target.dtype]
+
+    def answer(self, prompts: list[Prompt], decoding: Decoding) -> Iterator[tuple[Prompt, Answer]]:
+        texts = {p.id: build_prompt(self.target.template, self.tokenizer, p.text) for p in prompts}
+        size = 1 if beam_sampling(decoding) else self.settings.batch_size
+        for batch in length_sorted_batches(prompts, lambda p: len(texts[p.id]), size):
+            seeds = [prompt_seed(decoding, p.id) for p in batch]
+            done = generate_batch(
+                self.model, self.tokenizer, [texts[p.id] for p in batch], decoding, self.bf16, seeds
+            )
+            for p, (text, n_tokens) in zip(batch, done, strict=True):
+                yield p, Answer(texts[p.id], text, n_tokens)

