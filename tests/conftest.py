@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +18,35 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach a model hub
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 REPO = Path(__file__).resolve().parents[1]
+PROCESS = re.compile(r"\bbabeltune\(|\bsubprocess\.|\bPopen\(|\brun_quick\(")  # what starts another process
+
+
+def _starts_processes(item: pytest.Item) -> bool:
+    """Whether a test, a fixture it uses or a helper of its module they call starts another process."""
+    helpers = {name: fn for name, fn in vars(item.module).items()
+               if inspect.isfunction(fn) and fn.__module__ == item.module.__name__}  # fmt: skip
+    defs = item._fixtureinfo.name2fixturedefs
+    todo, seen = [item.function] + [defs[n][-1].func for n in item.fixturenames if n in defs], set()
+    while todo:
+        fn = todo.pop()
+        if fn in seen:
+            continue
+        seen.add(fn)
+        try:
+            source = inspect.getsource(fn)
+        except (OSError, TypeError):
+            continue
+        if PROCESS.search(source):
+            return True
+        todo += [h for name, h in helpers.items() if re.search(rf"\b{name}\(", source)]
+    return False
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests that start ``babeltune`` (or any process) are marked ``cli``: ``make test-fast`` leaves them out."""
+    for item in items:
+        if isinstance(item, pytest.Function) and _starts_processes(item):
+            item.add_marker(pytest.mark.cli)
 
 
 @pytest.fixture(scope="session")
