@@ -182,3 +182,33 @@ def test_a_large_grid_plots_mixtures_and_folds_its_tables(tmp_path):
     assert f"{len(results)} runs: the per-language plots show each mixture" in html
     assert "<details id='summary-fold'>" in html and html.count("<tr class='cell") == 3 * len(results)
     assert len(list(csv.DictReader((tmp_path / "report" / "summary.csv").open()))) == 3 * len(results)
+
+
+def test_a_difference_is_significant_across_seeds_only_when_the_seeds_agree():
+    """Three seeds per regime: the same effect in each is significant; one seed carrying it alone is not,
+    though the mean difference over seeds is as large."""
+    from babeltune.records import Score
+    from babeltune.report import finding
+    from babeltune.report.contrasts import DOWNSAMPLED, ENGLISH, RunInfo
+
+    def run(name, share):
+        return [Score(f"p{k}:es", f"p{k}", "es", name, "", "es", "ok" if k < share * 40 else "wrong-language",
+                      k < share * 40, None, None, None, None) for k in range(40)]  # fmt: skip
+
+    def grid(shares):  # per seed: (downsampled's share ok, English-only's)
+        scores, runs = {}, []
+        for seed, (down, en) in enumerate(shares):
+            for mixture, regime, share in (("multi-down", DOWNSAMPLED, down), ("en-only", ENGLISH, en)):
+                name = f"m/lora/seed={seed}/{mixture}"
+                scores[name] = run(name, share)
+                runs.append(RunInfo(name, regime, "m/lora", ("en", "es"), seed))
+        (c,) = finding.finding(scores, runs, {"en", "es"}, ["en", "es"])["comparisons"]
+        return c
+
+    agree = grid([(0.8, 0.45), (0.75, 0.4), (0.8, 0.4)])
+    alone = grid([(1.0, 0.0), (0.5, 0.5), (0.5, 0.5)])
+    assert agree["seeds"] == alone["seeds"] == 3 and agree["answers"] == 120
+    assert agree["significant"] and agree["ci"][0] > 0 and agree["verdict"] == "significant across seeds"
+    assert alone["difference"] == round(1 / 3, 3) and alone["per_seed"] == [1.0, 0.0, 0.0]
+    assert not alone["significant"] and alone["ci"][0] <= 0 < alone["ci"][1]
+    assert "over 3 seeds and their prompts" in finding.sentences({"comparisons": [alone]})[0]

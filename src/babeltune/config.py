@@ -8,12 +8,16 @@ is ``babeltune.settings``.
 
 from __future__ import annotations
 
+import copy
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from itertools import product
 from pathlib import Path
+from typing import Any
 
 import yaml
 
+from babeltune import axes
 from babeltune.cluster.settings import SlurmArgs
 from babeltune.data.stage import DataArgs, TestArgs
 from babeltune.evaluate.judge import JudgeArgs
@@ -23,7 +27,7 @@ from babeltune.io import regular_file
 from babeltune.langid import LangIdArgs
 from babeltune.mix import MixArgs
 from babeltune.models import ModelArgs
-from babeltune.registry import BabeltuneError, short
+from babeltune.registry import BabeltuneError, short, unknown_name_error
 from babeltune.report.stage import ReportArgs
 from babeltune.settings import apply_override, dump_yaml, from_dict, load_yaml, setting, to_dict
 from babeltune.settings import describe as describe_fields
@@ -54,6 +58,13 @@ class ExperimentConfig:
     evaluate: EvaluateArgs = setting(EvaluateArgs(), "evaluation")
     report: ReportArgs = setting(ReportArgs(), "report")
     slurm: SlurmArgs = setting(SlurmArgs(), "the site's Slurm: partition, account, resources, requeues")
+    sweep: dict[str, list[Any]] = setting(
+        {}, "more axes of the grid: a setting's path -> its values, e.g. {train.learning_rate: [1e-4, 3e-4], "
+        "mix.budget: [1000, 5000]}; the grid is their product with models x methods x mixtures, and tasks "
+        "whose jobs are equal are shared (a learning-rate sweep builds the data and mixtures once)")  # fmt: skip
+    seeds: list[int] = setting(
+        [], "training seeds (train.seed: initialisation, data order, dropout) as one more axis: every run of "
+        "the grid once per seed")  # fmt: skip
 
     @property
     def run_dir(self) -> Path:
@@ -81,6 +92,74 @@ class ExperimentConfig:
                 raise BabeltuneError(
                     "data.source_language: must be one of data.languages when translate.enabled"
                 )
+        if self.axes():
+            variants(self)  # each value of each axis makes a valid experiment, or the error names it
+
+    def axes(self) -> dict[str, list[Any]]:
+        """The sweep's axes, the seeds as ``train.seed`` among them."""
+        return dict(self.sweep) | ({axes.SEED: list(self.seeds)} if self.seeds else {})
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One combination of the sweep's values: the experiment as it runs there."""
+
+    values: dict[str, Any]  # axis path -> value
+    cfg: ExperimentConfig
+
+    @property
+    def label(self) -> str:
+        """The grid point's name part, e.g. ``learning_rate=0.0001,seed=1`` ("" without a sweep)."""
+        return axes.label(self.values)
+
+
+NOT_AN_AXIS = ("name", "output_dir", "sweep", "seeds", "slurm")  # where or how a run goes, never what it is
+
+
+def variants(cfg: ExperimentConfig) -> list[Variant]:
+    """Every combination of the axes' values (the product, in order); one variant without a sweep."""
+    swept = cfg.axes()
+    if not swept:
+        return [Variant({}, cfg)]
+    base = to_dict(replace(cfg, sweep={}, seeds=[]))
+    for path, values in swept.items():
+        if path.split(".")[0] in NOT_AN_AXIS:
+            raise BabeltuneError(
+                f"sweep.{path}: not a setting to sweep (where or how a run goes, not what it is)"
+            )
+        _locate(base, path)
+        if not values or len(set(map(repr, values))) != len(values):
+            raise BabeltuneError(f"sweep.{path}: needs distinct values, got {short(values)}")
+    out = []
+    for combination in product(*swept.values()):
+        data = copy.deepcopy(base)
+        values = dict(zip(swept, combination, strict=True))
+        for path, value in values.items():
+            node, key = _locate(data, path)
+            node[key] = value
+        try:
+            variant = from_dict(ExperimentConfig, data)
+            variant.check()
+        except BabeltuneError as err:
+            where = ", ".join(f"{path}={axes.shown(v)}" for path, v in values.items())
+            raise BabeltuneError(f"sweep ({where}): {err}") from None
+        out.append(Variant(values, variant))
+    return out
+
+
+def _locate(data: dict, path: str) -> tuple[dict, str]:
+    """The mapping that holds the setting at ``path``, and its key; an unknown path is an error."""
+    node, keys = data, path.split(".")
+    for depth, key in enumerate(keys):
+        if not isinstance(node, dict):
+            raise BabeltuneError(
+                f"sweep.{path}: {'.'.join(keys[:depth])} is a value, not a group of settings"
+            )
+        if key not in node:
+            raise BabeltuneError(f"sweep.{path}: {unknown_name_error('setting', key, node)}")
+        if depth < len(keys) - 1:
+            node = node[key]
+    return node, keys[-1]
 
 
 def describe(cls: type = ExperimentConfig, prefix: str = "") -> list[tuple[str, str, str]]:

@@ -8,12 +8,12 @@ redoes exactly what depends on it, and a killed run continues where it stopped.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import product
 from pathlib import Path
 
 from babeltune import generate, mix, tasks
-from babeltune.config import ExperimentConfig
+from babeltune.config import ExperimentConfig, variants
 from babeltune.data import stage as data_stage
 from babeltune.evaluate import stage as evaluate_stage
 from babeltune.models import ModelArgs, model_slug
@@ -39,6 +39,8 @@ class GridPoint:
     train: Task
     generate: Task
     evaluate: Task
+    mixtures: Task  # the mix task its mixture comes from
+    axes: dict = field(default_factory=dict)  # the sweep's values at this point
 
 
 @dataclass
@@ -55,47 +57,59 @@ class Plan:
 
 
 def build_plan(cfg: ExperimentConfig, shard: tuple[int, int] | None = None) -> Plan:
-    """Expand the grid (models x methods x mixtures) into tasks; nothing runs and nothing is read here.
+    """Expand the grid (models x methods x mixtures, times the sweep's axes) into tasks; nothing runs and
+    nothing is read here. Tasks whose jobs and inputs are equal are one task, shared by the grid points
+    that need it (a learning-rate sweep builds the data and mixtures once).
 
     With ``shard`` (i, n), generation tasks answer only their share and are never marked done: an
     unsharded run merges the shards."""
-    examples, tests = data_stage.examples_task(cfg.data), data_stage.tests_task(cfg.test)
-    planned = [examples, tests]
-    source = examples.output()
-    if cfg.translate.enabled:
-        src = cfg.data.source_language
-        targets = [lang for lang in cfg.data.languages if lang != src]
-        translation = translate_stage.task(cfg.translate, src, targets, cfg.evaluate.langid, source)
-        planned.append(translation)
-        source = translation.output()
-    mixtures = mix.task(cfg.mix, cfg.data.languages, source, cfg.mix.counting_tokenizer(cfg.models[0].name))
-    planned.append(mixtures)
+    planned: dict[tuple[str, str], Task] = {}
 
-    points = []
-    specs = mix.mixture_specs(cfg.mix, cfg.data.languages)
-    for model, method, spec in product(cfg.models, cfg.train.methods, specs):
-        name = f"{model_slug(model.name)}/{method}/{spec.name}"
-        trained = train_stage.task(model, method, cfg.lora, cfg.train, mixtures.output(spec.name), name)
-        answers = generate.task(cfg.generate, method, trained.output(), tests.output(), name, shard)
-        scores = evaluate_stage.task(cfg.evaluate, answers.output(), name)
-        points.append(GridPoint(name, model, method, spec, trained, answers, scores))
-        planned += [trained, answers, scores]
+    def shared(task: Task) -> Task:
+        return planned.setdefault((task.stage, task.plan_key), task)
 
-    report = report_task(cfg, mixtures, points)
-    planned.append(report)
-    for task in planned:
+    points, mixes = [], []
+    for variant in variants(cfg):
+        v = variant.cfg
+        examples, tests = shared(data_stage.examples_task(v.data)), shared(data_stage.tests_task(v.test))
+        source = examples.output()
+        if v.translate.enabled:
+            src = v.data.source_language
+            targets = [lang for lang in v.data.languages if lang != src]
+            source = shared(
+                translate_stage.task(v.translate, src, targets, v.evaluate.langid, source)
+            ).output()
+        mixtures = shared(
+            mix.task(v.mix, v.data.languages, source, v.mix.counting_tokenizer(v.models[0].name))
+        )
+        mixes.append(mixtures)
+        specs = mix.mixture_specs(v.mix, v.data.languages)
+        for model, method, spec in product(v.models, v.train.methods, specs):
+            name = "/".join(
+                part for part in (model_slug(model.name), method, variant.label, spec.name) if part
+            )
+            trained = shared(
+                train_stage.task(model, method, v.lora, v.train, mixtures.output(spec.name), name)
+            )
+            answers = shared(generate.task(v.generate, method, trained.output(), tests.output(), name, shard))
+            scores = shared(evaluate_stage.task(v.evaluate, answers.output(), name))
+            points.append(
+                GridPoint(name, model, method, spec, trained, answers, scores, mixtures, variant.values)
+            )
+
+    report = report_task(cfg, points)
+    tasks = [*planned.values(), report]
+    for task in tasks:
         task.run_dir = cfg.run_dir
-    return Plan(cfg, planned, points, mixtures, report)
+    return Plan(cfg, tasks, points, mixes[0], report)
 
 
-def report_task(
-    cfg: ExperimentConfig, mixtures: Task, points: list[GridPoint], missing: list[str] = ()
-) -> Task:
+def report_task(cfg: ExperimentConfig, points: list[GridPoint], missing: list[str] = ()) -> Task:
     """The report over ``points`` (all of the grid, or those done, naming the ``missing`` ones)."""
     runs = [
         report_stage.ReportRun(p.name, p.mixture.regime, model_slug(p.model.name), p.method,
-                               mixtures.output(p.mixture.name), p.train.output(), p.generate.output(),
-                               p.evaluate.output())
+                               p.mixtures.output(p.mixture.name), p.train.output(), p.generate.output(),
+                               p.evaluate.output(), p.axes)
         for p in points
     ]  # fmt: skip
     report = report_stage.task(
@@ -113,7 +127,7 @@ def report_what_is_done(plan: Plan) -> list[GridPoint]:
         raise BabeltuneError("report: no grid point has finished its evaluation yet; nothing to report "
                              f"(babeltune status {plan.cfg.run_dir} says where each stands)")  # fmt: skip
     missing = [p for p in plan.points if not p.evaluate.done]
-    plan.report = report_task(plan.cfg, plan.mix, done, [p.name for p in missing])
+    plan.report = report_task(plan.cfg, done, [p.name for p in missing])
     plan.tasks = [plan.report]
     return missing
 

@@ -188,7 +188,22 @@ def print_plan(plan: Plan) -> list[dict]:
     for row in task_rows(plan):
         tasks.add_row(row["stage"], row["name"], row["key"] or "–", row["status"])
     console.print(tasks)
+    if swept := plan.cfg.axes():
+        console.print(sweep_line(plan, swept))
     return rows
+
+
+def sweep_line(plan: Plan, swept: dict) -> str:
+    """The sweep in one line: its axes, and how many tasks of each stage the grid points share."""
+    from collections import Counter
+
+    per_stage = Counter(t.stage for t in plan.tasks)
+    users = Counter(id(t) for p in plan.points for t in (p.mixtures, p.train, p.generate, p.evaluate))
+    shared = Counter(t.stage for t in plan.tasks if users[id(t)] > 1)
+    stages = ", ".join(f"{stage} {n}" + (f" ({shared[stage]} shared)" if shared[stage] else "")
+                       for stage, n in per_stage.items())  # fmt: skip
+    return (f"sweep: {' x '.join(f'{path} {values}' for path, values in swept.items())}: "
+            f"{len(plan.points)} grid points; tasks per stage: {stages}")  # fmt: skip
 
 
 def _show(value: object, missing: str = "?") -> str:

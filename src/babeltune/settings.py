@@ -204,6 +204,8 @@ def _check_bounds(value: Any, bounds: dict | None, path: str) -> Any:
 
 
 def _convert(tp: Any, value: Any, path: str) -> Any:
+    if tp is Any:  # checked where it is used (a sweep's values: as the setting they are swept over)
+        return value
     origin, args = typing.get_origin(tp), typing.get_args(tp)
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:

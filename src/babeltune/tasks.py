@@ -120,6 +120,14 @@ class Task:
         return content_key(__version__, self.stage, self.job, inputs)
 
     @property
+    def plan_key(self) -> str:
+        """What the task is before anything has run: its job and its inputs' plan keys (two tasks with the
+        same plan key are one task, whatever names they were planned under)."""
+        inputs = {role: [i.task.plan_key, i.part] if i.task is not None else i.key
+                  for role, i in sorted(self.inputs.items())}  # fmt: skip
+        return content_key(__version__, self.stage, self.job, inputs)
+
+    @property
     def out_dir(self) -> Path:
         key = self.key
         if key is None:

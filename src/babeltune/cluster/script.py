@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from babeltune.cluster.preempt import MAX_REQUEUES_ENV
-from babeltune.experiment import GridPoint, Plan
+from babeltune.experiment import SHARED, GridPoint, Plan
 from babeltune.io import atomic_write_text
 from babeltune.planning import gpu_memory_gb
 
@@ -183,7 +183,7 @@ def write_slurm(plan: Plan, config: Path, overrides: list[str], rows: list[dict]
     points, prep = None, True
     if only_todo:
         points = [i for i, p in enumerate(plan.points) if not p.evaluate.done]
-        prep = not plan.mix.done or any(not t.done for t in plan.tasks if t.stage in ("data", "translate"))
+        prep = any(not t.done for t in plan.tasks if t.stage in SHARED)
         if not points:
             return "nothing to do: every grid point is done (no script written)"
     (plan.cfg.run_dir / "slurm").mkdir(parents=True, exist_ok=True)

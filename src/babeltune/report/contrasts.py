@@ -20,8 +20,13 @@ KINDS = ("paper", "all")
 class RunInfo:
     name: str
     regime: str
-    group: str  # model and method: regimes are compared within a group
+    group: str  # model, method and the sweep's other values: regimes are compared within a group
     languages: tuple[str, ...]  # what the mixture was drawn from (a monolingual run: its one language)
+    seed: int | None = None  # the training seed, where the grid sweeps seeds: runs pair with their seed
+
+    @property
+    def mixture(self) -> str:
+        return self.name.rsplit("/", 1)[-1]
 
 
 @dataclass(frozen=True)
@@ -51,10 +56,9 @@ def paper(runs: list[RunInfo]) -> list[Contrast]:
     for regimes in by_regime(runs).values():
         for base in regimes[DOWNSAMPLED] + regimes[MULTI]:
             others = regimes[ENGLISH] + regimes[MULTI] if base.regime == DOWNSAMPLED else []
-            out += [Contrast(base.name, other.name, None) for other in others]
-            out += [
-                Contrast(base.name, mono.name, mono.languages[:1]) for mono in regimes[MONO] if mono.languages
-            ]
+            out += [Contrast(base.name, other.name, None) for other in others if other.seed == base.seed]
+            out += [Contrast(base.name, mono.name, mono.languages[:1]) for mono in regimes[MONO]
+                    if mono.languages and mono.seed == base.seed]  # fmt: skip
     return out
 
 

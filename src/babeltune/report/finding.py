@@ -12,7 +12,7 @@ from statistics import mean
 
 from babeltune.records import Score
 from babeltune.report.contrasts import DOWNSAMPLED, ENGLISH, MONO, MULTI, RunInfo, by_regime
-from babeltune.report.stats import MIN_PAIRED, bootstrap_ci, paired_ci, paired_permutation_p
+from babeltune.report.stats import MIN_PAIRED, bootstrap_ci, hierarchical_ci, paired_ci, paired_permutation_p
 
 
 def _ok(rows: list[Score]) -> dict[tuple[str, str], float]:
@@ -44,6 +44,44 @@ def compare(a: list[Score], b: list[Score], langs: set[str]) -> dict:
             "verdict": "significant" if significant else "not significant (p >= 0.05 or the 95 % interval holds 0)"}  # fmt: skip
 
 
+def _by_seed(runs: list[RunInfo]) -> dict:
+    return {r.seed: r for r in runs}
+
+
+def comparison(
+    scores: dict[str, list[Score]], pairs: list[tuple[RunInfo, RunInfo]], label: str, langs: set[str]
+) -> dict:
+    """One of the paper's comparisons: one pair of runs, or the same pair trained with several seeds, judged
+    across seeds (a seed that carries the difference alone does not make it significant)."""
+    head = {"on": label, "languages": sorted(langs)}
+    if len(pairs) == 1:
+        ((a, b),) = pairs
+        return {"a": a.name, "b": b.name} | head | compare(scores[a.name], scores[b.name], langs)
+    per_seed = [compare(scores[a.name], scores[b.name], langs) for a, b in pairs]
+    diffs = [_paired_differences(scores[a.name], scores[b.name], langs) for a, b in pairs]
+    ci = hierarchical_ci(diffs)
+    significant = ci is not None and (ci[0] > 0 or ci[1] < 0)
+    tested = [c for c in per_seed if c["difference"] is not None]
+    return {"a": pairs[0][0].group + f"/{pairs[0][0].mixture} ({len(pairs)} seeds)",
+            "b": pairs[0][1].group + f"/{pairs[0][1].mixture} ({len(pairs)} seeds)"} | head | {
+        "answers": sum(c["answers"] for c in per_seed), "seeds": len(pairs),
+        "fidelity_a": _mean_of(tested, "fidelity_a"), "fidelity_b": _mean_of(tested, "fidelity_b"),
+        "difference": _mean_of(tested, "difference"), "per_seed": [c["difference"] for c in per_seed],
+        "ci": ci, "p": None, "significant": significant,
+        "verdict": "significant across seeds" if significant else
+                   "not significant across seeds (the 95 % interval over seeds and prompts holds 0)",
+    }  # fmt: skip
+
+
+def _mean_of(rows: list[dict], key: str) -> float | None:
+    return round(mean(r[key] for r in rows), 3) if rows else None
+
+
+def _paired_differences(a: list[Score], b: list[Score], langs: set[str]) -> list[float]:
+    ok_a, ok_b = _ok(a), _ok(b)
+    return [ok_a[k] - ok_b[k] for k in sorted(ok_a.keys() & ok_b.keys()) if k[1] in langs]
+
+
 def finding(
     scores: dict[str, list[Score]], runs: list[RunInfo], seen: set[str], test_langs: list[str]
 ) -> dict:
@@ -57,22 +95,27 @@ def finding(
     ]  # fmt: skip
     comparisons = []
     for regimes in by_regime(runs).values():
-        for down in regimes[DOWNSAMPLED]:
-            pairs = [
-                (other, label, langs)
-                for other in regimes[ENGLISH]
-                for label, langs in (("seen non-English languages", seen_other), ("unseen languages", unseen))
-            ]
-            pairs += [
-                (mono, f"{mono.languages[0]}, the monolingual run's own language", {mono.languages[0]})
-                for mono in regimes[MONO]
-                if mono.languages and mono.languages[0] in test_langs
-            ]
-            pairs += [(multi, "seen non-English languages", seen_other) for multi in regimes[MULTI]]
-            for other, label, langs in pairs:
-                if langs:
-                    comparisons.append({"a": down.name, "b": other.name, "on": label, "languages": sorted(langs)}
-                                       | compare(scores[down.name], scores[other.name], langs))  # fmt: skip
+        downs = _by_seed(regimes[DOWNSAMPLED])
+        if not downs:
+            continue
+        families = [
+            (_by_seed(regimes[ENGLISH]), label, langs)
+            for label, langs in (("seen non-English languages", seen_other), ("unseen languages", unseen))
+        ]
+        monos = {m.languages[0] for m in regimes[MONO] if m.languages and m.languages[0] in test_langs}
+        families += [
+            (
+                _by_seed([m for m in regimes[MONO] if m.languages[:1] == (lang,)]),
+                f"{lang}, the monolingual run's own language",
+                {lang},
+            )
+            for lang in sorted(monos)
+        ]
+        families += [(_by_seed(regimes[MULTI]), "seen non-English languages", seen_other)]
+        for others, label, langs in families:
+            pairs = [(downs[s], others[s]) for s in downs if s in others]
+            if langs and pairs:
+                comparisons.append(comparison(scores, pairs, label, langs))
     return {"seen_non_english": sorted(seen_other), "unseen": sorted(unseen), "runs": per_run,
             "comparisons": comparisons}  # fmt: skip
 
@@ -81,7 +124,7 @@ def sentences(result: dict) -> list[str]:
     """The comparisons in words, each with its numbers, saying plainly which differences are not significant."""
     out = []
     for c in result["comparisons"]:
-        if c["difference"] is None:
+        if c["difference"] is None or c["ci"] is None:
             out.append(f"{c['a']} vs {c['b']} on {c['on']}: {c['verdict']}.")
             continue
         lo, hi = c["ci"]
@@ -95,6 +138,8 @@ def sentences(result: dict) -> list[str]:
         out.append(
             f"On {c['on']}, {c['a']} answers in the prompt's language {direction} {c['b']}: "
             f"{c['fidelity_a']:.0%} vs {c['fidelity_b']:.0%} of {c['answers']} paired answers "
-            f"(difference {c['difference']:+.0%}, 95 % CI {lo:+.0%} to {hi:+.0%}, p = {c['p']}): {c['verdict']}."
+            f"(difference {c['difference']:+.0%}, 95 % CI {lo:+.0%} to {hi:+.0%}"
+            + (f" over {c['seeds']} seeds and their prompts" if c.get("seeds") else f", p = {c['p']}")
+            + f"): {c['verdict']}."
         )
     return out

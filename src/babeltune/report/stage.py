@@ -7,9 +7,9 @@ import io
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from statistics import mean
-from typing import Literal
+from typing import Any, Literal
 
-from babeltune import records
+from babeltune import axes, records
 from babeltune.evaluate.stage import evaluation_file
 from babeltune.io import atomic_write_text, read_json, write_json
 from babeltune.mix import manifest_file
@@ -47,6 +47,7 @@ class RunResult:
     manifest: Path | None
     model: str = ""  # e.g. "smollm2-135m"
     method: str = ""  # the fine-tuning method
+    axes: dict = field(default_factory=dict)  # its values on the sweep's axes (setting path -> value)
 
 
 @dataclass
@@ -61,6 +62,7 @@ class ReportRun:
     weights: Output
     responses: Output
     scores: Output
+    axes: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -71,12 +73,13 @@ class ReportJob:
     lang_order: list[str]  # test languages, in the order the tables show them
     settings: str  # the experiment's result-shaping settings, shown in the report
     missing: list[str] = field(default_factory=list)  # grid points not finished when this report was made
+    axes: list[dict[str, Any]] = field(default_factory=list)  # per run, where the grid sweeps: its values
 
     def work(self, inputs: dict[str, Path], out_dir: Path) -> Path:
         results = [
             RunResult(name, regime, inputs[f"{i:04d}.responses"], inputs[f"{i:04d}.scores"],
                       evaluation_file(inputs[f"{i:04d}.scores"]), metrics_file(inputs[f"{i:04d}.weights"]),
-                      manifest_file(inputs[f"{i:04d}.mixture"]), model, method)
+                      manifest_file(inputs[f"{i:04d}.mixture"]), model, method, self.axes[i] if self.axes else {})
             for i, (name, regime, model, method) in enumerate(self.runs)
         ]  # fmt: skip
         return run(
@@ -99,7 +102,7 @@ def task(
     roles = ("mixture", "weights", "responses", "scores")
     inputs = {f"{i:04d}.{role}": getattr(r, role) for i, r in enumerate(runs) for role in roles}
     job = ReportJob(cfg, [[r.name, r.regime, r.model, r.method] for r in runs], seen, lang_order, settings,
-                    list(missing))  # fmt: skip
+                    list(missing), [r.axes for r in runs] if any(r.axes for r in runs) else [])  # fmt: skip
     return Task("report", "report", job, inputs)
 
 
@@ -112,15 +115,16 @@ def _csv(rows: list[dict]) -> str:
     return buf.getvalue()
 
 
-def summary_csv(table: list[Cell]) -> str:
-    """One row per cell; each verdict's share is a column of its own."""
+def summary_csv(table: list[Cell], axes_of: dict[str, dict] | None = None) -> str:
+    """One row per cell; each sweep axis and each verdict's share is a column of its own."""
     rows = []
     for c in table:
         row = asdict(c)
+        swept = {path: axes.shown(v) for path, v in (axes_of or {}).get(c.run, {}).items()}
         rows.append(
-            {k: v for k, v in row.items() if k != "verdicts"}
+            {"run": c.run} | swept | {k: v for k, v in row.items() if k not in ("run", "verdicts")}
             | {f"verdict_{k}": v for k, v in c.verdicts.items()}
-        )
+        )  # fmt: skip
     return _csv(rows)
 
 
@@ -246,11 +250,19 @@ def size_figures(results: list[RunResult], table: list[Cell], out_dir: Path) -> 
 
 
 def run_infos(results: list[RunResult]) -> list[contrasts.RunInfo]:
+    """Each run as the comparisons see it: regimes are compared within its model, method and sweep values
+    but the seed; runs of several seeds pair up by seed."""
     return [
-        contrasts.RunInfo(r.name, r.regime, r.name.rsplit("/", 1)[0],
-                          tuple(read_json(r.manifest)["languages"]) if r.manifest else ())
+        contrasts.RunInfo(r.name, r.regime, comparison_group(r),
+                          tuple(read_json(r.manifest)["languages"]) if r.manifest else (), r.axes.get(axes.SEED))
         for r in results
     ]  # fmt: skip
+
+
+def comparison_group(r: RunResult) -> str:
+    if not r.axes:
+        return r.name.rsplit("/", 1)[0]
+    return "/".join(part for part in (r.model, r.method, axes.label(axes.without_seed(r.axes))) if part)
 
 
 def run(
@@ -266,7 +278,7 @@ def run(
     out_dir.mkdir(parents=True, exist_ok=True)
     scores = {r.name: records.read(Score, r.scores) for r in results}
     table = cells(scores, seen_langs, lang_order)
-    atomic_write_text(out_dir / SUMMARY, summary_csv(table))
+    atomic_write_text(out_dir / SUMMARY, summary_csv(table, {r.name: r.axes for r in results}))
     atomic_write_text(out_dir / "summary.md", summary_md(table))
     infos = run_infos(results)
     found = finding.finding(scores, infos, seen_langs, list(lang_order))

@@ -100,3 +100,29 @@ def paired_ci(
 ) -> tuple[float, float] | None:
     """Bootstrap 95 % interval of the mean paired difference ``a - b`` (pairs resampled together)."""
     return bootstrap_ci([x - y for x, y in zip(a, b, strict=True)], resamples, seed)
+
+
+def hierarchical_ci(
+    groups: list[list[float]], resamples: int = 2000, seed: int = 0, level: float = 0.95
+) -> tuple[float, float] | None:
+    """Bootstrap interval of the mean over groups (training seeds) of each group's mean (over prompts):
+    seeds are resampled, then prompts within each chosen seed, so an effect that one seed carries alone
+    does not look certain. None with fewer than 2 groups.
+
+    >>> lo, hi = hierarchical_ci([[0.3, 0.2, 0.4] * 10] * 3); lo > 0
+    True
+    >>> lo, hi = hierarchical_ci([[0.9] * 30, [0.0] * 30, [0.0] * 30]); lo <= 0 < hi
+    True
+    """
+    if len(groups) < 2 or any(len(g) < 2 for g in groups):
+        return None
+    rng = np.random.default_rng(seed)
+    chosen = rng.integers(0, len(groups), size=(resamples, len(groups)))
+    within = np.stack(  # each group's mean under each prompt resample
+        [np.asarray(g, dtype=float)[_resample_rows(len(g), resamples, seed + 1 + i)].mean(axis=1)
+         for i, g in enumerate(groups)], axis=1
+    )  # fmt: skip
+    means = np.sort(np.take_along_axis(within, chosen, axis=1).mean(axis=1))
+    tail = (1 - level) / 2
+    lo, hi = means[int(tail * resamples)], means[min(resamples - 1, int((1 - tail) * resamples))]
+    return round(float(lo), 4), round(float(hi), 4)
