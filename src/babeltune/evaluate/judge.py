@@ -13,7 +13,7 @@ import re
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 from importlib import resources
 from pathlib import Path
 from typing import Literal
@@ -109,7 +109,14 @@ def load_prompt(name: str) -> JudgePrompt:
         if name not in available:
             raise unknown_name_error("judge prompt", name, available)
         path = JUDGES_DIR / f"{name}.yaml"
-    data = load_yaml(path.read_text(encoding="utf-8"))
+    stat = path.stat()
+    return _parsed_prompt(name, str(path), stat.st_mtime_ns, stat.st_size)
+
+
+@lru_cache(maxsize=64)
+def _parsed_prompt(name: str, path: str, mtime_ns: int, size: int) -> JudgePrompt:
+    """A prompt file read once per version of it (planning the paper's grid asks 336 times)."""
+    data = load_yaml(Path(path).read_text(encoding="utf-8"))
     missing = [f for f in PROMPT_FIELDS if not isinstance(data, dict) or f not in data]
     if missing:
         raise BabeltuneError(
