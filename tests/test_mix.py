@@ -110,3 +110,23 @@ def test_unknown_strategy_lists_choices(examples):
         BabeltuneError, match="unknown sampling strategy 'stratifed'; did you mean 'stratified'"
     ):
         mix.mixtures(examples, LANGS, MixArgs(regimes=["multilingual-downsampled:stratifed"]))
+
+
+@pytest.mark.parametrize("english", [1.0, 0.9, 0.5, 0.0])
+def test_a_fixed_english_share_at_the_budget(examples, english):
+    """The 'pinch' question: the downsampled mixture keeps size C, English gets exactly its share, the other
+    languages split the rest as evenly as whole examples allow."""
+    cfg = MixArgs(regimes=["multilingual-downsampled"], share={"en": english})
+    (down,), budget = mix.mixtures(examples, LANGS, cfg)
+    counts = Counter(e.lang for e in down.examples)
+    assert len(down.examples) == budget == 100 and counts["en"] == round(100 * english)
+    others = [counts[lang] for lang in LANGS[1:]]
+    assert sum(others) == 100 - counts["en"] and max(others) - min(others) <= 1
+    assert mix.manifest(down, budget, cfg, None)["share"] == {"en": english}
+
+
+def test_shares_that_cannot_be_met_are_refused():
+    with pytest.raises(BabeltuneError, match="mix.share: the shares add up to 1.5; at most 1"):
+        MixArgs(share={"en": 0.5, "es": 1.0}).check("mix", ["en", "es"])
+    with pytest.raises(BabeltuneError, match="mix.share: 'xx' is not in data.languages"):
+        MixArgs(share={"xx": 0.5}).check("mix", ["en", "es"])

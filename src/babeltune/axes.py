@@ -9,9 +9,11 @@ SEED = "train.seed"  # the axis ``seeds`` sweeps
 
 def shown(value: Any) -> str:
     """
-    >>> shown(1e-4), shown(["en", "es"]), shown(True)
-    ('0.0001', 'en+es', 'True')
+    >>> shown(1e-4), shown(["en", "es"]), shown(True), shown({"en": 0.5, "de": 0.1})
+    ('0.0001', 'en+es', 'True', 'en:0.5+de:0.1')
     """
+    if isinstance(value, dict):
+        return "+".join(f"{k}:{v}" for k, v in value.items())
     return "+".join(map(str, value)) if isinstance(value, list) else str(value)
 
 

@@ -60,6 +60,9 @@ class MixArgs:
     ratios: dict[str, float] = setting(
         {}, "ratios strategy: share per language, e.g. {en: 0.5, de: 0.25, fr: 0.25}"
     )
+    share: dict[str, float] = setting(
+        {}, "fixed shares of the downsampled multilingual mixture, e.g. {en: 0.5}: those languages get that part "
+        "of C, the other languages split the rest equally (sweep it for the 'pinch' question: how much English)")  # fmt: skip
     seed: int = setting(0, "seed for shuffling and downsampling; same seed, same mixture byte for byte")
 
     def check(self, where: str, languages: list[str]) -> None:
@@ -71,6 +74,7 @@ class MixArgs:
         for code in self.monolingual_languages or []:
             if code not in languages:
                 raise BabeltuneError(f"{where}.monolingual_languages: {code!r} is not in data.languages")
+        check_share(self.share, languages, f"{where}.share")
         mixture_specs(self, languages)  # e.g. english-only without English
 
     def counting_tokenizer(self, first_model: str) -> str | None:
@@ -156,6 +160,49 @@ class Pool:
 
 
 # --- sampling strategies: how C is drawn from the multilingual pool -----------------------------------
+
+
+def check_share(share: dict[str, float], languages: list[str], where: str) -> None:
+    """
+    >>> check_share({"en": 0.5}, ["en", "es"], "mix.share"); check_share({"en": 0.6, "es": 0.6}, ["en", "es"], "mix.share")
+    Traceback (most recent call last):
+    babeltune.registry.BabeltuneError: mix.share: the shares add up to 1.2; at most 1
+    """
+    for lang, value in share.items():
+        if lang not in languages:
+            raise BabeltuneError(f"{where}: {lang!r} is not in data.languages")
+        if not 0 <= value <= 1:
+            raise BabeltuneError(f"{where}.{lang}: a share from 0 to 1, got {value}")
+    total = sum(share.values())
+    if total > 1 + 1e-9:
+        raise BabeltuneError(f"{where}: the shares add up to {total:g}; at most 1")
+    if share and total < 1 - 1e-9 and set(share) >= set(languages):
+        raise BabeltuneError(f"{where}: the shares add up to {total:g} and no other language takes the rest")
+
+
+def apportion(total: int, weights: dict[str, float]) -> dict[str, int]:
+    """Whole quotas in proportion to ``weights`` that add up to ``total`` exactly (largest remainders).
+
+    >>> apportion(16, {"en": 0.5, "es": 0.25, "de": 0.25}), apportion(10, {"en": 1, "es": 1, "de": 1})
+    ({'en': 8, 'es': 4, 'de': 4}, {'en': 4, 'es': 3, 'de': 3})
+    """
+    weight = sum(weights.values())
+    exact = {lang: total * w / weight for lang, w in weights.items()}
+    out = {lang: int(x) for lang, x in exact.items()}
+    for lang in sorted(exact, key=lambda k: out[k] - exact[k])[: total - sum(out.values())]:
+        out[lang] += 1
+    return out
+
+
+def fixed_shares(pool: Pool, cfg: MixArgs, name: str) -> list[Example]:
+    """``mix.share``'s languages get their part of C; the others split the rest equally."""
+    rest = [lang for lang in pool.by_lang if lang not in cfg.share]
+    left = max(0.0, 1 - sum(cfg.share.values()))
+    weights = {lang: v for lang, v in cfg.share.items() if v > 0} | {
+        lang: left / len(rest) for lang in rest if left > 0
+    }
+    return _by_quota(pool, apportion(int(pool.budget), weights), name)
+
 
 Strategy = Callable[[Pool, MixArgs, str], list[Example]]
 STRATEGIES: Registry[Strategy] = Registry("sampling strategy")
@@ -281,7 +328,9 @@ REGIMES.register("multilingual-downsampled")(
         lambda langs, cfg, strategy: [
             MixtureSpec(_downsampled_name(strategy), "multilingual-downsampled", tuple(langs), 1.0, strategy)
         ],
-        lambda pool, spec, cfg: STRATEGIES.get(spec.strategy)(pool, cfg, spec.name),
+        lambda pool, spec, cfg: (fixed_shares if cfg.share else STRATEGIES.get(spec.strategy))(
+            pool, cfg, spec.name
+        ),
     )
 )
 
@@ -395,6 +444,7 @@ def manifest(mix: Mixture, budget: int, cfg: MixArgs, tokens: Sizer | None) -> d
         "budget_reason": getattr(budget, "reason", ""),
         "cost_in_C": round(size / budget, 3),
         "seed": cfg.seed,
+        "share": dict(cfg.share) if mix.regime == "multilingual-downsampled" and cfg.share else None,
         "distinct_source_items": len({ex.source_id for ex in mix.examples}),
     }
 
