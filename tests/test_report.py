@@ -1,7 +1,7 @@
 import csv
 
 from babeltune.config import ReportArgs
-from babeltune.io import write_json, write_jsonl
+from babeltune.io import read_json, write_json, write_jsonl
 from babeltune.report import run
 from babeltune.report.stage import RunResult
 
@@ -212,3 +212,20 @@ def test_a_difference_is_significant_across_seeds_only_when_the_seeds_agree():
     assert alone["difference"] == round(1 / 3, 3) and alone["per_seed"] == [1.0, 0.0, 0.0]
     assert not alone["significant"] and alone["ci"][0] <= 0 < alone["ci"][1]
     assert "over 3 seeds and their prompts" in finding.sentences({"comparisons": [alone]})[0]
+
+
+def test_a_swept_setting_gets_its_figure_and_summary_column(tmp_path):
+    from dataclasses import replace
+
+    results = [replace(_run(tmp_path, f"m/lora/learning_rate={lr}/{mixture}", mixture == "multi-down", None, "m",
+                            "lora", regime), axes={"train.learning_rate": lr})
+               for lr in (0.01, 0.02) for mixture, regime in (("en-only", "english-only"),
+                                                               ("multi-down", "multilingual-downsampled"))]  # fmt: skip
+    run(ReportArgs(title="T"), results, {"en", "es"}, "", tmp_path / "report", ["en", "es", "bn"])
+    assert (tmp_path / "report" / "by_train_learning_rate.png").stat().st_size > 5000
+    rows = list(csv.DictReader((tmp_path / "report" / "summary.csv").open()))
+    assert {r["train.learning_rate"] for r in rows} == {"0.01", "0.02"}
+    comparisons = read_json(tmp_path / "report" / "finding.json")["comparisons"]
+    assert {(c["a"], c["b"]) for c in comparisons} == {
+        (f"m/lora/learning_rate={lr}/multi-down", f"m/lora/learning_rate={lr}/en-only") for lr in (0.01, 0.02)
+    }  # compared within each learning rate, never across

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from statistics import mean
@@ -249,6 +250,29 @@ def size_figures(results: list[RunResult], table: list[Cell], out_dir: Path) -> 
     return figures
 
 
+def axis_figures(results: list[RunResult], table: list[Cell], out_dir: Path) -> list[Path]:
+    """For each swept setting (seeds aside), fidelity against its value: one line per mixture, the mean over
+    the runs at that value (the other axes' values and the seeds), seen and unseen languages apart."""
+    swept = dict.fromkeys(path for r in results for path in axes.without_seed(r.axes))
+    figures = []
+    for path in swept:
+        values = list(dict.fromkeys(axes.shown(r.axes[path]) for r in results if path in r.axes))
+        cells_of = defaultdict(list)
+        for r in results:
+            for c in table:
+                if c.run == r.name and path in r.axes and c.consistency is not None:
+                    cells_of[r.name.rsplit("/", 1)[-1], axes.shown(r.axes[path]), c.seen].append(
+                        c.consistency
+                    )
+        points = [plots.AxisPoint(mixture, value, seen, round(mean(v), 3))
+                  for (mixture, value, seen), v in cells_of.items()]  # fmt: skip
+        name = path.replace(".", "_")
+        figures += plots.by_axis(
+            points, values, path, "fidelity (share of answers ok)", out_dir / f"by_{name}"
+        )
+    return figures
+
+
 def run_infos(results: list[RunResult]) -> list[contrasts.RunInfo]:
     """Each run as the comparisons see it: regimes are compared within its model, method and sweep values
     but the seed; runs of several seeds pair up by seed."""
@@ -285,7 +309,7 @@ def run(
     write_json(out_dir / "finding.json", found | {"sentences": finding.sentences(found)})
     write_json(out_dir / "grid.json", {"reported": [r.name for r in results], "missing": list(missing)})
     figures = figures_for(table if len(results) <= LARGE_GRID else plots.per_mixture(table), out_dir)
-    figures += size_figures(results, table, out_dir)
+    figures += size_figures(results, table, out_dir) + axis_figures(results, table, out_dir)
     tests = paired_tests(scores, contrasts.planned(cfg.contrasts, infos), lang_order)
     atomic_write_text(out_dir / "paired.csv", _csv(tests))
     page = html.Page(
