@@ -229,3 +229,9 @@ def test_a_swept_setting_gets_its_figure_and_summary_column(tmp_path):
     assert {(c["a"], c["b"]) for c in comparisons} == {
         (f"m/lora/learning_rate={lr}/multi-down", f"m/lora/learning_rate={lr}/en-only") for lr in (0.01, 0.02)
     }  # compared within each learning rate, never across
+    paired = list(csv.DictReader((tmp_path / "report" / "paired.csv").open()))
+    along = {(r["run_a"], r["run_b"]) for r in paired if "0.01" in r["run_a"] and "0.02" in r["run_b"]}
+    assert along == {
+        (f"m/lora/learning_rate=0.01/{m}", f"m/lora/learning_rate=0.02/{m}")
+        for m in ("en-only", "multi-down")
+    }

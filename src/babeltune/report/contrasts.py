@@ -8,6 +8,7 @@ downsampled and the full multilingual run vs each monolingual run in that run's 
 
 from __future__ import annotations
 
+import itertools
 from collections import defaultdict
 from dataclasses import dataclass
 from itertools import combinations
@@ -23,6 +24,7 @@ class RunInfo:
     group: str  # model, method and the sweep's other values: regimes are compared within a group
     languages: tuple[str, ...]  # what the mixture was drawn from (a monolingual run: its one language)
     seed: int | None = None  # the training seed, where the grid sweeps seeds: runs pair with their seed
+    axes: tuple = ()  # (setting path, value as shown) of each swept setting but the seed, in sweep order
 
     @property
     def mixture(self) -> str:
@@ -62,9 +64,30 @@ def paper(runs: list[RunInfo]) -> list[Contrast]:
     return out
 
 
+def neighbours(runs: list[RunInfo]) -> list[Contrast]:
+    """Along each swept setting, each value against the next, everything else equal (model, method,
+    mixture, seed and the other settings' values).
+
+    >>> runs = [RunInfo(f"m/lora/lr={v}/down", DOWNSAMPLED, f"m/lora/lr={v}", (), None, (("lr", v),)) for v in "123"]
+    >>> [(c.a, c.b) for c in neighbours(runs)]
+    [('m/lora/lr=1/down', 'm/lora/lr=2/down'), ('m/lora/lr=2/down', 'm/lora/lr=3/down')]
+    """
+    out = []
+    for i in range(len(runs[0].axes) if runs else 0):
+        lines: dict[tuple, list[RunInfo]] = defaultdict(list)
+        for r in runs:
+            rest = r.axes[:i] + r.axes[i + 1 :]
+            model_and_method = tuple(r.name.split("/")[:2])
+            lines[model_and_method, r.mixture, r.seed, rest].append(r)
+        for line in lines.values():
+            out += [Contrast(a.name, b.name, None) for a, b in itertools.pairwise(line)]
+    return out
+
+
 def every_pair(runs: list[RunInfo]) -> list[Contrast]:
     return [Contrast(a.name, b.name, None) for a, b in combinations(runs, 2)]
 
 
 def planned(kind: str, runs: list[RunInfo]) -> list[Contrast]:
-    return {"paper": paper, "all": every_pair}[kind](runs)
+    """The paper's comparisons (and, in a sweep, neighbouring values of each swept setting), or every pair."""
+    return every_pair(runs) if kind == "all" else paper(runs) + neighbours(runs)

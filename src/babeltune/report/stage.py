@@ -278,7 +278,8 @@ def run_infos(results: list[RunResult]) -> list[contrasts.RunInfo]:
     but the seed; runs of several seeds pair up by seed."""
     return [
         contrasts.RunInfo(r.name, r.regime, comparison_group(r),
-                          tuple(read_json(r.manifest)["languages"]) if r.manifest else (), r.axes.get(axes.SEED))
+                          tuple(read_json(r.manifest)["languages"]) if r.manifest else (), r.axes.get(axes.SEED),
+                          tuple((path, axes.shown(v)) for path, v in axes.without_seed(r.axes).items()))
         for r in results
     ]  # fmt: skip
 
