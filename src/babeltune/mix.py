@@ -209,8 +209,10 @@ STRATEGIES: Registry[Strategy] = Registry("sampling strategy")
 
 
 def _quotas(pool: Pool, weights: dict[str, float]) -> dict[str, int]:
-    total = sum(weights.values())
-    return {lang: int(pool.budget * w / total) for lang, w in weights.items()}
+    """Each language's part of C, in whole units that add up to C exactly (flooring each drew 14 of C = 16)."""
+    if sum(weights.values()) <= 0:
+        raise BabeltuneError("mix.ratios: the shares add up to 0; give at least one language a share above 0")
+    return apportion(int(pool.budget), weights)
 
 
 def _by_quota(pool: Pool, quotas: dict[str, int], name: str) -> list[Example]:
