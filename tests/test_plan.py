@@ -101,3 +101,17 @@ def test_plan_needs_no_data_at_all(tmp_path):
     text = subprocess.run([sys.executable, "-m", "babeltune", "plan", "configs/paper.yaml", "--data.size_hint=null",
                            f"--output_dir={tmp_path}"], capture_output=True, text=True, cwd=REPO).stdout  # fmt: skip
     assert "sizes from nothing: the data is not at hand" in text and "mono-bg" in text
+
+
+def test_two_grid_points_with_one_name_are_refused_until_labelled(tmp_path):
+    """Two entries of one model (another dtype, say) made runs of the same name: one silently took the other's
+    place in the report. Now the command refuses, and models.N.label tells them apart."""
+    from conftest import babeltune
+
+    twice = '--models=[{name: "builtin:smollm2-135m"}, {name: "builtin:smollm2-135m", dtype: bfloat16}]'
+    refused = babeltune("plan", "configs/quick.yaml", f"--output_dir={tmp_path}", twice)
+    assert refused.returncode == 2 and "set models.N.label to tell them apart" in refused.stderr
+    labelled = twice.replace("dtype: bfloat16}", "dtype: bfloat16, label: smol-bf16}")
+    plan = build_plan(config.load(REPO / "configs/quick.yaml", [labelled, f"--output_dir={tmp_path}"]))
+    assert len({p.name for p in plan.points}) == len(plan.points) == 6
+    assert {p.name.split("/")[0] for p in plan.points} == {"smollm2-135m", "smol-bf16"}

@@ -68,7 +68,7 @@ def build_plan(cfg: ExperimentConfig, shard: tuple[int, int] | None = None) -> P
     def shared(task: Task) -> Task:
         return planned.setdefault((task.stage, task.plan_key), task)
 
-    points, mixes = [], []
+    points, mixes, names = [], [], {}
     for variant in variants(cfg):
         v = variant.cfg
         examples, tests = shared(data_stage.examples_task(v.data)), shared(data_stage.tests_task(v.test))
@@ -85,9 +85,11 @@ def build_plan(cfg: ExperimentConfig, shard: tuple[int, int] | None = None) -> P
         mixes.append(mixtures)
         specs = mix.mixture_specs(v.mix, v.data.languages)
         for model, method, spec in product(v.models, v.train.methods, specs):
-            name = "/".join(
-                part for part in (model_slug(model.name), method, variant.label, spec.name) if part
-            )
+            name = "/".join(part for part in (model.slug, method, variant.label, spec.name) if part)
+            if name in names:
+                raise BabeltuneError(f"models: two entries name their runs {name!r} ({names[name].name} and "
+                                     f"{model.name}); set models.N.label to tell them apart")  # fmt: skip
+            names[name] = model
             trained = shared(
                 train_stage.task(model, method, v.lora, v.train, mixtures.output(spec.name), name)
             )

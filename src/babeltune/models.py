@@ -60,6 +60,15 @@ class ModelArgs:
     quantization: Literal["none", "8bit", "4bit"] = setting(
         "none", "load the base in 8 or 4 bits (needs bitsandbytes + GPU)"
     )
+    label: str | None = setting(
+        None,
+        "the model's name in run names (default: from its name); tells apart two entries of one model",
+        affects_result=False,
+    )
+
+    @property
+    def slug(self) -> str:
+        return self.label or model_slug(self.name)
 
     def check(self, where: str) -> None:
         check_model_name(self.name, f"{where}.name")
