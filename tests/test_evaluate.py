@@ -338,3 +338,52 @@ def test_scores_say_what_each_answer_is(tmp_path):
         "m:es": ("empty", False, None),
         "o:es": ("ok", True, None),
     }  # no judge: no scores at all
+
+
+def test_judge_agreement_joins_on_run_id_and_language(tmp_path):
+    """The paper's test files give a prompt the same id in every language: human scores keyed by that id
+    alone matched responses in two languages and collapsed silently (es item r 0.26 instead of 0.41 in the
+    trial). Now such rows are refused until a lang column says which; with it the numbers equal those of
+    babeltune's own ids."""
+    from babeltune.io import write_jsonl
+    from babeltune.records import Score
+    from conftest import babeltune
+
+    judge = {0: [1, 2, 3, 3, 2, 1], 1: [2, 2, 3, 1, 1, 3]}
+    human = {0: [1, 2, 3, 2, 2, 1], 1: [3, 2, 2, 1, 2, 3]}
+    scores, by_ours, by_file, by_file_lang = [], [], [], []
+    for run in ("r1", "r2"):
+        for lang, shift in (("es", 0), ("de", 1)):
+            for k in range(6):
+                j = judge[shift][k] if run == "r1" else judge[1 - shift][k]
+                h = human[shift][k] if run == "r1" else human[1 - shift][k]
+                uuid = f"9f1c-{k}"  # the same in every language, as in the paper's files
+                scores.append(Score(f"line-{k}:{lang}", f"line-{k}", lang, run, "answer", lang, "ok", True, j,
+                                    f"[[{j}]]", j, None, file_id=uuid).to_dict())  # fmt: skip
+                by_ours.append({"id": f"line-{k}:{lang}", "run": run, "score": h})
+                by_file.append({"id": uuid, "run": run, "score": h})
+                by_file_lang.append({"id": uuid, "run": run, "lang": lang, "score": h})
+    write_jsonl(tmp_path / "scores.jsonl", scores)
+    for name, rows in (("ours", by_ours), ("file", by_file), ("file_lang", by_file_lang)):
+        write_jsonl(tmp_path / f"{name}.jsonl", rows)
+    refused = babeltune("judge-agreement", str(tmp_path / "file.jsonl"), str(tmp_path / "scores.jsonl"))
+    assert (
+        refused.returncode == 2
+        and "match responses in several languages; add a lang column" in refused.stderr
+    )
+    ours = babeltune("judge-agreement", str(tmp_path / "ours.jsonl"), str(tmp_path / "scores.jsonl"))
+    joined = babeltune("judge-agreement", str(tmp_path / "file_lang.jsonl"), str(tmp_path / "scores.jsonl"))
+    assert ours.returncode == joined.returncode == 0, joined.stderr
+    table = lambda out: [
+        line for line in out.splitlines() if line.startswith("│ es") or line.startswith("│ de")
+    ]  # noqa: E731
+    assert table(ours.stdout) == table(joined.stdout) and len(table(ours.stdout)) == 2
+    assert f"r1: judge scores from {tmp_path / 'scores.jsonl'}" in ours.stdout
+    stray = tmp_path / "stray.jsonl"
+    write_jsonl(stray, by_ours + [{"id": "line-9:es", "run": "r1", "score": 2}])
+    missed = babeltune("judge-agreement", str(stray), str(tmp_path / "scores.jsonl"))
+    assert (
+        missed.returncode == 2
+        and "1 human score(s) match no response" in missed.stderr
+        and "line-9:es" in missed.stderr
+    )

@@ -269,9 +269,16 @@ def _judge_agreement(args: argparse.Namespace, overrides: list[str]) -> int:
     ]
     if not files:
         raise BabeltuneError(f"judge-agreement: no scores.jsonl in {', '.join(map(str, args.scores))}")
-    print_agreement(
-        agreement([r for f in files for r in records.read(Score, f)], read_human_scores(args.human_scores))
-    )
+    newest: dict[str, tuple[float, object, list]] = {}  # run -> its newest evaluation
+    for f in files:
+        rows = records.read(Score, f)
+        for run in {r.run for r in rows}:
+            if run not in newest or f.stat().st_mtime > newest[run][0]:
+                newest[run] = (f.stat().st_mtime, f, [r for r in rows if r.run == run])
+    for run, (_, f, _) in sorted(newest.items()):
+        print(f"{run}: judge scores from {f}")
+    human = read_human_scores(args.human_scores)
+    print_agreement(agreement([r for _, _, rows in newest.values() for r in rows], human))
     return 0
 
 
@@ -358,7 +365,8 @@ def _compare_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _agreement_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("human_scores", type=Path, help="CSV or JSONL: id (e.g. test-01:es), run, score")
+    p.add_argument("human_scores", type=Path, help="CSV or JSONL: id (babeltune's, e.g. test-01:es, or the test "
+                   "file's own), run, score, and lang where the id does not name the language")  # fmt: skip
     p.add_argument("scores", nargs="+", type=Path, help="scores.jsonl files, or run directories to search")
 
 

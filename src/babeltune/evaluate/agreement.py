@@ -17,7 +17,8 @@ from babeltune.registry import BabeltuneError
 
 
 def read_human_scores(path: Path) -> list[dict]:
-    """CSV or JSONL with ``id`` (the response id, e.g. ``test-01:es``), ``run`` and ``score``."""
+    """CSV or JSONL with ``id`` (the response id, e.g. ``test-01:es``, or the test file's own id), ``run``,
+    ``score`` and, where the id does not name the language, ``lang``."""
     path = Path(path)
     if not path.exists():
         raise BabeltuneError(f"{path}: no such file")
@@ -38,16 +39,43 @@ def read_human_scores(path: Path) -> list[dict]:
     return rows
 
 
-def agreement(judge_rows: list[Score], human_rows: list[dict]) -> dict:
-    """Correlations over responses scored by both (item level) and over runs' mean scores (system level).
-    A human score's id may be babeltune's (``test-01:es``, ``line-0013:es``) or the one the prompt's own
-    test file gave it (the paper's ids)."""
-    human = {(r["run"], r["id"]): r["score"] for r in human_rows}
-    pairs_by_lang: dict[str, list[tuple[str, float, float]]] = defaultdict(list)
+def join(judge_rows: list[Score], human_rows: list[dict]) -> dict[str, list[tuple[str, float, float]]]:
+    """language -> (run, judge score, human score) for every human score, matched on its run, its id and its
+    language. The id is babeltune's (``test-01:es``: it names the language) or the one the test file gave
+    the prompt; the paper's files give every language the same id, so such a row needs a ``lang`` column.
+    A human score that matches no response, or several, is an error that lists them: never a silent join."""
+    by_key: dict[tuple, list[Score]] = defaultdict(list)
     for r in judge_rows:
-        key = next((k for k in ((r.run, r.id), (r.run, r.file_id)) if k in human), None)
-        if key is not None and r.judge_score is not None:
-            pairs_by_lang[r.lang].append((r.run, float(r.judge_score), human[key]))
+        for key in {(r.run, r.id, r.lang), (r.run, r.id, None)} | (
+            {(r.run, r.file_id, r.lang), (r.run, r.file_id, None)} if r.file_id else set()
+        ):
+            by_key[key].append(r)
+    pairs: dict[str, list[tuple[str, float, float]]] = defaultdict(list)
+    unmatched, ambiguous = [], []
+    for n, h in enumerate(human_rows, 1):
+        found = {id(r): r for r in by_key.get((h["run"], h["id"], h.get("lang") or None), [])}
+        if not found:
+            unmatched.append(f"{n} ({h['run']}, {h['id']}{', ' + h['lang'] if h.get('lang') else ''})")
+        elif len(found) > 1:
+            langs = sorted({r.lang for r in found.values()})
+            ambiguous.append(f"{n} ({h['run']}, {h['id']}: one id in {', '.join(langs)})")
+        else:
+            (r,) = found.values()
+            if r.judge_score is not None:
+                pairs[r.lang].append((r.run, float(r.judge_score), h["score"]))
+    if ambiguous:
+        raise BabeltuneError(f"judge-agreement: {len(ambiguous)} human score(s) match responses in several "
+                             f"languages; add a lang column: row {'; row '.join(ambiguous[:5])}")  # fmt: skip
+    if unmatched:
+        raise BabeltuneError(f"judge-agreement: {len(unmatched)} human score(s) match no response of these "
+                             f"scores (run, id, lang): row {'; row '.join(unmatched[:5])}")  # fmt: skip
+    return pairs
+
+
+def agreement(judge_rows: list[Score], human_rows: list[dict]) -> dict:
+    """Correlations over responses scored by both (item level) and over runs' mean scores (system level),
+    per language (see ``join``)."""
+    pairs_by_lang = join(judge_rows, human_rows)
     out = {}
     for lang, pairs in sorted(pairs_by_lang.items()):
         by_run: dict[str, list[tuple[float, float]]] = defaultdict(list)
@@ -80,4 +108,8 @@ def print_agreement(result: dict) -> None:
         table.add_column(col)
     for lang, row in result["per_language"].items():
         table.add_row(lang, *(str(row[c]) for c in cols))
-    Console(width=120).print(table)
+    console = Console(width=120)
+    console.print(table)
+    if any(row[c] is None for row in result["per_language"].values() for c in cols):
+        console.print("None: no correlation is defined there (fewer than 3 items or runs, or one side's scores "
+                      "are all equal)")  # fmt: skip
