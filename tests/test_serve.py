@@ -142,6 +142,29 @@ def test_generation_backend_openai_talks_to_babeltune_serve(tmp_path, server, mo
     assert all(KEY not in json.dumps(r) for r in rows)
 
 
+def test_a_greedy_served_answer_equals_the_evaluated_one(tmp_path, trained, client):
+    """serve reproduces what generate stored: the same loader, precision and decoding path, and the training
+    template's stop strings applied unless the request names its own (served without them, a tuned adapter
+    ran on into '### Response:' and 2 of 4 answers differed)."""
+    prompts = data_stage.run_tests(TestArgs(languages=["en", "de"], max_prompts=3), tmp_path)
+    job = GenerateJob(GenerateArgs(backend="hf", max_new_tokens=16, batch_size=1), "tiny/lora/en-only")
+    rows = read_jsonl(generate(job, Target.of(trained / "adapter"), prompts, tmp_path / "gen"))
+    assert len(rows) == 6
+    for r in rows:
+        served = client.completions.create(
+            model="tiny", prompt=r["prompt_text"], max_tokens=16, temperature=0
+        )
+        assert served.choices[0].text.strip() == r["response"], r["id"]
+        assert "### " not in served.choices[0].text
+    raw = client.completions.create(model="tiny", prompt=rows[0]["prompt_text"], max_tokens=16, temperature=0,
+                                    stop=[])  # fmt: skip
+    assert raw.choices[0].text == rows[0]["raw"]  # stop=[]: the request's own choice, no stop at all
+    from babeltune.serve.api import CompletionRequest, Limits, decoding
+
+    assert decoding(CompletionRequest(prompt="x"), Limits(), ["\n### "]).stop == ["\n### "]  # the template's
+    assert decoding(CompletionRequest(prompt="x", stop=["END"]), Limits(), ["\n### "]).stop == ["END"]
+
+
 def test_judge_through_babeltune_serve(tmp_path, server, monkeypatch):
     """The openai judge backend against a real babeltune server: a tiny model rarely rates, and every
     unparsable judgement is kept as None with its raw text and counted."""

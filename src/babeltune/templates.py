@@ -27,6 +27,7 @@ class Template:
     template a vLLM server needs for that (None: the model's own)."""
 
     endpoint: Literal["completions", "chat"] = "chat"
+    stops: tuple[str, ...] = ()  # where an answer ends in this format (beyond the end-of-sequence token)
 
     def prompt(self, tokenizer: object, instruction: str, input: str = "") -> str:
         raise NotImplementedError
@@ -47,6 +48,7 @@ class Alpaca(Template):
     prompt of its last user message, and endpoints reproduce it through /v1/completions with the exact text."""
 
     endpoint = "completions"
+    stops = ("\n### ",)  # the next "### Instruction:" a tuned model runs on into
 
     def prompt(self, tokenizer: object, instruction: str, input: str = "") -> str:
         """

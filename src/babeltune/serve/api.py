@@ -75,8 +75,10 @@ class DecodingRequest(BaseModel):
 
     @field_validator("stop")
     @classmethod
-    def _stops(cls, stop: str | list[str] | None) -> list[str]:
-        stops = [stop] if isinstance(stop, str) else stop or []
+    def _stops(cls, stop: str | list[str] | None) -> list[str] | None:
+        if stop is None:  # the model's own: its template's stop strings
+            return None
+        stops = [stop] if isinstance(stop, str) else stop
         if len(stops) > 4 or not all(stops):
             raise ValueError("at most 4 non-empty strings")
         return [_valid_text(s) for s in stops]
@@ -140,13 +142,15 @@ def parse(kind: type[DecodingRequest], body: object, limits: Limits) -> Decoding
     return request
 
 
-def decoding(request: DecodingRequest, limits: Limits) -> Decoding:
+def decoding(request: DecodingRequest, limits: Limits, template_stops: list[str]) -> Decoding:
     """The generation settings of a request; without max_tokens (the openai client's default) it gets the
-    server's default, which is never above the server's own limit."""
+    server's default, which is never above the server's own limit; without stop, the training template's
+    stop strings (as the generate stage applies them: a tuned model otherwise runs on into the next
+    ``### Instruction:``)."""
     max_tokens = request.max_tokens or request.max_completion_tokens or min(256, limits.max_tokens)
     return Decoding(
         max_new_tokens=max_tokens, do_sample=request.temperature > 0, temperature=request.temperature or 1.0,
-        top_p=request.top_p, stop=request.stop or [], seed=request.seed or 0,
+        top_p=request.top_p, stop=template_stops if request.stop is None else request.stop, seed=request.seed or 0,
     )  # fmt: skip
 
 
@@ -224,7 +228,7 @@ def make_app(served: ServedModel, limits: Limits, api_key: str | None) -> Starle
 
     async def completions(request: Request):
         req = parse(CompletionRequest, await body_of(request), limits)
-        gen = decoding(req, limits)
+        gen = decoding(req, limits, list(template(served.template).stops))
         if len(req.prompt) > limits.max_prompts:
             raise ApiError(400, f"at most {limits.max_prompts} prompts per request", param="prompt")
         if req.stream:
@@ -242,7 +246,7 @@ def make_app(served: ServedModel, limits: Limits, api_key: str | None) -> Starle
 
     async def chat(request: Request):
         req = parse(ChatRequest, await body_of(request), limits)
-        gen = decoding(req, limits)
+        gen = decoding(req, limits, list(template(served.template).stops))
         prompt = chat_prompt(served, req.messages)
         if req.stream:
             return stream(served, prompt, gen, chat=True)
