@@ -181,6 +181,34 @@ def test_judge_survives_faults_and_reruns_only_failures(tmp_path, chat_server, m
     assert read_json(tmp_path / "e" / "evaluation.json")["judge"]["failed"] == 0
 
 
+def test_a_judge_that_refuses_every_request_stops_with_its_reason(tmp_path, chat_server, monkeypatch):
+    """An endpoint that answers every request 400 (max_tokens over its limit) looked like a judge whose every
+    rating was unparsable, and evaluate said "rerun to retry them", which could never succeed. Refused before
+    it answered anything, the stage stops with the server's reason; a refusal after answers is one item's."""
+    from babeltune.registry import BabeltuneError
+
+    monkeypatch.setenv("BT_TEST_KEY", "sk-test-not-a-real-key")
+    server = chat_server(lambda body, attempt: ("error", 400, "max_tokens is too large: 512 > 64"))
+    judge = JudgeArgs(
+        backend="openai", base_url=server.url, model="j", api_key_env="BT_TEST_KEY", concurrency=1
+    )
+    with pytest.raises(BabeltuneError, match=r"refused the request \(400\): max_tokens is too large: 512 > 64; "
+                       "change the setting it names"):  # fmt: skip
+        run(EvaluateArgs(judge=judge), _responses(tmp_path), tmp_path / "e")
+    assert server.calls == 1  # nothing retried, nothing more sent
+
+    def one_bad_item(body, attempt):
+        if "Tell me a joke" in body["messages"][-1]["content"]:
+            return ("error", 400, "content filtered")
+        return judge_reply(body, attempt)
+
+    server.reply = one_bad_item
+    scores = {
+        r["id"]: r for r in read_jsonl(run(EvaluateArgs(judge=judge), _responses(tmp_path), tmp_path / "f"))
+    }
+    assert "content filtered" in scores["q2:en"]["judge_error"] and scores["q1:en"]["judge_score"] is not None
+
+
 def test_confusable_languages_policy(tmp_path):
     from babeltune.io import write_jsonl
 
@@ -374,9 +402,10 @@ def test_judge_agreement_joins_on_run_id_and_language(tmp_path):
     ours = babeltune("judge-agreement", str(tmp_path / "ours.jsonl"), str(tmp_path / "scores.jsonl"))
     joined = babeltune("judge-agreement", str(tmp_path / "file_lang.jsonl"), str(tmp_path / "scores.jsonl"))
     assert ours.returncode == joined.returncode == 0, joined.stderr
-    table = lambda out: [
-        line for line in out.splitlines() if line.startswith("│ es") or line.startswith("│ de")
-    ]  # noqa: E731
+
+    def table(out):
+        return [line for line in out.splitlines() if line.startswith(("│ es", "│ de"))]
+
     assert table(ours.stdout) == table(joined.stdout) and len(table(ours.stdout)) == 2
     assert f"r1: judge scores from {tmp_path / 'scores.jsonl'}" in ours.stdout
     stray = tmp_path / "stray.jsonl"

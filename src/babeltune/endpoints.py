@@ -7,6 +7,7 @@ None of these settings can change a result (they say where and how fast, never w
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
@@ -108,6 +109,9 @@ class Endpoint:
         self.cfg, self.where = cfg, where
         self.client = OpenAI(base_url=cfg.base_url, api_key=key, max_retries=0, timeout=cfg.timeout)
         self.stopped: BabeltuneError | None = None
+        self.answered = (
+            0  # requests it has answered: a refusal before any is the request's fault, not an item's
+        )
 
     def call(self, fn: Callable[[], T], usage: Usage) -> T:
         """``fn`` under the retry policy, counting calls and retries; an item that keeps failing raises
@@ -120,9 +124,11 @@ class Endpoint:
             return fn()
 
         try:
-            return call_with_retries(
+            answer = call_with_retries(
                 attempt, openai_retryable, self.cfg.max_retries, on_retry=lambda e: usage.add(retries=1)
             )
+            self.answered += 1
+            return answer
         except GaveUp as err:
             fatal = self.fatal(err.__cause__)
             if fatal is None:
@@ -142,4 +148,14 @@ class Endpoint:
             return f"{self.where}: {url} answered 404 Not Found: check {self.where}.base_url and {self.where}.model"
         if isinstance(err, openai.APIConnectionError) and not isinstance(err, openai.APITimeoutError):
             return f"{self.where}: cannot reach {url} ({type(err).__name__}); check {self.where}.base_url"
+        permanent = isinstance(err, openai.APIStatusError) and 400 <= err.status_code < 500
+        if permanent and err.status_code not in (408, 429) and not self.answered:
+            # refused before it answered anything: a parameter it refuses (max_tokens over its limit, say) is
+            # refused for every item, a rerun cannot succeed, and a judgement counted "unparsable" would pass
+            # for the judge's own failure. (After some answers, a refusal is that one item's.)
+            said = re.sub(r"^Error code: \d+ - ", "", " ".join(str(getattr(err, "message", err)).split()))[
+                :300
+            ]
+            return (f"{self.where}: {url} refused the request ({err.status_code}): {said}; change the setting it "
+                    "names (not retried)")  # fmt: skip
         return None
