@@ -307,6 +307,7 @@ def test_compare_through_the_cli_keeps_each_judges_verdicts_apart(tmp_path, tiny
     first = babeltune("compare", cfg, "--runs", *runs)
     assert first.returncode == 0, first.stderr
     assert f"{runs[0]} vs {runs[1]} (judge {tiny_model})" in first.stdout
+    assert "inconsistent (the verdict flipped with the order)" in " ".join(first.stdout.split())
     import shutil
 
     shutil.copytree(tiny_model, tmp_path / "judge-two")

@@ -47,6 +47,7 @@ def summarise(rows: list[dict]) -> dict:
         "a_wins": counts["a"],
         "b_wins": counts["b"],
         "ties": counts["tie"],
+        "inconsistent": counts["inconsistent"],  # the verdict changed with the answers' order: no winner
         "flip_rate": round(counts["inconsistent"] / len(parsed), 3) if parsed else None,
         "first_position_win_rate": round(sum(v == "A" for v in verdicts) / len(verdicts), 3)
         if verdicts
@@ -112,7 +113,8 @@ def print_summary(path: Path) -> None:
     summary = read_json(path)
     o = summary["overall"]
     Console(soft_wrap=True).print(
-        f"{summary['a']} vs {summary['b']} (judge {summary['judge']}): {o['a_wins']} : {o['b_wins']}, "
-        f"{o['ties']} ties, {o['unparsable']} unparsable; flip rate {o['flip_rate']}, first-position win rate "
+        f"{summary['a']} vs {summary['b']} (judge {summary['judge']}), {o['pairs']} pairs: {o['a_wins']} : "
+        f"{o['b_wins']}, {o['ties']} ties, {o.get('inconsistent', 0)} inconsistent (the verdict flipped with the "
+        f"order), {o['unparsable']} unparsable; flip rate {o['flip_rate']}, first-position win rate "
         f"{o['first_position_win_rate']}; details in {path.parent}"
     )
