@@ -3,10 +3,10 @@
 import pytest
 import torch
 
+from babeltune import lora_speed
 from babeltune.config import LoraArgs
+from babeltune.methods import METHODS
 from babeltune.models import load_model
-from babeltune.train import lora_speed
-from babeltune.train.methods import METHODS
 
 
 def test_integer_mask_dropout_has_nn_dropouts_distribution():

@@ -9,8 +9,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from babeltune.io import write_json
+from babeltune.methods import METHODS
 from babeltune.registry import BabeltuneError
-from babeltune.train.methods import METHODS
 
 DESCRIPTION = "babeltune.json"
 

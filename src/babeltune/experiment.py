@@ -16,13 +16,13 @@ from babeltune import generate, mix, tasks
 from babeltune.config import ExperimentConfig, variants
 from babeltune.data import stage as data_stage
 from babeltune.evaluate import stage as evaluate_stage
+from babeltune.methods import METHODS
 from babeltune.models import ModelArgs, model_slug
 from babeltune.registry import BabeltuneError
 from babeltune.report import stage as report_stage
 from babeltune.settings import dump_yaml, result_fields
 from babeltune.tasks import Summary, Task
 from babeltune.train import stage as train_stage
-from babeltune.train.methods import METHODS
 from babeltune.translate import stage as translate_stage
 
 STAGES = ["data", "translate", "mix", "train", "generate", "evaluate", "report"]

@@ -23,11 +23,11 @@ from babeltune.inference.decoding import (
 from babeltune.inference.engines import ENGINES, Engine, Prompt
 from babeltune.inference.target import Target
 from babeltune.io import AppendLog, read_complete_jsonl, read_jsonl
+from babeltune.methods import METHODS
 from babeltune.records import Response
 from babeltune.registry import BabeltuneError, check_names
 from babeltune.settings import result_fields, setting
 from babeltune.tasks import Output, Task
-from babeltune.train.methods import METHODS
 
 RESPONSES = "responses.jsonl"
 

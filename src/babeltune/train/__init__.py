@@ -1,4 +1,4 @@
-"""Fine-tuning: the train stage (``stage.py``), its settings, the methods it knows (``methods.py``: LoRA and
+"""Fine-tuning: the train stage (``stage.py``), its settings, the methods it knows (``babeltune.methods``: LoRA and
 full-parameter), its data, Trainer arguments and callbacks, resuming and multi-process launches."""
 
 

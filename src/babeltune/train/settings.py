@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Literal
 
+from babeltune.methods import METHODS, override_fields
 from babeltune.registry import check_names
 from babeltune.settings import setting
-from babeltune.train.methods import METHODS, override_fields
 
 
 @dataclass

@@ -5,7 +5,7 @@ Writes ``adapter/`` (LoRA, safetensors) or ``model/`` (full; also LoRA with ``me
 non-padding tokens per second) and ``metrics.json`` (loss on a fixed probe set before and after training,
 throughput of the whole run and of the steps alone). Checkpoints go to ``checkpoints/``; a killed run
 resumes from the last one with the same data order. With ``train.nproc > 1`` the run is relaunched on that
-many processes (``launch.py``). What differs between methods is the method's (``methods.py``).
+many processes (``launch.py``). What differs between methods is the method's (``babeltune.methods``).
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from babeltune import checkpoint
 from babeltune.cluster import preempt
 from babeltune.data.schema import Example
 from babeltune.io import honour_umask, read_jsonl, write_json
+from babeltune.methods import METHODS, WHOLE_MODEL, Method
 from babeltune.models import ModelArgs
 from babeltune.precision import autocast_dtype, resolve_precision
 from babeltune.tasks import Output, Task
@@ -29,7 +30,6 @@ from babeltune.train import callbacks
 from babeltune.train.arguments import checkpointing_is_on, optimizer_steps, training_arguments, world_size
 from babeltune.train.data import PROBE_SIZE, split_validation, tokenize
 from babeltune.train.launch import check_world, launch_distributed
-from babeltune.train.methods import METHODS, WHOLE_MODEL, Method
 from babeltune.train.resume import last_complete_checkpoint
 from babeltune.train.settings import LoraArgs, TrainArgs
 
@@ -41,7 +41,7 @@ class TrainJob:
     """One training run: the model, the method and exactly the settings it trains with."""
 
     model: ModelArgs
-    method: str  # a name in train.methods.METHODS
+    method: str  # a name in babeltune.methods.METHODS
     lora: LoraArgs | None  # None for methods without the lora group
     train: TrainArgs
 

@@ -51,8 +51,8 @@ class LoRA(Method):
     def speed_ups(self, model, precision: str) -> str | None:
         """The integer-mask dropout, and frozen linear weights kept in the autocast dtype (not cast again each
         micro-batch; the same products)."""
+        from babeltune import lora_speed
         from babeltune.precision import autocast_dtype
-        from babeltune.train import lora_speed
 
         lora_speed.cheap_dropout(model)
         dtype = autocast_dtype(precision)
