@@ -28,17 +28,15 @@ def pooled(rows: list[Score], langs: set[str]) -> dict:
 
 def compare(a: list[Score], b: list[Score], langs: set[str]) -> dict:
     """Paired difference in fidelity (a - b) over the answers both runs gave in ``langs``."""
-    ok_a, ok_b = _ok(a), _ok(b)
-    keys = sorted(k for k in ok_a.keys() & ok_b.keys() if k[1] in langs)
-    xa, xb = [ok_a[k] for k in keys], [ok_b[k] for k in keys]
-    if len(keys) < MIN_PAIRED:
-        return {"answers": len(keys), "fidelity_a": None, "fidelity_b": None, "difference": None, "ci": None, "p": None,
+    xa, xb = paired(a, b, langs)
+    if len(xa) < MIN_PAIRED:
+        return {"answers": len(xa), "fidelity_a": None, "fidelity_b": None, "difference": None, "ci": None, "p": None,
                 "significant": False, "verdict": f"not tested: fewer than {MIN_PAIRED} shared answers"}  # fmt: skip
     ci, p = paired_ci(xa, xb), paired_permutation_p(xa, xb)
     diff = round(mean(xa) - mean(xb), 3)
     # Both must agree: the exact test (p < 0.05) and the bootstrap interval (0 outside it).
     significant = p is not None and p < 0.05 and ci is not None and (ci[0] > 0 or ci[1] < 0)
-    return {"answers": len(keys), "fidelity_a": round(mean(xa), 3), "fidelity_b": round(mean(xb), 3),
+    return {"answers": len(xa), "fidelity_a": round(mean(xa), 3), "fidelity_b": round(mean(xb), 3),
             "difference": diff, "ci": ci,
             "p": p, "significant": significant,
             "verdict": "significant" if significant else "not significant (p >= 0.05 or the 95 % interval holds 0)"}  # fmt: skip
@@ -58,7 +56,9 @@ def comparison(
         ((a, b),) = pairs
         return {"a": a.name, "b": b.name} | head | compare(scores[a.name], scores[b.name], langs)
     per_seed = [compare(scores[a.name], scores[b.name], langs) for a, b in pairs]
-    diffs = [_paired_differences(scores[a.name], scores[b.name], langs) for a, b in pairs]
+    diffs = [
+        [x - y for x, y in zip(*paired(scores[a.name], scores[b.name], langs), strict=True)] for a, b in pairs
+    ]
     ci = hierarchical_ci(diffs)
     significant = ci is not None and (ci[0] > 0 or ci[1] < 0)
     tested = [c for c in per_seed if c["difference"] is not None]
@@ -77,9 +77,11 @@ def _mean_of(rows: list[dict], key: str) -> float | None:
     return round(mean(r[key] for r in rows), 3) if rows else None
 
 
-def _paired_differences(a: list[Score], b: list[Score], langs: set[str]) -> list[float]:
+def paired(a: list[Score], b: list[Score], langs: set[str]) -> tuple[list[float], list[float]]:
+    """Fidelity (1 ok, 0 not) of the answers both runs gave in ``langs``, paired by (prompt, language)."""
     ok_a, ok_b = _ok(a), _ok(b)
-    return [ok_a[k] - ok_b[k] for k in sorted(ok_a.keys() & ok_b.keys()) if k[1] in langs]
+    keys = sorted(k for k in ok_a.keys() & ok_b.keys() if k[1] in langs)
+    return [ok_a[k] for k in keys], [ok_b[k] for k in keys]
 
 
 def finding(
