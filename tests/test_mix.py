@@ -140,3 +140,14 @@ def test_quotas_add_up_to_the_budget_exactly(examples):
                       ratios={"en": 1, "de": 1, "fr": 1})  # fmt: skip
         (down,), budget = mix.mixtures(examples, ["en", "de", "fr"], cfg)
         assert len(down.examples) == budget == 16, strategy
+
+
+def test_plan_shows_a_fixed_share_through_the_command(tmp_path):
+    """What a user sees of mix.share before anything trains: the downsampled mixture's languages at C = 8."""
+    from conftest import babeltune
+
+    proc = babeltune("plan", "configs/quick.yaml", f"--output_dir={tmp_path}", "--mix.regimes=[multilingual-downsampled]",
+                     "--mix.share={en: 0.5}")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    row = next(line for line in proc.stdout.splitlines() if line.startswith("│ multi-down"))
+    assert "en 4, es 2, ru 2" in row
