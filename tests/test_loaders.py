@@ -138,7 +138,7 @@ def test_skipping_bad_lines_counts_them_and_aligns_by_line(tmp_path, paper_test_
     assert manifest["skipped_lines"] == [
         f"{paper_test_files / 'test_es.jsonl'}:2: invalid JSON: Expecting ',' delimiter (column 52)"
     ]
-    assert manifest["prompts_missing_in_some_language"] == ["line-0002"]
+    assert manifest["prompts_missing_in_some_language"] == ["line-0002 (missing in es)"]
 
 
 def test_explicit_language_files(tmp_path, paper_test_files):
@@ -179,3 +179,31 @@ def test_a_large_alpaca_array_reads_in_linear_time_and_names_a_bad_records_true_
                    f"data: {{source: {path}, languages: [en], source_language: en}}\n")  # fmt: skip
     proc = babeltune("data", str(cfg), timeout=120)
     assert proc.returncode == 2 and f"alpaca.json:{line}: invalid JSON" in proc.stderr, proc.stderr
+
+
+def test_test_file_flaws_reach_the_console_under_both_alignments(tmp_path):
+    """Issue 26, item 7: the paper's files share one id per line, except zh line 13; a line one
+    language lacks. Both are said on the console, whichever way the languages are joined."""
+    from conftest import babeltune
+
+    folder = tmp_path / "tests"
+    folder.mkdir()
+    ids = ["uuid-a", "uuid-b", "uuid-c"]
+    for lang, own in {"en": ids, "es": ids, "zh": ["uuid-a", "uuid-x", "uuid-c"]}.items():
+        lines = [json.dumps({"id": i, "prompt": f"{lang} prompt {n}"}) for n, i in enumerate(own)]
+        (folder / f"test_{lang}.jsonl").write_text("\n".join(lines if lang != "es" else lines[:2]) + "\n")
+    cfg = tmp_path / "exp.yaml"
+    cfg.write_text(f"name: flaws\noutput_dir: {tmp_path / 'run'}\ndata: {{languages: [en]}}\n"
+                   f"test: {{source: {folder}, languages: [en, es, zh]}}\n")  # fmt: skip
+    by_line = babeltune("data", str(cfg))
+    assert by_line.returncode == 0, by_line.stderr
+    assert "1 line(s) whose ids differ across languages" in by_line.stderr
+    assert "line-0002: zh has 'uuid-x', the others 'uuid-b'" in by_line.stderr
+    assert "1 prompt(s) missing in some language" in by_line.stderr
+    assert "line-0003 (missing in es)" in by_line.stderr
+    by_id = babeltune("data", str(cfg), "--test.align=id")
+    assert by_id.returncode == 0, by_id.stderr
+    assert "ids differ" not in by_id.stderr
+    assert "3 prompt(s) missing in some language" in by_id.stderr
+    for line in ("uuid-b (missing in zh)", "uuid-c (missing in es)", "uuid-x (missing in en, es)"):
+        assert line in by_id.stderr

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -348,6 +349,37 @@ def test_prompt_files(
         "per_language": {lang: len(v) for lang, v in ids.items()},
         "skipped_lines": [str(p) for p in problems],
         "align": align,
-        "prompts_missing_in_some_language": sorted(set.union(*ids.values()) - shared) if ids else [],
+        "prompts_missing_in_some_language": missing_listing(ids, shared),
+        "id_mismatches": id_mismatches(prompts) if align == "line" else [],
     }
     return prompts, manifest
+
+
+def missing_listing(ids: dict[str, set[str]], shared: set[str]) -> list[str]:
+    """Each prompt not in every language, with the languages that lack it: 'line-0002 (missing in es)'."""
+    out = []
+    for sid in sorted(set.union(*ids.values()) - shared) if ids else []:
+        lacking = [lang for lang, have in ids.items() if sid not in have]
+        out.append(f"{sid[:60]} (missing in {', '.join(lacking)})")
+    return out
+
+
+def id_mismatches(prompts: list[TestPrompt]) -> list[str]:
+    """Lines joined by position whose files' own ids disagree, when the files otherwise share ids (the
+    paper's files do, except zh line 13). Files with an id scheme of their own per language agree on no
+    line and are not flagged."""
+    by_line: dict[str, dict[str, str]] = {}
+    for p in prompts:
+        if p.file_id is not None:
+            by_line.setdefault(p.source_id, {})[p.lang] = p.file_id
+    joined = {sid: own for sid, own in by_line.items() if len(own) > 1}
+    if not any(len(set(own.values())) == 1 for own in joined.values()):
+        return []
+    out = []
+    for sid, own in sorted(joined.items()):
+        common, _ = Counter(own.values()).most_common(1)[0]
+        odd = {lang: i for lang, i in own.items() if i != common}
+        if odd:
+            langs = ", ".join(f"{lang} has {short(i)}" for lang, i in odd.items())
+            out.append(f"{sid}: {langs}, the others {short(common)}")
+    return out

@@ -239,6 +239,24 @@ def run(cfg: DataArgs, out_dir: Path) -> Path:
     return path
 
 
+def say_test_file_flaws(found: dict, manifest: Path) -> None:
+    """Skipped lines, prompts some language lacks and ids that disagree across a joined line: on the
+    console (the first few of each), all of them in the manifest."""
+    flaws = [
+        ("skipped {} bad line(s)", found["skipped_lines"]),
+        ("{} prompt(s) missing in some language (left out of that language only)",
+         found["prompts_missing_in_some_language"]),
+        ("{} line(s) whose ids differ across languages (joined by line; test.align: id joins by id)",
+         found["id_mismatches"]),
+    ]  # fmt: skip
+    for headline, items in flaws:
+        if items:
+            shown = "".join(f"\n  {item}" for item in items[:5])
+            more = f"\n  ... {len(items) - 5} more" if len(items) > 5 else ""
+            print(f"test prompts: {headline.format(len(items))}, listed in {manifest}:{shown}{more}",
+                  file=sys.stderr)  # fmt: skip
+
+
 def run_tests(cfg: TestArgs, out_dir: Path) -> Path:
     """Load the test prompts of every test language into ``out_dir/test_prompts.jsonl``."""
     files = cfg.test_files()
@@ -253,9 +271,7 @@ def run_tests(cfg: TestArgs, out_dir: Path) -> Path:
         prompts, found = loaders.test_prompt_files(files, cfg.align, cfg.on_error, cfg.max_record_bytes)
         manifest = {"source": cfg.source if not cfg.files else "test.files", "files": {
             lang: {"file": str(path), "sha256": sha256_file(path)} for lang, path in files.items()}} | found  # fmt: skip
-        if found["skipped_lines"]:
-            print(f"test prompts: skipped {len(found['skipped_lines'])} bad line(s), listed in "
-                  f"{out_dir / 'test_manifest.json'}", file=sys.stderr)  # fmt: skip
+        say_test_file_flaws(found, out_dir / "test_manifest.json")
     prompts = first_n_per_language(prompts, cfg.max_prompts)
     path = out_dir / TEST_PROMPTS
     write_jsonl(path, (p.to_dict() for p in prompts))
