@@ -81,7 +81,7 @@ def test_an_api_key_never_reaches_a_file_or_the_output(
         text = body["messages"][-1]["content"]
         if "[Question]" in text:
             return "Fine. Rating: [[2]]"
-        return "Traducción: " + text.partition("\n\n")[2]
+        return "[es] " + text.partition("\n\n")[2]
 
     server = chat_server(reply)
     cfg = tmp_path / "secret.yaml"

@@ -10,6 +10,7 @@ from babeltune.data import loaders
 from babeltune.data import stage as data_stage
 from babeltune.data.schema import Example
 from babeltune.io import read_json, read_jsonl, write_jsonl
+from babeltune.registry import BabeltuneError
 from babeltune.translate import run
 from babeltune.translate.backends import BACKENDS, HFTranslator
 
@@ -27,7 +28,11 @@ def english(tmp_path):
 def test_hf_backend_translates_caches_and_resumes(tmp_path, english, tiny_marian):
     cfg = TranslateArgs(enabled=True, backend="hf", model=tiny_marian, batch_size=4, max_length=24)
     cache = tmp_path / "cache"
-    run(cfg, english, "en", ["de", "fr"], tmp_path / "t1", cache)
+    # A random model produces junk: every translation rejected is an error, after writing what it made.
+    with pytest.raises(
+        BabeltuneError, match=r"translate en -> de: none of 8 translations passed .*rejected.jsonl"
+    ):
+        run(cfg, english, "en", ["de", "fr"], tmp_path / "t1", cache)
     report = read_json(tmp_path / "t1" / "translate_report.json")
     de = report["languages"]["de"]
     assert de["items"] == 8 and de["cache_hits"] == 0 and de["translated_now"] == de["segments"] > 8
@@ -41,7 +46,8 @@ def test_hf_backend_translates_caches_and_resumes(tmp_path, english, tiny_marian
     assert set(read_json(tmp_path / "t1" / "mt_quality.json")) == {"de", "fr"}
     assert isinstance(read_json(tmp_path / "t1" / "alpaca_de.json"), list)
     # Second run of the same translation: every segment from the cache, zero model calls.
-    run(cfg, english, "en", ["de", "fr"], tmp_path / "t2", cache)
+    with pytest.raises(BabeltuneError):
+        run(cfg, english, "en", ["de", "fr"], tmp_path / "t2", cache)
     again = read_json(tmp_path / "t2" / "translate_report.json")
     assert again["usage"]["calls"] == 0
     assert again["languages"]["de"]["cache_hits"] == de["segments"]
@@ -248,7 +254,8 @@ def test_ctranslate2_converts_once_and_again_after_retraining(tmp_path, english,
     monkeypatch.setenv("BABELTUNE_CACHE", str(tmp_path / "cache"))
     model = tiny.marian(tmp_path / "mt")
     cfg = TranslateArgs(enabled=True, backend="ctranslate2", model=model, batch_size=4, max_length=24)
-    run(cfg, english, "en", ["de"], tmp_path / "t1", tmp_path / "cache")
+    with pytest.raises(BabeltuneError, match="none of 8 translations passed"):  # a random model: junk
+        run(cfg, english, "en", ["de"], tmp_path / "t1", tmp_path / "cache")
     report = read_json(tmp_path / "t1" / "translate_report.json")
     de = report["languages"]["de"]
     assert report["usage"]["calls"] == -(-de["segments"] // 4) and report["backend"] == "ctranslate2"
@@ -266,3 +273,61 @@ def test_ctranslate2_names_a_compute_type_this_device_lacks(tiny_marian):
     cfg = TranslateArgs(backend="ctranslate2", model=tiny_marian, compute_type="float16")
     with pytest.raises(BabeltuneError, match="translate.compute_type: float16 is not supported on this cpu"):
         BACKENDS.get("ctranslate2")(cfg).translate(["Hello."], "en", "de", print, print)
+
+
+def test_translation_filters_through_the_command(tmp_path, tiny_model, chat_server):
+    """Issue 26, item 4: a code-only answer is copied, not 'untranslated'; template text and an announced
+    translation are rejected with their own reasons; a language under the acceptance floor is a warning on
+    the console and in the report; none accepted is one line naming rejected.jsonl."""
+    from html import escape
+
+    from conftest import babeltune, tiny_config
+
+    items = [
+        ("Print hello in Python.", "```python\nprint('hello')\n```"),
+        ("Name a large river in Africa.", "The Nile is a large river in Africa."),
+        ("Name a colour of the clear sky.", "The clear sky is blue during the day."),
+        ("Name a fruit that is yellow.", "A banana is a yellow fruit."),
+        ("Name an animal that can fly.", "A sparrow is an animal that can fly."),
+        ("Name a season of the year.", "Winter is a cold season of the year."),
+    ]
+    alpaca = tmp_path / "alpaca.json"
+    alpaca.write_text(json.dumps([{"instruction": i, "input": "", "output": o} for i, o in items]))
+
+    def mt(body, attempt):
+        text = body["messages"][-1]["content"].partition("\n\n")[2]
+        if "river" in text:
+            return "Here is the translation:\n[es] " + text
+        return f"[es] {text}\n### Explanation:\nI kept the meaning." if "sky" in text else f"[es] {text}"
+
+    server = chat_server(mt)
+    translate = (f'{{enabled: true, backend: openai, model: mt, base_url: "{server.url}", api_key_env: null, '
+                 "check_language: false, min_acceptance: 0.8}")  # fmt: skip
+    data = f'{{source: "{alpaca}", source_language: en, languages: [en, es]}}'
+    cfg = tiny_config(tmp_path / "exp.yaml", tiny_model, tmp_path / "run", translate=translate, data=data,
+                      evaluate="{judge: {enabled: false}}")  # fmt: skip
+    proc = babeltune("run", str(cfg))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    (folder,) = (tmp_path / "run" / "translate").iterdir()
+    reasons = {r["instruction"]: r["reasons"] for r in read_jsonl(folder / "rejected.jsonl")}
+    assert reasons == {"Here is the translation:\n[es] Name a large river in Africa.": ["preamble"],
+                       "[es] Name a colour of the clear sky.\n### Explanation:\nI kept the meaning.": ["template-leak"]}  # fmt: skip
+    spanish = json.loads((folder / "alpaca_es.json").read_text())
+    assert {"instruction": "[es] Print hello in Python.", "input": "",
+            "output": "```python\nprint('hello')\n```"} in spanish and len(spanish) == 4  # fmt: skip
+    warning = "translate en -> es: 4 of 6 items accepted (67%, under translate.min_acceptance 80%)"
+    assert f"warning: {warning}; top reasons: preamble 1, template-leak 1" in proc.stderr
+    (report,) = (tmp_path / "run" / "report").glob("*/report.html")
+    assert escape(f"Machine translation: {warning}") in report.read_text()
+
+    server.reply = lambda body, attempt: (
+        "### Instruction:\n" + body["messages"][-1]["content"].partition("\n\n")[2]
+    )
+    cfg = tiny_config(tmp_path / "exp.yaml", tiny_model, tmp_path / "run2", translate=translate, data=data)
+    refused = babeltune("translate", str(cfg))
+    assert refused.returncode == 2
+    run2 = tmp_path / "run2" / "translate"
+    assert refused.stderr.strip().splitlines()[-1] == (
+        "babeltune: error: translate en -> es: none of 6 translations passed the filters (template-leak 6); "
+        f"the rejected ones and their reasons are in {next(run2.iterdir()) / 'rejected.jsonl'}"
+    )

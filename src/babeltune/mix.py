@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Literal
 
 from babeltune.data.schema import Example
-from babeltune.io import read_jsonl, write_json, write_jsonl
+from babeltune.io import read_json, read_jsonl, write_json, write_jsonl
 from babeltune.registry import BabeltuneError, Registry
 from babeltune.settings import setting
 from babeltune.tasks import Outcome, Output, Task
@@ -451,6 +451,13 @@ def manifest(mix: Mixture, budget: int, cfg: MixArgs, tokens: Sizer | None) -> d
     }
 
 
+def translation_warnings(examples_path: Path) -> list[str]:
+    """The warnings of the translation these examples came from (a language few of whose translations
+    passed the filters), carried on so the report can show them."""
+    report = examples_path.parent / "translate_report.json"
+    return read_json(report).get("warnings", []) if report.is_file() else []
+
+
 def run(
     cfg: MixArgs, examples_path: Path, languages: list[str], out_dir: Path, tokenizer: str | None = None
 ) -> Outcome:
@@ -458,7 +465,9 @@ def run(
     examples = [Example.from_dict(r) for r in read_jsonl(examples_path)]
     tokens = token_sizer(tokenizer) if tokenizer else None
     mixes, budget = mixtures(examples, languages, cfg, tokens)
+    upstream = translation_warnings(examples_path)
     for mix in mixes:
         write_jsonl(out_dir / mix.name / MIXTURE, (ex.to_dict() for ex in mix.examples))
-        write_json(out_dir / mix.name / MANIFEST, manifest(mix, budget, cfg, tokens))
+        write_json(out_dir / mix.name / MANIFEST,
+                   manifest(mix, budget, cfg, tokens) | {"translation_warnings": upstream})  # fmt: skip
     return Outcome(parts=[m.name for m in mixes])

@@ -201,6 +201,10 @@ def notes_for(results: list[RunResult], missing: list[str] = ()) -> list[str]:
             f"{len(results)} runs: the per-language plots show each mixture's mean over the runs trained on it "
             "(its models and methods); the tables list every run."
         )
+    manifests = [read_json(r.manifest) for r in results if r.manifest]
+    for warning in dict.fromkeys(w for m in manifests for w in m.get("translation_warnings", [])):
+        notes.append(f"Machine translation: {warning}. Mixtures in that language hold fewer translated "
+                     "items than planned; the translate task's rejected.jsonl lists them with reasons.")  # fmt: skip
     evaluation = read_json(results[0].evaluation)["judge"]
     if evaluation["pipeline_check_only"]:
         notes.append(

@@ -60,6 +60,14 @@ class TranslateArgs(EndpointArgs):
     max_length_ratio: float = setting(
         4.0, "reject translations longer than this x the source (characters)", gt=0
     )
+    min_acceptance: float = setting(
+        0.5,
+        "a language whose share of accepted items falls under this is warned about on the console and in the "
+        "report (none accepted is an error naming rejected.jsonl)",
+        affects_result=False,
+        ge=0,
+        le=1,
+    )
     cache: str | None = setting(
         None,
         "translation cache folder, safe to share between runs and hosts (default: <run dir>/cache/translations)",

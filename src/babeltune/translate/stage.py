@@ -12,6 +12,7 @@ filter reasons) and, when reference translations exist, ``mt_quality.json`` (chr
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from collections import Counter
@@ -24,6 +25,7 @@ from babeltune.content_cache import ContentCache, cache_key, run_cache
 from babeltune.data.schema import Example
 from babeltune.io import read_jsonl, write_json, write_jsonl
 from babeltune.langid import TOO_SHORT, LangIdArgs, detect
+from babeltune.registry import BabeltuneError
 from babeltune.tasks import Outcome, Output, Task
 from babeltune.translate import filters
 from babeltune.translate.backends import BACKENDS, TranslateArgs
@@ -108,20 +110,32 @@ class LanguageReport:
     segments: int = 0
     cache_hits: int = 0
     translated_now: int = 0
-    seconds: float = 0.0
+    seconds_translating: float = 0.0  # in the MT backend: 0 when the cache held everything
+    seconds_checking: float = 0.0  # assembling, language ID and filters
     reasons: Counter = field(default_factory=Counter)
+
+    def top_reasons(self, n: int = 3) -> str:
+        return ", ".join(f"{k} {v}" for k, v in sorted(self.reasons.items(), key=lambda kv: -kv[1])[:n])
 
 
 def check(
-    cfg: TranslateArgs, src: Example, out: dict[str, str], detected: str | None, tgt: str, lost: int
+    cfg: TranslateArgs,
+    src: Example,
+    fields: dict[str, Field],
+    out: dict[str, str],
+    detected: str | None,
+    tgt: str,
+    lost: int,
 ) -> list[str]:
-    """Every filter reason that applies to one translated example."""
+    """Every filter reason that applies to one translated example. A field with no prose (a code block,
+    numbers) was copied, not translated, so it is not held to be untranslated."""
     reasons = []
     for name in FIELDS:
         s, t = getattr(src, name), out[name]
-        reasons += [
-            r for r in (filters.empty(s, t), filters.untranslated(s, t), filters.repetition_loop(t)) if r
-        ]
+        same = filters.untranslated(s, t) if fields[name].to_translate() else None
+        checks = (filters.empty(s, t), same, filters.repetition_loop(t), filters.template_leak(s, t),
+                  filters.preamble(s, t))  # fmt: skip
+        reasons += [r for r in checks if r]
         if r := filters.length_ratio(s, t, cfg.min_length_ratio, cfg.max_length_ratio):
             reasons.append(r)
     if cfg.check_language and detected is not None and detected != tgt:
@@ -157,9 +171,11 @@ def _translate_language(
             failures[text] = reason
             bar.update(1)
 
+    start = time.perf_counter()
     with tqdm(total=len(todo), desc=f"translate {src}->{tgt}", unit="segment", disable=not todo) as bar:
         if todo:
             backend.translate(todo, src, tgt, done, failed)
+    rep.seconds_translating = round(time.perf_counter() - start, 2) if todo else 0.0
     return translations, failures
 
 
@@ -182,13 +198,14 @@ def run(
     parsed = [{name: Field.parse(getattr(e, name)) for name in FIELDS} for e in source]
     backend = BACKENDS.get(cfg.backend)(cfg)
     cache = ContentCache(cache_path)
+    index = {e.source_id: i for i, e in enumerate(source)}
     kept, rejected, failed_rows, reports = list(source), [], [], {}
     try:
         for tgt in targets:
             rep = reports[tgt] = LanguageReport(items=len(source))
             rep.source_characters = sum(len(getattr(e, f)) for e in source for f in FIELDS)
-            start = time.perf_counter()
             translations, failures = _translate_language(cfg, backend, cache, parsed, src, tgt, rep)
+            start = time.perf_counter()
             built = []
             for ex, fields in zip(source, parsed, strict=True):
                 pieces = {name: f.assemble(translations) for name, f in fields.items()}
@@ -214,7 +231,8 @@ def run(
                     out["input"],
                     out["output"],
                 )
-                reasons = check(cfg, ex, out, det.lang if det.lang != TOO_SHORT else None, tgt, lost)
+                fields = parsed[index[ex.source_id]]
+                reasons = check(cfg, ex, fields, out, det.lang if det.lang != TOO_SHORT else None, tgt, lost)
                 if reasons:
                     rejected.append(new.to_dict() | {"reasons": reasons})
                     rep.reasons.update(reasons)
@@ -223,7 +241,7 @@ def run(
             rep.failed = len(source) - len(built)
             rep.rejected = len(built) - sum(1 for e in kept if e.lang == tgt)
             rep.accepted = len(built) - rep.rejected
-            rep.seconds = round(time.perf_counter() - start, 2)
+            rep.seconds_checking = round(time.perf_counter() - start, 2)
     finally:
         cache.close()
 
@@ -243,12 +261,41 @@ def run(
             "source_language": src,
             "usage": backend.usage.as_dict() | {"cost": cfg.cost(backend.usage)},
             "languages": {t: dict(vars(r)) for t, r in reports.items()},
+            "warnings": acceptance_warnings(cfg, src, reports, out_dir),
         },
     )
     quality = mt_quality(kept + [Example.from_dict(r) for r in rejected], references)  # filters aside
     if quality:
         write_json(out_dir / "mt_quality.json", quality)
+    refuse_if_nothing_accepted(src, reports, out_dir)
     return Outcome(failed=[f"{row['source_id']}:{row['lang']}" for row in failed_rows])
+
+
+def acceptance_warnings(cfg: TranslateArgs, src: str, reports: dict[str, LanguageReport], out_dir: Path):
+    """A line for each language whose filters accepted less than ``min_acceptance`` of its items; said on
+    the console now, and kept in the report file for the experiment's report."""
+    lines = []
+    for tgt, rep in reports.items():
+        if rep.items and rep.accepted < cfg.min_acceptance * rep.items:
+            lines.append(
+                f"translate {src} -> {tgt}: {rep.accepted} of {rep.items} items accepted "
+                f"({rep.accepted / rep.items:.0%}, under translate.min_acceptance {cfg.min_acceptance:.0%}); "
+                f"top reasons: {rep.top_reasons() or 'failed translations'}"
+            )
+    for line in lines:
+        print(f"warning: {line}; see {out_dir / 'rejected.jsonl'}", file=sys.stderr)
+    return lines
+
+
+def refuse_if_nothing_accepted(src: str, reports: dict[str, LanguageReport], out_dir: Path) -> None:
+    """Every translation of a language rejected: the mixtures would lack it, so stop here and say why
+    (what was written stays, and the cache makes the rerun free)."""
+    for tgt, rep in reports.items():
+        if rep.rejected and not rep.accepted:
+            raise BabeltuneError(
+                f"translate {src} -> {tgt}: none of {rep.items} translations passed the filters "
+                f"({rep.top_reasons()}); the rejected ones and their reasons are in {out_dir / 'rejected.jsonl'}"
+            )
 
 
 def mt_quality(translated: list[Example], references: dict[tuple[str, str], Example]) -> dict:
@@ -296,12 +343,13 @@ def print_summary(out_dir: Path) -> None:
         "segments",
         "cache_hits",
         "translated_now",
-        "seconds",
+        "seconds_translating",
+        "seconds_checking",
     ]
     for col in ["language", *columns, "chrF", "top rejection reasons"]:
         table.add_column(col)
     for lang, rep in report["languages"].items():
-        reasons = ", ".join(f"{k} {v}" for k, v in sorted(rep["reasons"].items(), key=lambda kv: -kv[1])[:3])
+        reasons = LanguageReport(reasons=Counter(rep["reasons"])).top_reasons()
         chrf = str(quality[lang]["chrF"]) if lang in quality else "–"
         table.add_row(lang, *(str(rep[c]) for c in columns), chrf, reasons or "–")
     console = Console(width=max(Console().width, 160))  # a wide table is easier to read than a wrapped one
