@@ -1,6 +1,7 @@
 """End to end: `babeltune run configs/quick.yaml` through the CLI with the embedded model, then a rerun."""
 
 import csv
+import re
 
 import pytest
 
@@ -31,14 +32,17 @@ def test_report_has_every_language_and_regime(quick_run):
     html = (report_dir / "report.html").read_text()
     assert "pipeline check, not a meaningful judge" in html
     assert "report.html" in proc.stdout and "unseen in training" in proc.stdout
+    # the console holds what a user can act on: no third-party deprecation notices (PEFT's, every training)
+    assert not re.search(r"(Future|Deprecation)Warning", proc.stderr), proc.stderr[-2000:]
 
 
 def test_training_lowered_the_loss(quick_run):
-    out, _, _ = quick_run
+    out, proc, _ = quick_run
     metrics = [read_json(p) for p in (out / "train").glob("*/metrics.json")]
     assert len(metrics) == 3
     for m in metrics:
         assert m["probe_loss_after"] < m["probe_loss_before"]
+        assert m["probe"] == "the 4 shortest training examples" and m["probe_seconds"] < m["seconds"] / 4
         # under bf16 autocast the frozen weights are kept in bf16 (not cast again every micro-batch)
         assert m["frozen_weights"] == {"bf16": "bfloat16", "fp32": "float32"}[m["precision"]]
     assert all((p / "adapter" / "adapter_model.safetensors").exists() for p in (out / "train").iterdir())

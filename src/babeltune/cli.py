@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from babeltune.cluster import preempt
+from babeltune.quiet import quiet_third_party
 from babeltune.registry import BabeltuneError
 from babeltune.secrets import redact
 from babeltune.templates import TEMPLATES
@@ -498,9 +499,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     preempt.install()
     try:
-        from transformers.utils import logging as hf_logging
-
-        hf_logging.set_verbosity_error()
+        quiet_third_party()
         return commands[args.command].handler(args, overrides)
     except BabeltuneError as err:
         if args.debug:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from babeltune.quiet import quiet_third_party
 from babeltune.registry import BabeltuneError
 from babeltune.settings import from_dict, load_yaml
 from babeltune.train.stage import TrainJob, run
@@ -18,6 +19,7 @@ def read_job_file(path: Path) -> tuple[TrainJob, Path]:
 def main(argv: list[str] | None = None) -> int:
     """Entry point for each process under torchrun / accelerate launch."""
     job_file, out_dir = (argv or sys.argv[1:])[:2]
+    quiet_third_party()
     job, mixture = read_job_file(Path(job_file))
     try:
         run(job, mixture, Path(out_dir), launched=True)

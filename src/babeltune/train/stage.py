@@ -28,7 +28,7 @@ from babeltune.precision import autocast_dtype, resolve_precision
 from babeltune.tasks import Output, Task
 from babeltune.train import callbacks
 from babeltune.train.arguments import checkpointing_is_on, optimizer_steps, training_arguments, world_size
-from babeltune.train.data import PROBE_SIZE, split_validation, tokenize
+from babeltune.train.data import PROBE_SIZE, probe_rows, split_validation, tokenize
 from babeltune.train.launch import check_world, launch_distributed
 from babeltune.train.resume import last_complete_checkpoint
 from babeltune.train.settings import LoraArgs, TrainArgs
@@ -199,16 +199,19 @@ class Outcome:
     loss_before: float
     loss_after: float
     learned: bool
+    probe_seconds: float  # both probe losses together: not in ``seconds``
 
 
 def train(s: Session) -> Outcome:
     """Probe loss, training (resumed from the last complete checkpoint; stopped and saved on Slurm's
     warning signal), probe loss again."""
-    probe = s.val or s.rows[:PROBE_SIZE]
+    probe = probe_rows(s.val or s.rows)
     resume = last_complete_checkpoint(s.out_dir / "checkpoints")
     if resume is None:
         (s.out_dir / "train_log.jsonl").unlink(missing_ok=True)
+    probed = time.perf_counter()
     loss_before = s.trainer.evaluate(probe, metric_key_prefix="probe")["probe_loss"]
+    probe_seconds = time.perf_counter() - probed
     weights_before = trainable_fingerprint(s.model)
     if resume is not None:
         step = json.loads((Path(resume) / "trainer_state.json").read_text(encoding="utf-8"))["global_step"]
@@ -223,13 +226,15 @@ def train(s: Session) -> Outcome:
               f"checkpoint-{state.global_step} saved", file=sys.stderr, flush=True)  # fmt: skip
         preempt.raise_if_requested()
     seconds = time.perf_counter() - start
+    probed = time.perf_counter()
     loss_after = s.trainer.evaluate(probe, metric_key_prefix="probe")["probe_loss"]
+    probe_seconds += time.perf_counter() - probed
     learned = learned_anything(loss_before, loss_after, weights_before, trainable_fingerprint(s.model))
     if not learned and s.trainer.is_world_process_zero():
         print(f"babeltune: warning: training {s.out_dir.name} moved neither its loss ({loss_before:.4f} -> "
               f"{loss_after:.4f}) nor its weights: check train.learning_rate, warmup_ratio and the number of "
               "steps", file=sys.stderr)  # fmt: skip
-    return Outcome(resume, result, seconds, loss_before, loss_after, learned)
+    return Outcome(resume, result, seconds, loss_before, loss_after, learned, probe_seconds)
 
 
 def save(s: Session, target: Path) -> None:
@@ -258,7 +263,8 @@ def metrics(s: Session, o: Outcome) -> dict:
     return {
         "examples": len(s.rows),
         "validation_examples": len(s.val),
-        "probe": "validation split" if s.val else f"first {min(len(s.rows), PROBE_SIZE)} training examples",
+        "probe": f"the {min(len(s.val or s.rows), PROBE_SIZE)} shortest {'validation' if s.val else 'training'} examples",
+        "probe_seconds": round(o.probe_seconds, 2),
         "probe_loss_before": o.loss_before,
         "probe_loss_after": o.loss_after,
         "learned": o.learned,  # False: neither the probe loss nor the trained weights moved
