@@ -317,6 +317,13 @@ def test_compare_through_the_cli_keeps_each_judges_verdicts_apart(tmp_path, tiny
     assert len(folders) == 2 and all(
         (tmp_path / "run" / "compare" / f / "pairwise_summary.json").exists() for f in folders
     )
+    # Both comparisons reach the report (issue 26, item 6): one row each, with the judge that made it.
+    report = babeltune("report", cfg)
+    assert report.returncode == 0, report.stderr
+    (page,) = (tmp_path / "run" / "report").glob("*/report.html")
+    section = page.read_text().partition("Pairwise judgements (babeltune compare)")[2].partition("<h2>")[0]
+    assert section.count("<tr><td>") == 2 and str(tmp_path / "judge-two") in section
+    assert f"<td>{runs[0]}</td><td>{runs[1]}</td><td>{tiny_model}</td>" in section
 
 
 def test_a_wrong_language_answer_scores_0_even_when_its_judgement_failed_or_was_skipped(

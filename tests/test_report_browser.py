@@ -19,11 +19,12 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-
          "--disable-background-networking", "--disable-component-update", "--disable-sync"]  # fmt: skip
 
 
-def render(url: str) -> tuple[str, str]:
-    """The DOM after the page's scripts ran, and the browser's console log."""
+def render(url: str, width: int = 1400) -> tuple[str, str]:
+    """The DOM after the page's scripts ran in a window ``width`` pixels wide, and the browser's console log."""
     with tempfile.TemporaryDirectory() as profile:
         proc = subprocess.run(
-            [CHROMIUM, *FLAGS, f"--user-data-dir={profile}", "--enable-logging=stderr", "--v=0", "--dump-dom", url],
+            [CHROMIUM, *FLAGS, f"--user-data-dir={profile}", f"--window-size={width},900", "--enable-logging=stderr",
+             "--v=0", "--dump-dom", url],
             capture_output=True, text=True, timeout=120,
         )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -89,3 +90,21 @@ def test_a_large_grids_answers_load_one_run_at_a_time(large_page):
     assert "multi-down · es" in dom and "judge rationale" in dom  # the judge's text travels with the answer
     side, _ = render(large_page.as_uri() + "#prompt=p1")  # one prompt: every run's file is loaded
     assert "6 of 24 answers" in side and "en-only · bn" in side and "multi-down · bn" in side
+
+
+def test_a_table_wider_than_the_window_says_so_and_an_empty_answer_shows_as_empty(tmp_path):
+    """Issue 26, item 6: at 1400 px the tables fit; in a narrow window the wide ones scroll inside their box
+    with a line saying so; an empty answer reads "(empty: ...)", not a bare "Answer:"."""
+    from babeltune.io import read_jsonl, write_jsonl
+
+    results = [_run(tmp_path, "en-only", match_es=False), _run(tmp_path, "multi-down", match_es=True)]
+    rows = read_jsonl(results[0].scores)
+    rows[0] |= {"response": "", "verdict": "empty", "lang_match": False, "final_score": 0}
+    write_jsonl(results[0].scores, rows)
+    page = run(ReportArgs(title="Wide"), results, {"en", "es"}, "", tmp_path / "report", ["en", "es", "bn"])
+    wide, console = render(page.as_uri() + "#run=en-only", width=1400)
+    assert "Uncaught" not in console, console
+    assert '<p class="scroll-cue">' not in wide
+    assert "(empty: the model gave no answer)" in wide and "<b>Answer:</b> answer 1" in wide
+    narrow, _ = render(page.as_uri(), width=700)
+    assert narrow.count('<p class="scroll-cue">This table is wider than the page') >= 1

@@ -318,7 +318,14 @@ def test_translation_filters_through_the_command(tmp_path, tiny_model, chat_serv
     warning = "translate en -> es: 4 of 6 items accepted (67%, under translate.min_acceptance 80%)"
     assert f"warning: {warning}; top reasons: preamble 1, template-leak 1" in proc.stderr
     (report,) = (tmp_path / "run" / "report").glob("*/report.html")
-    assert escape(f"Machine translation: {warning}") in report.read_text()
+    page = report.read_text()
+    assert escape(f"Machine translation: {warning}") in page
+    # No judge ran: its columns and figures are left out with one line, not shown as dashes (item 6).
+    assert "<p class='left-out'>Left out: judged, unparsable, ok, unjudged, score sum (judge x ok), mean score, " \
+           "over, 95% CI, mean judge before the check, robustness (before - after), as the LLM judge was disabled " \
+           "or judged no answer.</p>" in page  # fmt: skip
+    assert "<th>mean score</th>" not in page and "mean score</th>" not in page.partition("id='finding'")[2]
+    assert not (report.parent / "score.png").exists() and (report.parent / "consistency.png").exists()
 
     server.reply = lambda body, attempt: (
         "### Instruction:\n" + body["messages"][-1]["content"].partition("\n\n")[2]

@@ -138,6 +138,13 @@ def test_test_files_keep_their_own_ids_accept_a_bom_and_say_what_they_skipped(
     proc = babeltune("run", str(cfg))
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "test prompts: skipped 1 bad line(s)" in proc.stderr  # on the console, not only in the manifest
+    # The test files have no references: chrF is left out of the report with one line; the judge ran, so the
+    # finding gives its score beside fidelity (issue 26, item 6).
+    (page,) = (tmp_path / "run" / "report").glob("*/report.html")
+    html = page.read_text()
+    assert "Left out: chrF, as no test prompt has a reference answer." in html and "<th>chrF</th>" not in html
+    finding = html.partition("<section id='finding'>")[2].partition("</section>")[0]
+    assert "seen non-English: mean score</th>" in finding and "(judge score): not tested" in finding
     (folder,) = (tmp_path / "run" / "tests").iterdir()
     manifest = read_json(folder / "test_manifest.json")
     assert set(manifest["files"]) == {"en", "es"} and all(

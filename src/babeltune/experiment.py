@@ -115,7 +115,7 @@ def report_task(cfg: ExperimentConfig, points: list[GridPoint], missing: list[st
         for p in points
     ]  # fmt: skip
     report = report_stage.task(
-        cfg.report, runs, cfg.data.languages, cfg.test.languages, used_settings(cfg), missing
+        cfg.report, runs, cfg.data.languages, cfg.test.languages, used_settings(cfg), missing, cfg.run_dir
     )
     report.run_dir = cfg.run_dir
     return report

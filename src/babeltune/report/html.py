@@ -5,13 +5,13 @@ from __future__ import annotations
 import base64
 import json
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from html import escape
 from pathlib import Path
 
 from babeltune.io import atomic_write_text
 from babeltune.report.aggregate import LARGE_GRID, Cell
-from babeltune.report.columns import COLUMNS
+from babeltune.report.columns import with_data
 
 CSS = """
 body{font-family:system-ui,sans-serif;margin:2rem auto;max-width:1400px;padding:0 1rem;color:#222}
@@ -23,6 +23,12 @@ img{max-width:100%} pre{background:#f6f6f6;padding:1rem;overflow:auto;font-size:
 #finding{border:2px solid #0072B2;border-radius:6px;padding:0 1rem;margin:1rem 0}
 .bad{color:#D55E00;font-weight:bold} .side{display:grid;grid-template-columns:repeat(auto-fill,minmax(300px,1fr));gap:.5rem}
 td.ns{color:#777} #summary td,#finding td{white-space:nowrap}
+#summary{font-size:.82rem} #summary th,#summary td{padding:.2rem .35rem}
+.wide{overflow-x:auto;max-width:100%;background-repeat:no-repeat;background-attachment:local,local,scroll,scroll;
+background-image:linear-gradient(to right,#fff 40%,rgba(255,255,255,0)),linear-gradient(to left,#fff 40%,rgba(255,255,255,0)),
+linear-gradient(to right,rgba(0,0,0,.2),rgba(0,0,0,0)),linear-gradient(to left,rgba(0,0,0,.2),rgba(0,0,0,0));
+background-position:left,right,left,right;background-size:30px 100%,30px 100%,12px 100%,12px 100%}
+.scroll-cue{color:#555;font-size:.85rem;margin:.2rem 0} .left-out{color:#555;font-size:.9rem} em.empty{color:#999}
 """
 
 INLINE_UP_TO = 5_000  # answers; a bigger grid's answers go to answers/NNNN.js, loaded one run at a time
@@ -65,7 +71,9 @@ function card(r) {
   const meta = document.createElement('div'); meta.className = 'meta' + (r.lang_match ? '' : ' bad');
   meta.textContent = `${r.run} · ${r.lang} · prompt ${r.source_id} · ${r.verdict} (detected ${r.detected_lang}) · judge ${r.judge_score ?? '–'} · chrF ${r.chrf ?? '–'}`;
   const q = document.createElement('p'); q.innerHTML = '<b>Prompt:</b> '; q.append(r.prompt);
-  const a = document.createElement('p'); a.innerHTML = '<b>Answer:</b> '; a.append(r.response);
+  const a = document.createElement('p'); a.innerHTML = '<b>Answer:</b> ';
+  if (r.response.trim()) a.append(r.response);
+  else { const e = document.createElement('em'); e.className = 'empty'; e.textContent = '(empty: the model gave no answer)'; a.append(e); }
   div.append(meta, q, a);
   if (r.judge_raw) {
     const d = document.createElement('details'); const s = document.createElement('summary');
@@ -91,6 +99,13 @@ async function show() {
   for (const r of rows.slice(0, 300)) box.appendChild(card(r));
 }
 readHash(); show();
+for (const box of document.querySelectorAll('.wide')) {  // say so where a table is wider than the page
+  if (box.scrollWidth > box.clientWidth + 2) {
+    const cue = document.createElement('p'); cue.className = 'scroll-cue';
+    cue.textContent = 'This table is wider than the page: scroll it sideways (shift + wheel) for the columns on the right →';
+    box.before(cue);
+  }
+}
 """
 
 
@@ -146,18 +161,21 @@ def _fmt(value: object, share: bool = False) -> str:
 
 
 def table(cells: list[Cell]) -> str:
-    head = "".join(f"<th>{escape(col.label)}</th>" for col in COLUMNS)
+    """The per-run-and-language table, without the columns no cell has a value for (``summary_section``
+    says which and why)."""
+    columns, _ = with_data(cells)
+    head = "".join(f"<th>{escape(col.label)}</th>" for col in columns)
     body = []
     for c in cells:
         tds = "".join(
             f"<td class='num'>{_fmt(getattr(c, col.key), col.share)}</td>"
             if col.key not in ("run", "lang")
             else f"<td>{_fmt(getattr(c, col.key))}</td>"
-            for col in COLUMNS
+            for col in columns
         )
         label = "" if c.seen else " unseen"
         body.append(f"<tr class='cell{label}' data-lang='{escape(c.lang)}'>{tds}</tr>")
-    page = f"<div style='overflow-x:auto'><table id='summary'><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table></div>"
+    page = f"<div class='wide'><table id='summary'><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table></div>"
     runs = len({c.run for c in cells})
     if runs <= LARGE_GRID:
         return page
@@ -193,27 +211,47 @@ def paired_table(tests: list[dict]) -> str:
 
 
 def finding_section(result: dict, sentences: list[str]) -> str:
-    """The experiment's answer, first: fidelity per run pooled over language groups, then the comparisons."""
+    """The experiment's answer, first: fidelity (and the judge's score, when a judge ran) per run pooled over
+    language groups, then the comparisons."""
     if not result["runs"]:
         return ""
-    head = ("<tr><th>run</th><th>regime</th><th>seen non-English: fidelity</th><th>95% CI</th><th>answers</th>"
-            "<th>unseen: fidelity</th><th>95% CI</th><th>answers</th></tr>")  # fmt: skip
+    judged = "score" in result["runs"][0]
+    groups = [(label, key) for label, key in (("seen non-English", "seen_non_english"), ("unseen", "unseen"))
+              if result[key]]  # fmt: skip
+    head = (
+        "<tr><th>run</th><th>regime</th>"
+        + "".join(
+            f"<th>{label}: fidelity</th><th>95% CI</th><th>answers</th>"
+            + (f"<th>{label}: mean score</th><th>95% CI</th>" if judged else "")
+            for label, _ in groups
+        )
+        + "</tr>"
+    )
+
+    def cells(r: dict, key: str) -> str:
+        g = r[key]
+        out = (f"<td class='num'>{_fmt(g['fidelity'], True)}</td><td class='num'>{_fmt(g['ci'], True)}</td>"
+               f"<td class='num'>{g['answers']}</td>")  # fmt: skip
+        if judged:
+            sc = r["score"][key]
+            out += f"<td class='num'>{_fmt(sc['score'])}</td><td class='num'>{_fmt(sc['ci'])}</td>"
+        return out
+
     body = "".join(
         f"<tr><td>{escape(r['run'])}</td><td>{escape(r['regime'])}</td>"
-        + "".join(f"<td class='num'>{_fmt(g['fidelity'], True)}</td><td class='num'>{_fmt(g['ci'], True)}</td>"
-                  f"<td class='num'>{g['answers']}</td>" for g in (r["seen_non_english"], r["unseen"]))
-        + "</tr>"
+        + "".join(cells(r, key) for _, key in groups) + "</tr>"
         for r in result["runs"]
     )  # fmt: skip
-    groups = (f"Seen non-English languages: {', '.join(result['seen_non_english']) or 'none'}; unseen: "
-              f"{', '.join(result['unseen']) or 'none'}. Fidelity = share of answers that are real answers in the "
-              "prompt's language (verdict ok).")  # fmt: skip
+    groups_said = (f"Seen non-English languages: {', '.join(result['seen_non_english']) or 'none'}; unseen: "
+                   f"{', '.join(result['unseen']) or 'none'}. Fidelity = share of answers that are real answers in "
+                   "the prompt's language (verdict ok)."
+                   + (" Mean score = the judge's rating x (verdict ok), over the answers it rated." if judged else ""))  # fmt: skip
     said = (
         "".join(f"<li>{escape(s)}</li>" for s in sentences)
         or "<li>No comparison of the paper's kind in this grid.</li>"
     )
-    return (f"<section id='finding'><h2>Finding</h2><p>{escape(groups)}</p><table id='finding-table'>"
-            f"<thead>{head}</thead><tbody>{body}</tbody></table><ul>{said}</ul></section>")  # fmt: skip
+    return (f"<section id='finding'><h2>Finding</h2><p>{escape(groups_said)}</p><div class='wide'><table id='finding-table'>"
+            f"<thead>{head}</thead><tbody>{body}</tbody></table></div><ul>{said}</ul></section>")  # fmt: skip
 
 
 @dataclass
@@ -229,6 +267,7 @@ class Page:
     budget: list[dict]  # one row per training run
     answers: str  # the response browser's data block (answers_block)
     settings: str  # YAML
+    pairwise: list[dict] = field(default_factory=list)  # `babeltune compare` summaries
 
 
 def notes_section(page: Page) -> str:
@@ -241,6 +280,7 @@ def summary_section(page: Page) -> str:
 (a line in another language), echo (mostly a copy of the prompt), template, too-short or empty; fidelity is the
 share that are ok. Score = judge score x (verdict ok): an answer that is not ok scores 0 whether or not it was
 judged; "over" says how many answers each mean runs over.</p>
+{"".join(f"<p class='left-out'>{escape(line)}</p>" for line in with_data(page.cells)[1])}
 {table(page.cells)}"""
 
 
@@ -252,6 +292,33 @@ monolingual run in its own language), each by an exact (or 20,000-sample) paired
 prompts both runs answered, none with fewer than 10 shared prompts; p-values Holm-adjusted across every
 comparison of the same metric; n.s. = not significant at 0.05 after the adjustment.</p>
 {paired_table(page.tests)}"""
+
+
+def pairwise_section(page: Page) -> str:
+    """What `babeltune compare` found: one run's answers against another's, judged in both orders."""
+    if not page.pairwise:
+        return ""
+    keys = (
+        "pairs",
+        "a_wins",
+        "b_wins",
+        "ties",
+        "inconsistent",
+        "unparsable",
+        "flip_rate",
+        "first_position_win_rate",
+    )
+    head = "".join(f"<th>{h}</th>" for h in ("run A", "run B", "judge", "pairs", "A wins", "B wins", "ties",
+                                             "inconsistent", "unparsable", "flip rate", "first-position wins"))  # fmt: skip
+    body = "".join(
+        f"<tr><td>{escape(s['a'])}</td><td>{escape(s['b'])}</td><td>{escape(str(s['judge']))}</td>"
+        + "".join(f"<td class='num'>{_fmt(s['overall'].get(k))}</td>" for k in keys) + "</tr>"
+        for s in page.pairwise
+    )  # fmt: skip
+    return f"""<h2>Pairwise judgements (babeltune compare)</h2>
+<p>Each pair of answers judged twice, once in each order; a win counts only when both orders agree, a verdict that
+flips with the order is inconsistent (the flip rate measures the judge's position bias).</p>
+<div class='wide'><table id='pairwise'><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>"""
 
 
 def plots_section(page: Page) -> str:
@@ -279,8 +346,8 @@ def settings_section(page: Page) -> str:
 
 
 # The page, top to bottom: a new section is a function of the Page added here.
-SECTIONS = [notes_section, summary_section, paired_section, plots_section, budget_section, responses_section,
-            settings_section]  # fmt: skip
+SECTIONS = [notes_section, summary_section, paired_section, pairwise_section, plots_section, budget_section,
+            responses_section, settings_section]  # fmt: skip
 
 
 def render(page: Page) -> str:

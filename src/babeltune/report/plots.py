@@ -56,19 +56,35 @@ def per_mixture(cells: list[Cell]) -> list[Cell]:
     ]  # fmt: skip
 
 
-def grouped_bars(cells: list[Cell], metric: str, ylabel: str, out: Path) -> list[Path]:
-    """Bars of ``metric`` per language (x) and run (colour); writes PNG and SVG, returns both paths."""
+def error_bar(value: float | None, ci: tuple[float, float] | None) -> tuple[float, float]:
+    """Distances below and above a bar to its 95 % interval (0, 0 without one).
+
+    >>> error_bar(0.5, (0.25, 0.75)), error_bar(0.5, None), error_bar(None, (0.1, 0.2))
+    ((0.25, 0.25), (0.0, 0.0), (0.0, 0.0))
+    """
+    if value is None or ci is None:
+        return 0.0, 0.0
+    return max(value - ci[0], 0.0), max(ci[1] - value, 0.0)
+
+
+def grouped_bars(cells: list[Cell], metric: str, ylabel: str, out: Path, ci: str | None = None) -> list[Path]:
+    """Bars of ``metric`` per language (x) and run (colour), with the ``ci`` field's 95 % interval as error
+    bars (the same intervals the tables give); writes PNG and SVG, returns both paths."""
     plt = _pyplot()
 
     runs = list(dict.fromkeys(c.run for c in cells))
     langs = list(dict.fromkeys(c.lang for c in cells))
-    values = {(c.run, c.lang): getattr(c, metric) for c in cells}
+    by_key = {(c.run, c.lang): c for c in cells}
     width = 0.8 / max(len(runs), 1)
     fig, ax = plt.subplots(figsize=(max(6, 1.1 * len(langs) + 2), 3.8))
     for k, run in enumerate(runs):
         xs = [i + (k - (len(runs) - 1) / 2) * width for i in range(len(langs))]
-        ys = [values.get((run, lang)) or 0 for lang in langs]
-        ax.bar(xs, ys, width, label=run, color=OKABE_ITO[k % len(OKABE_ITO)])
+        here = [by_key.get((run, lang)) for lang in langs]
+        ys = [(getattr(c, metric) if c else None) or 0 for c in here]
+        bars = [error_bar(getattr(c, metric), getattr(c, ci)) if c and ci else (0.0, 0.0) for c in here]
+        yerr = [[b[0] for b in bars], [b[1] for b in bars]] if ci else None
+        ax.bar(xs, ys, width, label=run, color=OKABE_ITO[k % len(OKABE_ITO)], yerr=yerr,
+               error_kw={"elinewidth": 0.8, "capsize": 2, "ecolor": "#333"})  # fmt: skip
     seen = {c.lang: c.seen for c in cells}
     ax.set_xticks(range(len(langs)), [lang if seen[lang] else f"{lang}\n(unseen)" for lang in langs])
     ax.set_ylabel(ylabel)
@@ -112,7 +128,7 @@ def _save(fig, out: Path) -> list[Path]:
     fig.tight_layout()
     paths = [out.with_suffix(".png"), out.with_suffix(".svg")]
     for p in paths:
-        fig.savefig(p, dpi=120)
+        fig.savefig(p, dpi=120, bbox_inches="tight")  # legends below the axes stay in the picture
     plt.close(fig)
     return paths
 

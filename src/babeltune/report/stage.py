@@ -12,18 +12,19 @@ from typing import Any, Literal
 
 from babeltune import axes, records
 from babeltune.evaluate.stage import evaluation_file
-from babeltune.io import atomic_write_text, read_json, write_json
+from babeltune.io import atomic_write_text, read_json, sha256_file, write_json
 from babeltune.mix import manifest_file
 from babeltune.records import Score
 from babeltune.report import contrasts, finding, html, plots
 from babeltune.report.aggregate import LARGE_GRID, Cell, cells, paired_tests
-from babeltune.report.columns import COLUMNS
+from babeltune.report.columns import COLUMNS, with_data
 from babeltune.settings import setting
 from babeltune.tasks import Output, Task
 from babeltune.train.stage import metrics_file
 
 REPORT = "report.html"
 SUMMARY = "summary.csv"
+COMPARE, PAIRWISE = "compare", "pairwise_summary.json"  # where `babeltune compare` leaves its results
 
 
 @dataclass
@@ -75,6 +76,9 @@ class ReportJob:
     settings: str  # the experiment's result-shaping settings, shown in the report
     missing: list[str] = field(default_factory=list)  # grid points not finished when this report was made
     axes: list[dict[str, Any]] = field(default_factory=list)  # per run, where the grid sweeps: its values
+    # `babeltune compare` results in the run directory: folder -> SHA-256 of its summary (a new or redone
+    # comparison changes the key, so the next report shows it)
+    comparisons: dict[str, str] = field(default_factory=dict)
 
     def work(self, inputs: dict[str, Path], out_dir: Path) -> Path:
         results = [
@@ -83,9 +87,9 @@ class ReportJob:
                       manifest_file(inputs[f"{i:04d}.mixture"]), model, method, self.axes[i] if self.axes else {})
             for i, (name, regime, model, method) in enumerate(self.runs)
         ]  # fmt: skip
-        return run(
-            self.report, results, set(self.seen), self.settings, out_dir, self.lang_order, self.missing
-        )
+        pairwise = [read_json(out_dir.parents[1] / COMPARE / name / PAIRWISE) for name in self.comparisons]
+        return run(self.report, results, set(self.seen), self.settings, out_dir, self.lang_order, self.missing,
+                   pairwise)  # fmt: skip
 
     def locate(self, folder: Path, part: str) -> Path:
         return folder / REPORT
@@ -98,13 +102,21 @@ def task(
     lang_order: list[str],
     settings: str,
     missing: list[str] = (),
+    run_dir: Path | None = None,
 ) -> Task:
-    """``missing``: grid points left out because they have not finished (a report of what is done)."""
+    """``missing``: grid points left out because they have not finished (a report of what is done);
+    ``run_dir``: where `babeltune compare` results to show are."""
     roles = ("mixture", "weights", "responses", "scores")
     inputs = {f"{i:04d}.{role}": getattr(r, role) for i, r in enumerate(runs) for role in roles}
     job = ReportJob(cfg, [[r.name, r.regime, r.model, r.method] for r in runs], seen, lang_order, settings,
-                    list(missing), [r.axes for r in runs] if any(r.axes for r in runs) else [])  # fmt: skip
+                    list(missing), [r.axes for r in runs] if any(r.axes for r in runs) else [],
+                    comparisons_in(run_dir) if run_dir else {})  # fmt: skip
     return Task("report", "report", job, inputs)
+
+
+def comparisons_in(run_dir: Path) -> dict[str, str]:
+    """The finished `babeltune compare` results of a run directory, each with its summary's hash."""
+    return {path.parent.name: sha256_file(path) for path in sorted((run_dir / COMPARE).glob(f"*/{PAIRWISE}"))}
 
 
 def _csv(rows: list[dict]) -> str:
@@ -130,15 +142,16 @@ def summary_csv(table: list[Cell], axes_of: dict[str, dict] | None = None) -> st
 
 
 def summary_md(table: list[Cell]) -> str:
-    lines = ["| " + " | ".join(col.label for col in COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    columns, left_out = with_data(table)
+    lines = ["| " + " | ".join(col.label for col in columns) + " |", "|" + "---|" * len(columns)]
     for c in table:
         lang = c.lang if c.seen else f"{c.lang} (unseen)"
         values = [
             lang if col.key == "lang" else html._fmt(getattr(c, col.key), col.share).replace("<br>", ", ")
-            for col in COLUMNS
+            for col in columns
         ]
         lines.append("| " + " | ".join(values) + " |")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines) + "".join(f"\n\n{line}" for line in left_out) + "\n"
 
 
 def budget_rows(results: list[RunResult]) -> list[dict]:
@@ -239,7 +252,7 @@ def figures_for(table: list[Cell], out_dir: Path) -> list[Path]:
     figures = []
     for col in COLUMNS:
         if col.figure and any(getattr(c, col.key) is not None for c in table):  # no empty figure
-            figures += plots.grouped_bars(table, col.key, col.axis, out_dir / col.figure)
+            figures += plots.grouped_bars(table, col.key, col.axis, out_dir / col.figure, col.ci)
     figures += plots.verdict_bars(table, out_dir / "verdicts")
     return figures + plots.heatmap(table, "consistency", "language consistency", out_dir / "heatmap")
 
@@ -302,8 +315,10 @@ def run(
     out_dir: Path,
     lang_order: list[str] = (),
     missing: list[str] = (),
+    pairwise: list[dict] = (),
 ) -> Path:
-    """Aggregate every run's scores and write the report files; returns ``report.html``."""
+    """Aggregate every run's scores and write the report files (with ``pairwise``, the summaries of
+    `babeltune compare`); returns ``report.html``."""
     out_dir.mkdir(parents=True, exist_ok=True)
     scores = {r.name: records.read(Score, r.scores) for r in results}
     table = cells(scores, seen_langs, lang_order)
@@ -320,7 +335,7 @@ def run(
     page = html.Page(
         cfg.title, notes_for(results, missing), html.finding_section(found, finding.sentences(found)), table, tests,
         [p for p in figures if p.suffix == ".png"], budget_rows(results),
-        html.answers_block(browser_rows(results, scores), out_dir), settings_yaml,
+        html.answers_block(browser_rows(results, scores), out_dir), settings_yaml, list(pairwise),
     )  # fmt: skip
     path = out_dir / REPORT
     atomic_write_text(path, html.render(page))
