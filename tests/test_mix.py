@@ -68,6 +68,7 @@ def test_sampling_strategies(examples):
         regimes=[f"multilingual-downsampled:{s}" for s in ("stratified", "parallel-disjoint", "ratios")],
         budget=90,
         ratios={"en": 2, "de": 1},
+        normalise_ratios=True,  # 2:1, the other languages 0
     )
     mixes = {m.name: m for m in mix.mixtures(examples, LANGS, cfg)[0]}
     strat = Counter(e.lang for e in mixes["multi-down-stratified"].examples)
@@ -137,7 +138,7 @@ def test_quotas_add_up_to_the_budget_exactly(examples):
     """C = 16 over three languages with shares 1:1:1 drew 15 (5 each) when every share was floored."""
     for strategy in ("stratified", "temperature", "ratios"):
         cfg = MixArgs(regimes=[f"multilingual-downsampled:{strategy}"], budget=16,
-                      ratios={"en": 1, "de": 1, "fr": 1})  # fmt: skip
+                      ratios={"en": 1 / 3, "de": 1 / 3, "fr": 1 / 3})  # fmt: skip
         (down,), budget = mix.mixtures(examples, ["en", "de", "fr"], cfg)
         assert len(down.examples) == budget == 16, strategy
 
@@ -151,3 +152,29 @@ def test_plan_shows_a_fixed_share_through_the_command(tmp_path):
     assert proc.returncode == 0, proc.stderr
     row = next(line for line in proc.stdout.splitlines() if line.startswith("│ multi-down"))
     assert "en 4, es 2, ru 2" in row
+
+
+def test_budgets_are_exact_and_ratios_are_never_normalised_silently(tmp_path):
+    """Issue 26, item 5, through the command: C = 16 over three languages draws 16 (flooring drew 15); a
+    language left out of mix.ratios, or shares adding up to 1.5, is one line naming the field; with
+    mix.normalise_ratios the manifest says which strategy and shares drew the mixture."""
+    import json
+
+    from conftest import babeltune
+
+    run_dir = tmp_path / "run"
+    base = ("configs/quick.yaml", f"--output_dir={run_dir}", "--mix.regimes=[multilingual-downsampled:ratios]",
+            "--mix.budget=16", "--data.max_examples_per_language=24")  # fmt: skip
+    missing = babeltune("mix", *base, "--mix.ratios={en: 0.5, es: 0.5}")
+    assert missing.returncode == 2 and missing.stderr.strip().splitlines()[-1] == (
+        "babeltune: error: configs/quick.yaml: mix.ratios: no share for ru (give 0 to leave a language out, or "
+        "mix.normalise_ratios: true gives unlisted languages 0)"
+    )
+    over = babeltune("mix", *base, "--mix.ratios={en: 0.5, es: 0.5, ru: 0.5}")
+    assert over.returncode == 2 and "mix.ratios: the shares add up to 1.5, not 1" in over.stderr
+    made = babeltune("mix", *base, "--mix.ratios={en: 0.5, es: 0.5, ru: 0.5}", "--mix.normalise_ratios=true")
+    assert made.returncode == 0, made.stderr
+    (manifest,) = run_dir.glob("mix/*/multi-down-ratios/manifest.json")
+    m = json.loads(manifest.read_text())
+    assert m["examples"] == 16 and sum(m["per_language"].values()) == 16
+    assert m["strategy"] == "ratios" and m["ratios"] == {"en": 0.5, "es": 0.5, "ru": 0.5}

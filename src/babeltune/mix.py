@@ -60,6 +60,9 @@ class MixArgs:
     ratios: dict[str, float] = setting(
         {}, "ratios strategy: share per language, e.g. {en: 0.5, de: 0.25, fr: 0.25}"
     )
+    normalise_ratios: bool = setting(
+        False, "ratios strategy: scale shares that do not add up to 1 (and give unlisted languages 0) "
+        "instead of refusing them")  # fmt: skip
     share: dict[str, float] = setting(
         {}, "fixed shares of the downsampled multilingual mixture, e.g. {en: 0.5}: those languages get that part "
         "of C, the other languages split the rest equally (sweep it for the 'pinch' question: how much English)")  # fmt: skip
@@ -75,7 +78,9 @@ class MixArgs:
             if code not in languages:
                 raise BabeltuneError(f"{where}.monolingual_languages: {code!r} is not in data.languages")
         check_share(self.share, languages, f"{where}.share")
-        mixture_specs(self, languages)  # e.g. english-only without English
+        specs = mixture_specs(self, languages)  # e.g. english-only without English
+        if any(spec.strategy == "ratios" for spec in specs):
+            check_ratios(self.ratios, languages, self.normalise_ratios, f"{where}.ratios")
 
     def counting_tokenizer(self, first_model: str) -> str | None:
         """The tokenizer that counts tokens: ``tokenizer``, else the first model when it needs no download."""
@@ -115,6 +120,7 @@ class Mixture:
     regime: str
     languages: tuple[str, ...]  # languages the mixture was drawn from
     examples: tuple[Example, ...]
+    strategy: str = "uniform"  # how a downsampled mixture drew C from the pool
 
 
 class Budget(int):
@@ -239,13 +245,37 @@ def temperature(pool: Pool, cfg: MixArgs, name: str) -> list[Example]:
     return _by_quota(pool, _quotas(pool, {lang: n**cfg.alpha for lang, n in sizes.items()}), name)
 
 
+def check_ratios(ratios: dict[str, float], languages: list[str], normalise: bool, where: str) -> None:
+    """Every language of the data has a share, and the shares add up to 1 (to the third decimal), unless
+    ``mix.normalise_ratios`` says to scale them: a forgotten language or a typo must not change the budget
+    silently.
+
+    >>> check_ratios({"en": 0.5, "es": 0.5}, ["en", "es"], False, "mix.ratios")
+    >>> check_ratios({"en": 0.5, "es": 0.5, "ru": 0.5}, ["en", "es", "ru"], False, "mix.ratios")
+    Traceback (most recent call last):
+    babeltune.registry.BabeltuneError: mix.ratios: the shares add up to 1.5, not 1 (mix.normalise_ratios: true scales them)
+    """
+    unknown = sorted(set(ratios) - set(languages))
+    if not ratios or unknown:
+        raise BabeltuneError(
+            f"{where}: give a share for each language of data.languages (not in it: {unknown})"
+        )
+    if normalise:
+        return
+    missing = [lang for lang in languages if lang not in ratios]
+    if missing:
+        raise BabeltuneError(f"{where}: no share for {', '.join(missing)} (give 0 to leave a language out, or "
+                             "mix.normalise_ratios: true gives unlisted languages 0)")  # fmt: skip
+    total = sum(ratios.values())
+    if abs(total - 1) > 1e-3:
+        raise BabeltuneError(
+            f"{where}: the shares add up to {total:g}, not 1 (mix.normalise_ratios: true scales them)"
+        )
+
+
 @STRATEGIES.register("ratios")
 def ratios(pool: Pool, cfg: MixArgs, name: str) -> list[Example]:
-    unknown = set(cfg.ratios) - set(pool.by_lang)
-    if not cfg.ratios or unknown:
-        raise BabeltuneError(
-            f"mix.ratios: give a share for each language of data.languages (unknown: {sorted(unknown)})"
-        )
+    check_ratios(cfg.ratios, list(pool.by_lang), cfg.normalise_ratios, "mix.ratios")
     return _by_quota(pool, _quotas(pool, {lang: cfg.ratios.get(lang, 0.0) for lang in pool.by_lang}), name)
 
 
@@ -421,9 +451,10 @@ def mixtures(
         tokens.count_all(examples)
     pool = build_pool(examples, languages, cfg, tokens if cfg.budget_unit == "tokens" else (lambda ex: 1))
     out = [
-        Mixture(spec.name, spec.regime, spec.languages, tuple(REGIMES.get(spec.regime).draw(pool, spec, cfg)))
+        Mixture(spec.name, spec.regime, spec.languages, tuple(REGIMES.get(spec.regime).draw(pool, spec, cfg)),
+                spec.strategy)
         for spec in mixture_specs(cfg, languages)
-    ]
+    ]  # fmt: skip
     return out, pool.budget
 
 
@@ -447,6 +478,8 @@ def manifest(mix: Mixture, budget: int, cfg: MixArgs, tokens: Sizer | None) -> d
         "cost_in_C": round(size / budget, 3),
         "seed": cfg.seed,
         "share": dict(cfg.share) if mix.regime == "multilingual-downsampled" and cfg.share else None,
+        "strategy": mix.strategy if mix.regime == "multilingual-downsampled" and not cfg.share else None,
+        "ratios": dict(cfg.ratios) if mix.strategy == "ratios" and not cfg.share else None,
         "distinct_source_items": len({ex.source_id for ex in mix.examples}),
     }
 
