@@ -315,6 +315,8 @@ def test_translation_filters_through_the_command(tmp_path, tiny_model, chat_serv
     spanish = json.loads((folder / "alpaca_es.json").read_text())
     assert {"instruction": "[es] Print hello in Python.", "input": "",
             "output": "```python\nprint('hello')\n```"} in spanish and len(spanish) == 4  # fmt: skip
+    timing = read_json(folder / "translate_report.json")["languages"]["es"]
+    assert "seconds" not in timing and timing["seconds_translating"] > 0 and timing["seconds_checking"] >= 0
     warning = "translate en -> es: 4 of 6 items accepted (67%, under translate.min_acceptance 80%)"
     assert f"warning: {warning}; top reasons: preamble 1, template-leak 1" in proc.stderr
     (report,) = (tmp_path / "run" / "report").glob("*/report.html")
