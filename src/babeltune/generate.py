@@ -64,6 +64,7 @@ class GenerateArgs(EndpointArgs, Decoding):
 
     def check(self, where: str) -> None:
         check_names(where, backend=lambda: self.backend == "auto" or ENGINES.get(self.backend))
+        self.check_stops(where)
 
 
 @dataclass

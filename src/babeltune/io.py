@@ -46,9 +46,32 @@ def honour_umask(folder: Path) -> None:
         path.chmod((0o777 if path.is_dir() else 0o666) & ~mask)
 
 
+def replaceable(path: Path) -> None:
+    """Refuse, in one line, a path that names anything but a regular file (or nothing yet).
+
+    >>> replaceable(Path("/dev/null"))
+    Traceback (most recent call last):
+    babeltune.registry.BabeltuneError: /dev/null: not a regular file (a device, a pipe, a socket or a symlink); babeltune writes only plain files
+    """
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return
+    except OSError as err:
+        raise BabeltuneError(f"{path}: cannot write there: {err.strerror}") from None
+    if stat.S_ISDIR(mode):
+        raise BabeltuneError(f"{path}: is a folder; give a file name")
+    if not stat.S_ISREG(mode):
+        raise BabeltuneError(f"{path}: not a regular file (a device, a pipe, a socket or a symlink); babeltune "
+                             "writes only plain files")  # fmt: skip
+
+
 def atomic_write_text(path: Path, text: str) -> None:
     """Write via a temporary file and rename, so a reader never sees a half-written file. The file gets the
-    permissions a plain open would give it (mkstemp's are 0600: unreadable to colleagues on a cluster)."""
+    permissions a plain open would give it (mkstemp's are 0600: unreadable to colleagues on a cluster).
+    What the path names must be a regular file or nothing: the rename would replace a device node, a pipe
+    or a symlink itself (``plan --slurm /dev/full`` as root replaced the device)."""
+    replaceable(Path(path))
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:

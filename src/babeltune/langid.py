@@ -46,6 +46,23 @@ class LangIdArgs:
 
     def check(self, where: str) -> None:
         check_names(where, backend=lambda: LID_BACKENDS.get(self.backend))
+        if self.model_path:
+            check_fasttext_file(Path(self.model_path).expanduser(), f"{where}.model_path")
+
+
+FASTTEXT_MAGIC = (793712314).to_bytes(4, "little")  # the first 4 bytes of every fastText model file
+
+
+def check_fasttext_file(path: Path, where: str) -> None:
+    """A fastText model, by its first bytes: fastText's own reader fails on anything else with a traceback
+    (or reads a device forever)."""
+    if not path.exists():
+        raise BabeltuneError(f"{where}: no such file {path}")
+    if not path.is_file():
+        raise BabeltuneError(f"{where}: {path} is not a fastText model (not a regular file)")
+    with open(path, "rb") as fh:
+        if fh.read(4) != FASTTEXT_MAGIC:
+            raise BabeltuneError(f"{where}: {path} is not a fastText model (a .bin or .ftz file)")
 
 
 @dataclass(frozen=True)

@@ -42,6 +42,8 @@ class MixArgs:
     regimes: list[str] = setting(
         ["monolingual", "multilingual", "english-only", "multilingual-downsampled"],
         "training regimes (the paper's four); each yields one or more mixtures",
+        nonempty=True,
+        distinct=True,
     )
     monolingual_languages: list[str] | None = setting(
         None, "languages that get a monolingual run (default: all)"
@@ -56,7 +58,9 @@ class MixArgs:
     strategy: str = setting(
         "uniform", "how multilingual-downsampled draws C from the pool (or name it: regime:strategy)"
     )
-    alpha: float = setting(0.3, "temperature strategy: language share proportional to size**alpha", ge=0)
+    alpha: float = setting(
+        0.3, "temperature strategy: language share proportional to size**alpha", ge=0, le=10
+    )
     ratios: dict[str, float] = setting(
         {}, "ratios strategy: share per language, e.g. {en: 0.5, de: 0.25, fr: 0.25}"
     )
@@ -66,7 +70,7 @@ class MixArgs:
     share: dict[str, float] = setting(
         {}, "fixed shares of the downsampled multilingual mixture, e.g. {en: 0.5}: those languages get that part "
         "of C, the other languages split the rest equally (sweep it for the 'pinch' question: how much English)")  # fmt: skip
-    seed: int = setting(0, "seed for shuffling and downsampling; same seed, same mixture byte for byte")
+    seed: int = setting(0, "seed for shuffling and downsampling; same seed, same mixture byte for byte", ge=0)
 
     def check(self, where: str, languages: list[str]) -> None:
         for i, regime in enumerate(self.regimes):
@@ -256,6 +260,9 @@ def check_ratios(ratios: dict[str, float], languages: list[str], normalise: bool
     babeltune.registry.BabeltuneError: mix.ratios: the shares add up to 1.5, not 1 (mix.normalise_ratios: true scales them)
     """
     unknown = sorted(set(ratios) - set(languages))
+    for lang, value in ratios.items():
+        if value < 0:
+            raise BabeltuneError(f"{where}: {lang}: {value:g} is negative; a share is 0 or more")
     if not ratios or unknown:
         raise BabeltuneError(
             f"{where}: give a share for each language of data.languages (not in it: {unknown})"

@@ -95,6 +95,8 @@ def check_model_name(name: str, where: str) -> None:
     path = Path(name).expanduser()
     if path.exists() and not path.is_dir():
         raise BabeltuneError(f"{where}: {name!r} is a file; a model is a folder (config.json and weights)")
+    if path.is_dir() and not (path / "config.json").is_file():
+        raise BabeltuneError(f"{where}: {name}: not a model folder (it has no config.json)")
     if not path.exists() and not HUB_ID.match(name):
         raise BabeltuneError(f"{where}: no such model folder {name!r} (a hub id looks like org/name)")
 
@@ -269,6 +271,45 @@ def load_model(
 
         model = PeftModel.from_pretrained(model, str(adapter))
     return model
+
+
+def local_folder(name: str) -> Path | None:
+    """The folder a model name loads from on this machine, or None for a hub id (not fetched to check)."""
+    if name.startswith("builtin:"):
+        return _convert_embedded(name)
+    path = Path(name).expanduser()
+    return path if path.is_dir() else None
+
+
+@cache
+def module_names(name: str) -> tuple[frozenset[str], tuple[str, ...]] | None:
+    """A local model's module paths and the short names of its linear layers, from its config built on the
+    meta device (no weights, no memory); None for a hub id (not fetched to check)."""
+    folder = local_folder(name)
+    if folder is None:
+        return None
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(folder))
+    modules = dict(model.named_modules())
+    linear = sorted({n.rsplit(".", 1)[-1] for n, m in modules.items() if isinstance(m, torch.nn.Linear)})
+    return frozenset(n for n in modules if n), tuple(linear)
+
+
+def check_lora_targets(targets: list[str], name: str, where: str) -> None:
+    """Each target module names modules of the model, so a typo stops the config, not the training after the
+    model loaded (PEFT matches a target as a module path or its last parts)."""
+    found = module_names(name)
+    if found is None:
+        return
+    paths, linear = found
+    for target in targets:
+        if not any(n == target or n.endswith("." + target) for n in paths):
+            raise BabeltuneError(
+                f"{where}: no module {target!r} in {name} (its linear layers: {', '.join(linear)})"
+            )
 
 
 def lora_targets(model_type: str) -> list[str]:

@@ -31,13 +31,17 @@ def setting(
     ge: float | None = None,
     gt: float | None = None,
     le: float | None = None,
+    nonempty: bool = False,
+    distinct: bool = False,
 ) -> Any:
     """A dataclass field with help text; mutable defaults are copied per instance.
 
     ``affects_result=False`` marks plumbing (how fast or where, never what): it is left out of task keys.
-    ``ge``/``gt``/``le`` bound a number: checked when the config loads, with the field's name.
+    ``ge``/``gt``/``le`` bound a number, ``nonempty``/``distinct`` a list (a grid axis with no value, or one
+    value twice): checked when the config loads, with the field's name.
     """
     bounds = {k: v for k, v in (("ge", ge), ("gt", gt), ("le", le)) if v is not None}
+    bounds |= {k: True for k, on in (("nonempty", nonempty), ("distinct", distinct)) if on}
     meta = {"help": help, "affects_result": affects_result, "bounds": bounds}
     if isinstance(default, list | dict):
         return field(default_factory=lambda d=default: type(d)(d), metadata=meta)
@@ -192,6 +196,8 @@ def _check_bounds(value: Any, bounds: dict | None, path: str) -> Any:
     Traceback (most recent call last):
     babeltune.registry.BabeltuneError: generate.batch_size: must be at least 1, got 0
     """
+    if bounds and isinstance(value, list):
+        return _check_items(value, bounds, path)
     if not bounds or not isinstance(value, int | float) or isinstance(value, bool):
         return value
     if "ge" in bounds and value < bounds["ge"]:
@@ -200,6 +206,25 @@ def _check_bounds(value: Any, bounds: dict | None, path: str) -> Any:
         raise BabeltuneError(f"{path}: must be more than {bounds['gt']}, got {short(value)}")
     if "le" in bounds and value > bounds["le"]:
         raise BabeltuneError(f"{path}: must be at most {bounds['le']:,}, got {short(value)}")
+    return value
+
+
+def _check_items(value: list, bounds: dict, path: str) -> list:
+    """A list that a grid or a stage needs at least one of, each once.
+
+    >>> _check_items(["en", "es", "es"], {"distinct": True}, "data.languages")
+    Traceback (most recent call last):
+    babeltune.registry.BabeltuneError: data.languages: 'es' twice
+    """
+    if bounds.get("nonempty") and not value:
+        raise BabeltuneError(f"{path}: give at least one")
+    if bounds.get("distinct"):
+        seen = set()
+        for item in value:
+            key = json.dumps(item, sort_keys=True, default=str)
+            if key in seen:
+                raise BabeltuneError(f"{path}: {short(item)} twice")
+            seen.add(key)
     return value
 
 

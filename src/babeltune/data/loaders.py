@@ -102,6 +102,11 @@ def _json_lines(path: Path, max_bytes: int) -> list[tuple[int, object]]:
 
 def _json_array(path: Path) -> list[tuple[int, object]]:
     """The records of a JSON array with the line each begins on (not its position in the array)."""
+    with open(path, "rb") as fh:  # what is not an array is refused before the whole file is read
+        head = fh.read(65536).removeprefix(b"\xef\xbb\xbf").lstrip()
+    if head and not head.startswith(b"["):
+        kind = "an object" if head.startswith(b"{") else "something else"
+        raise BabeltuneError(f"{path}: expected a JSON array of examples, got {kind}")
     try:
         text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as err:
@@ -130,6 +135,18 @@ def _json_array(path: Path) -> list[tuple[int, object]]:
         pos = end
 
 
+def hub_dataset(datasets, source: str, split: str):
+    """A hub dataset, or one line saying why not (offline, no such dataset) and what to do instead."""
+    try:
+        return datasets.load_dataset(source.removeprefix("hf:"), split=split)
+    except Exception as err:  # noqa: BLE001 - any failure of the hub client ends here, as one line
+        why = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
+        raise BabeltuneError(
+            f"data.source: cannot load {source} from the Hugging Face Hub ({why}); without network, save it "
+            "once where there is (datasets' save_to_disk) and give that folder as data.source"
+        ) from None
+
+
 def _records(source: str, fmt: str, split: str, max_bytes: int) -> tuple[str, list[tuple[int, object]]]:
     """(label for messages, [(line, row)]) for any supported source; a row that cannot be parsed is a
     BadRecord in its place."""
@@ -137,7 +154,7 @@ def _records(source: str, fmt: str, split: str, max_bytes: int) -> tuple[str, li
         import datasets
 
         if source.startswith("hf:"):
-            ds = datasets.load_dataset(source.removeprefix("hf:"), split=split)
+            ds = hub_dataset(datasets, source, split)
         else:
             if not any((Path(source) / name).exists() for name in DATASET_FOLDER):
                 raise BabeltuneError(
@@ -186,6 +203,20 @@ def _from_sharegpt(row: dict, turns: str) -> list[dict]:
     return out
 
 
+def storable(text: str, name: str) -> None:
+    """Text that UTF-8 can hold: JSON's "\\ud800" escapes decode to a lone surrogate no file can store.
+
+    >>> storable("a " + chr(0xD800) + " b", "output")
+    Traceback (most recent call last):
+    babeltune.data.loaders.BadRecord: output: a lone surrogate (U+D800) at character 2, which no UTF-8 file can hold
+    """
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as err:
+        raise BadRecord(f"{name}: a lone surrogate (U+{ord(text[err.start]):04X}) at character {err.start}, which no "
+                        "UTF-8 file can hold") from None  # fmt: skip
+
+
 def _fields(row: object, fmt: str, rename: dict[str, str], turns: str) -> list[dict]:
     """The example fields one record holds (several for a multi-turn conversation, each with how many
     answered turns the conversation has), or BadRecord."""
@@ -212,6 +243,8 @@ def _fields(row: object, fmt: str, rename: dict[str, str], turns: str) -> list[d
             }
         ]
     for f in found:
+        for name in ("instruction", "input", "output"):
+            storable(f[name], name)
         if not f["instruction"].strip():
             raise BadRecord("empty instruction")
         if not f["output"].strip():
@@ -316,6 +349,11 @@ def read_test_file(
             continue
         if not isinstance(row, dict) or not isinstance(row.get("prompt"), str) or not row["prompt"].strip():
             problems.append(Problem(str(path), n, "no non-empty string field 'prompt'"))
+            continue
+        try:
+            storable(row["prompt"], "prompt")
+        except BadRecord as err:
+            problems.append(Problem(str(path), n, str(err)))
             continue
         sid = f"line-{n:04d}" if align == "line" else str(row.get("id", f"line-{n:04d}"))
         if sid in first_seen:

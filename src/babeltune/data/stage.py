@@ -44,7 +44,10 @@ class DataArgs:
     column_map: dict[str, str] = setting({}, "field renames, e.g. {instruction: question, output: answer}")
     split: str = setting("train", "split of a datasets source")
     languages: list[str] = setting(
-        list(languages.PAPER_TRAIN), "training languages (ISO 639-1); English is in the pool"
+        list(languages.PAPER_TRAIN),
+        "training languages (ISO 639-1); English is in the pool",
+        nonempty=True,
+        distinct=True,
     )
     source_language: str = setting("en", "language of a user file given in `source` (one language per file)")
     max_examples_per_language: int | None = setting(
@@ -93,7 +96,10 @@ class TestArgs:
         "line", "join languages by line order (the paper's files) or by id"
     )
     languages: list[str] = setting(
-        ["en", "es", "fr", "ru", "zh", "bn", "no"], "test languages; unseen ones are fine"
+        ["en", "es", "fr", "ru", "zh", "bn", "no"],
+        "test languages; unseen ones are fine",
+        nonempty=True,
+        distinct=True,
     )
     max_prompts: int | None = setting(None, "use only the first N prompts of each language", ge=1)
     max_record_bytes: int = setting(

@@ -12,23 +12,37 @@ from pathlib import Path
 from statistics import mean
 
 from babeltune.evaluate.metrics import pearson, spearman
+from babeltune.io import regular_file
 from babeltune.records import Score
 from babeltune.registry import BabeltuneError
+
+HUMAN_MAX_BYTES = 200_000_000  # a million scored answers are a tenth of this
 
 
 def read_human_scores(path: Path) -> list[dict]:
     """CSV or JSONL with ``id`` (the response id, e.g. ``test-01:es``, or the test file's own id), ``run``,
     ``score`` and, where the id does not name the language, ``lang``."""
-    path = Path(path)
-    if not path.exists():
-        raise BabeltuneError(f"{path}: no such file")
-    if path.suffix == ".csv":
-        rows = list(csv.DictReader(path.open(encoding="utf-8")))
-        start = 2
-    else:
-        rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-        start = 1
+    path = regular_file(Path(path), "human scores file", max_bytes=HUMAN_MAX_BYTES)
+    try:
+        if path.suffix == ".csv":
+            rows = list(csv.DictReader(path.open(encoding="utf-8-sig")))
+            start = 2
+        else:
+            rows = [
+                json.loads(line) for line in path.read_text(encoding="utf-8-sig").splitlines() if line.strip()
+            ]
+            start = 1
+    except UnicodeDecodeError as err:
+        raise BabeltuneError(f"{path}: not valid UTF-8 (byte {err.start})") from None
+    except json.JSONDecodeError as err:
+        raise BabeltuneError(
+            f"{path}: invalid JSON on a line: {err.msg} (a CSV file needs the .csv suffix)"
+        ) from None
+    except csv.Error as err:
+        raise BabeltuneError(f"{path}: not a CSV file: {err}") from None
     for n, row in enumerate(rows, start):
+        if not isinstance(row, dict):
+            raise BabeltuneError(f"{path}:{n}: a row is an object with id, run and score")
         missing = [k for k in ("id", "run", "score") if row.get(k) in (None, "")]
         if missing:
             raise BabeltuneError(f"{path}:{n}: missing field(s) {', '.join(missing)}")

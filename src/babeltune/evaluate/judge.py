@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import string
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -23,7 +24,7 @@ from babeltune.content_cache import ContentCache, cache_key
 from babeltune.endpoints import EndpointArgs, reply_text
 from babeltune.io import regular_file
 from babeltune.models import check_model_name
-from babeltune.registry import BabeltuneError, Registry, check_names, unknown_name_error
+from babeltune.registry import BabeltuneError, Registry, check_names, short, unknown_name_error
 from babeltune.retry import Usage
 from babeltune.settings import load_yaml, setting
 
@@ -103,7 +104,7 @@ PROMPT_FIELDS = ("name", "version", "parser", "scale", "system", "user", "rating
 def load_prompt(name: str) -> JudgePrompt:
     """A judge prompt: one of resources/judges by name, or a YAML file of your own by path (same fields)."""
     if name.endswith((".yaml", ".yml")) or "/" in name:
-        path = regular_file(Path(name), "judge prompt file")
+        path = regular_file(Path(name), "judge prompt file", max_bytes=PROMPT_MAX_BYTES)
     else:
         available = [p.name.removesuffix(".yaml") for p in JUDGES_DIR.iterdir() if p.name.endswith(".yaml")]
         if name not in available:
@@ -116,14 +117,62 @@ def load_prompt(name: str) -> JudgePrompt:
 @lru_cache(maxsize=64)
 def _parsed_prompt(name: str, path: str, mtime_ns: int, size: int) -> JudgePrompt:
     """A prompt file read once per version of it (planning the paper's grid asks 336 times)."""
-    data = load_yaml(Path(path).read_text(encoding="utf-8"))
-    missing = [f for f in PROMPT_FIELDS if not isinstance(data, dict) or f not in data]
-    if missing:
-        raise BabeltuneError(
-            f"{name}: a judge prompt needs {', '.join(missing)} (see resources/judges/paper-1to3.yaml)"
-        )
-    PARSERS.get(data["parser"])
+    try:
+        data = load_yaml(Path(path).read_text(encoding="utf-8"))
+    except UnicodeDecodeError as err:
+        raise BabeltuneError(f"{path}: not valid UTF-8 (byte {err.start})") from None
+    check_prompt(data, path)
     return JudgePrompt(**{f: data[f] for f in PROMPT_FIELDS} | {"scale": tuple(data["scale"])})
+
+
+PROMPT_MAX_BYTES = 1_000_000
+PLACEHOLDERS = {"question", "answer", "answer_b", "language"}  # what ``JudgePrompt.messages`` fills in
+
+
+def check_prompt(data: object, path: str) -> None:
+    """A judge prompt file against its schema, each error naming the file and the field.
+
+    >>> check_prompt({"name": "j", "version": 1, "parser": "bracket-rating", "scale": [3, 1], "system": "",
+    ...               "user": "{question} {answer}", "rating_prefix": "[["}, "j.yaml")
+    Traceback (most recent call last):
+    babeltune.registry.BabeltuneError: j.yaml: scale: two whole numbers, low then high, e.g. [1, 3]; got [3, 1]
+    """
+    where = f"{path}: a judge prompt"
+    if not isinstance(data, dict):
+        raise BabeltuneError(f"{where} is a mapping of {', '.join(PROMPT_FIELDS)}")
+    unknown = sorted(set(map(str, data)) - set(PROMPT_FIELDS))
+    if unknown:
+        raise BabeltuneError(
+            f"{path}: unknown field {unknown[0]!r} (a judge prompt has {', '.join(PROMPT_FIELDS)})"
+        )
+    missing = [f for f in PROMPT_FIELDS if f not in data]
+    if missing:
+        raise BabeltuneError(f"{where} needs {', '.join(missing)} (see resources/judges/paper-1to3.yaml)")
+    scale = data["scale"]
+    ok = (
+        isinstance(scale, list)
+        and len(scale) == 2
+        and all(type(v) is int for v in scale)
+        and scale[0] < scale[1]
+    )
+    if not ok:
+        raise BabeltuneError(
+            f"{path}: scale: two whole numbers, low then high, e.g. [1, 3]; got {short(scale)}"
+        )
+    for text_field in ("system", "user", "rating_prefix"):
+        if not isinstance(data[text_field], str):
+            raise BabeltuneError(f"{path}: {text_field}: expected text, got {short(data[text_field])}")
+    try:
+        used = {f for _, f, _, _ in string.Formatter().parse(data["user"]) if f is not None}
+    except ValueError as err:
+        raise BabeltuneError(f"{path}: user: {err} (write a literal brace as {{{{ or }}}})") from None
+    if used - PLACEHOLDERS or not {"question", "answer"} <= used:
+        raise BabeltuneError(f"{path}: user: placeholders must be among {{{'}, {'.join(sorted(PLACEHOLDERS))}}} and "
+                             f"include {{question}} and {{answer}}; it has {sorted(used)}")  # fmt: skip
+    try:
+        PARSERS.get(str(data["parser"]))
+    except BabeltuneError as err:
+        raise BabeltuneError(f"{path}: parser: {err}") from None
 
 
 # --- parsers: raw judge text -> rating or None ---------------------------------------------------

@@ -7,6 +7,7 @@ import hashlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+from babeltune.registry import BabeltuneError
 from babeltune.settings import setting
 
 
@@ -17,16 +18,28 @@ class Decoding:
     max_new_tokens: int = setting(96, "maximum new tokens per answer (the paper: 256)", ge=1, le=10**6)
     num_beams: int = setting(1, "beam search width (the paper: 4)", ge=1, le=64)
     do_sample: bool = setting(False, "sample instead of greedy/beam decoding")
-    temperature: float = setting(1.0, "sampling temperature", gt=0, le=100)
+    temperature: float = setting(1.0, "sampling temperature (below 0.01 sampling overflows: use greedy)", ge=0.01,
+                                 le=100)  # fmt: skip
     top_p: float = setting(1.0, "nucleus sampling mass", gt=0, le=1)
     seed: int = setting(
         0, "sampling seed (each prompt samples from its own stream, derived from this and its id)"
     )
     no_repeat_ngram_size: int = setting(0, "forbid repeated n-grams of this size (the paper: 6)", ge=0)
     repetition_penalty: float = setting(
-        1.0, "repetition penalty (the paper's full-parameter runs: 1.1)", gt=0
+        1.0,
+        "repetition penalty (the paper's full-parameter runs: 1.1); 1 is none, below 1 rewards repeating",
+        ge=1,
+        le=100,
     )
-    stop: list[str] = setting(["\n### "], "stop at the first of these strings (the paper: \\n### )")
+    stop: list[str] = setting(
+        ["\n### "], "stop at the first of these strings (the paper: \\n### )", distinct=True
+    )
+
+    def check_stops(self, where: str) -> None:
+        if any(s == "" for s in self.stop):
+            raise BabeltuneError(
+                f"{where}.stop: an empty stop string would end every answer before it starts"
+            )
 
 
 def stable_hash(text: str) -> int:

@@ -6,8 +6,17 @@ from dataclasses import dataclass, replace
 from typing import Literal
 
 from babeltune.methods import METHODS, override_fields
-from babeltune.registry import check_names
+from babeltune.registry import BabeltuneError, check_names
 from babeltune.settings import setting
+
+COMMON_SCHEDULERS = (
+    "cosine",
+    "linear",
+    "constant",
+    "constant_with_warmup",
+    "cosine_with_restarts",
+    "polynomial",
+)
 
 
 @dataclass
@@ -20,7 +29,8 @@ class LoraArgs:
 
 @dataclass
 class TrainArgs:
-    methods: list[str] = setting(["lora"], f"fine-tuning methods in the grid: {', '.join(METHODS.names())}")
+    methods: list[str] = setting(["lora"], f"fine-tuning methods in the grid: {', '.join(METHODS.names())}",
+                                 nonempty=True, distinct=True)  # fmt: skip
     epochs: float = setting(2.0, "passes over the mixture", gt=0, le=10_000)
     max_steps: int | None = setting(
         None, "stop after this many optimizer steps (overrides epochs)", ge=1, le=10**9
@@ -90,7 +100,7 @@ class TrainArgs:
         None, "an accelerate config (e.g. docs/accelerate/fsdp.yaml): runs on several processes start with "
         "`accelerate launch` under it instead of torchrun, so FSDP or ZeRO shard what one GPU cannot hold",
         affects_result=False)  # fmt: skip
-    seed: int = setting(0, "training seed")
+    seed: int = setting(0, "training seed", ge=0, le=2**32 - 1)
     threads: int | None = setting(
         None, "torch CPU threads (default: torch's choice)", affects_result=False, ge=1, le=4096
     )
@@ -117,3 +127,11 @@ class TrainArgs:
     def check(self, where: str) -> None:
         for i, name in enumerate(self.methods):
             check_names(where, **{f"methods[{i}]": lambda name=name: METHODS.get(name)})
+        if self.scheduler not in COMMON_SCHEDULERS:  # the rest: ask transformers (an import of a second)
+            from transformers import SchedulerType
+
+            names = [s.value for s in SchedulerType]
+            if self.scheduler not in names:
+                raise BabeltuneError(
+                    f"{where}.scheduler: {self.scheduler!r} is not one of {', '.join(names)}"
+                )

@@ -78,6 +78,13 @@ class TranslateArgs(EndpointArgs):
         check_names(
             where, backend=lambda: BACKENDS.get(self.backend), prompt=lambda: load_prompt(self.prompt)
         )
+        if self.cache:  # a cache that cannot be made fails now, not after the first paid translations
+            try:
+                Path(self.cache).expanduser().mkdir(parents=True, exist_ok=True)
+            except OSError as err:
+                raise BabeltuneError(
+                    f"{where}.cache: cannot make the folder {self.cache}: {err.strerror}"
+                ) from None
 
     def translator(self) -> list:
         """What decides one segment's translation: the cache key's first part (filters are not in it, so a
