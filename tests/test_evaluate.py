@@ -424,3 +424,37 @@ def test_judge_agreement_joins_on_run_id_and_language(tmp_path):
         and "1 human score(s) match no response" in missed.stderr
         and "line-9:es" in missed.stderr
     )
+
+
+def test_every_field_that_reaches_the_judge_re_judges_and_no_other(tmp_path, tiny_model, chat_server):
+    """Issue 28, item 1: a reworded rating prefix, a new parser or scale reaches the judge or reads its answer,
+    so it is judged again; a new name or version of the prompt file changes nothing and costs nothing."""
+    import yaml
+
+    from conftest import babeltune, tiny_config
+
+    server = chat_server(lambda body, attempt: "Fine. Rating: [[2]] Score: [[2]]")
+    prompt = {"name": "mine", "version": 1, "parser": "bracket-rating", "scale": [1, 3], "system": "S",
+              "user": "Q: {question} A: {answer}", "rating_prefix": "Rating: [["}  # fmt: skip
+    path = tmp_path / "judge.yaml"
+    evaluate = f'{{judge: {{backend: openai, model: j, base_url: "{server.url}", api_key_env: null, prompt: "{path}"}}}}'
+    cfg = str(tiny_config(tmp_path / "exp.yaml", tiny_model, tmp_path / "run", evaluate=evaluate,
+                          test="{languages: [en, es], max_prompts: 1}"))  # fmt: skip
+    paid = []
+    for field, value in [(None, None), ("name", "renamed"), ("version", 2), ("system", "S2"),
+                         ("user", "Q2: {question} A: {answer}"), ("rating_prefix", "Score: [["), ("scale", [1, 5]),
+                         ("parser", "pairwise-verdict")]:  # fmt: skip
+        if field:
+            prompt[field] = value
+        path.write_text(yaml.safe_dump(prompt))
+        calls = server.calls
+        proc = babeltune("evaluate", cfg)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        paid.append((field, server.calls - calls))
+    assert paid[0][1] > 0 and [f for f, n in paid[1:] if n] == [
+        "system",
+        "user",
+        "rating_prefix",
+        "scale",
+        "parser",
+    ]

@@ -141,9 +141,9 @@ CASES = [
         says="is not a fastText model",
     ),
     refuse(
-        "langid model missing",
-        *plan("--evaluate.langid.model_path={tmp}/none.bin"),
-        says="evaluate.langid.model_path",
+        "langid model is a FIFO",
+        *plan("--evaluate.langid.model_path={tmp}/fifo"),
+        says="is not a fastText model",
     ),
     refuse(
         "judge prompt with a wrong field",
@@ -254,6 +254,27 @@ CASES = [
     ),
     refuse("zero processes", *plan("--train.nproc=0"), says="train.nproc"),
     refuse("unknown contrasts", *plan("--report.contrasts=some"), says="report.contrasts"),
+    refuse(
+        "hub model offline",
+        "train",
+        *data("--models=[{name: nobody/nomodel}]")[1:],
+        says="model 'nobody/nomodel' is not a local folder, not in the hub cache",
+        env={"HF_HUB_OFFLINE": "1"},
+    ),
+    refuse(
+        "data file not UTF-8",
+        *data("--data.source={tmp}/latin1.jsonl"),
+        says="latin1.jsonl:1: not valid UTF-8",
+    ),
+    refuse(
+        "data line that is a list", *data("--data.source={tmp}/listline.jsonl"), says="expected an object"
+    ),
+    refuse(
+        "test file with a lone surrogate",
+        *data("--test.source={tmp}/tests", "--test.languages=[en]"),
+        says="a lone surrogate",
+    ),
+    refuse("output dir under /proc", *data("--output_dir=/proc/babeltune-run"), says="/proc/babeltune-run"),
     # --- accepted on purpose
     accept(
         "an unseen test language",
@@ -300,6 +321,12 @@ def _files(tmp: Path) -> None:
     (tmp / "bad_scale.yaml").write_text("system: s\nuser: '{question} {answer}'\nscale: [3, 1]\n")
     (tmp / "surrogate.jsonl").write_text('{"instruction": "a \\ud800 b", "input": "", "output": "fine"}\n')
     (tmp / "list.yaml").write_text("- a\n- b\n")
+    (tmp / "latin1.jsonl").write_bytes(
+        '{"instruction": "caf\u00e9", "input": "", "output": "ok"}\n'.encode("latin-1")
+    )
+    (tmp / "listline.jsonl").write_text('["instruction", "output"]\n')
+    (tmp / "tests").mkdir()
+    (tmp / "tests" / "test_en.jsonl").write_text('{"id": "1", "prompt": "x \\udfff y"}\n')
     (tmp / "tab.yaml").write_text("name: x\n\tdata: 1\n")
     laughs = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
         f"{chr(98 + i)}: &{chr(98 + i)} [*{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}]\n"

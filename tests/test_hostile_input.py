@@ -289,3 +289,36 @@ def test_ctrl_c_and_sigterm_say_what_was_kept(tmp_path, tiny_model, sig, status,
         and "run the same command again to resume" in err
     )
     assert len(list((tmp_path / "run" / "data").iterdir())) == 1
+
+
+def test_no_piece_of_an_echoed_key_reaches_a_file_or_the_console(tmp_path, tiny_model, chat_server):
+    """Issue 28, item 4: a gateway echoes the key (plain, hex or base64) at offsets around where error texts
+    are cut: no 8-character piece of any form of it is written or printed, and words that are not keys (the
+    name HF_HUB_OFFLINE) are left alone."""
+    import base64
+    import itertools
+
+    key = "Zq9LmW3xTt7Rv2YpQa5sXc8V"
+    forms = [key, key.encode().hex(), base64.b64encode(key.encode()).decode()]
+    echoes = itertools.cycle((offset, form) for offset in range(110, 200, 4) for form in forms)
+
+    def echo(body, attempt):
+        offset, form = next(echoes)
+        return ("error", 500, "HF_HUB_OFFLINE " + "e" * offset + form + " trailing text")
+
+    server = chat_server(echo)
+    evaluate = (f'{{judge: {{backend: openai, model: j, base_url: "{server.url}", api_key_env: BT_KEY, '
+                "max_retries: 0}}")  # fmt: skip
+    cfg = tiny_config(tmp_path / "exp.yaml", tiny_model, tmp_path / "run", evaluate=evaluate,
+                      test='{languages: [en, es, "no"], max_prompts: 6}')  # fmt: skip
+    proc = babeltune("run", str(cfg), env={"BT_KEY": key})
+    assert proc.returncode == 3, proc.stderr[-2000:]
+    assert server.calls >= 30  # the key starts 165..255 characters in: across the 200-character cut
+    pieces = {f[i : i + 8] for f in forms for i in range(len(f) - 7)}
+    written = [(p, p.read_text(errors="replace")) for p in (tmp_path / "run").rglob("*") if p.is_file()]
+    written.append(("console", proc.stdout + proc.stderr))
+    leaks = sorted({(str(name), piece) for name, text in written for piece in pieces if piece in text})
+    assert leaks == []
+    errors = [json.loads(line)["judge_error"] for p, text in written if str(p).endswith("scores.jsonl")
+              for line in text.splitlines() if json.loads(line)["judge_error"]]  # fmt: skip
+    assert errors and all("HF_HUB_OFFLINE" in e for e in errors) and any("[redacted]" in e for e in errors)

@@ -5,6 +5,7 @@ share one run directory side by side."""
 import json
 import os
 import shutil
+import signal
 import stat
 import subprocess
 import sys
@@ -270,3 +271,82 @@ def test_norwegian_is_a_language_not_false(tmp_path, tiny_model):
     proc = babeltune("show-config", str(cfg), "--data.languages=[en, no]")
     assert proc.returncode == 0, proc.stderr
     assert Counter(line.strip() for line in proc.stdout.splitlines())["- 'no'"] == 2
+
+
+def test_four_processes_on_one_run_directory_buy_each_judgement_once(tmp_path, tiny_model, chat_server):
+    """Issue 28, item 3: two labels of one model train alike and answer alike, so four `--task` processes
+    judge the same items at the same moment: each is bought once (claimed per item), as by one process."""
+
+    def judge(body, attempt):
+        time.sleep(0.2)  # slow enough that the processes overlap
+        return "Fine. Rating: [[2]]"
+
+    server = chat_server(judge)
+    groups = {
+        "models": f'[{{name: "{tiny_model}", label: a}}, {{name: "{tiny_model}", label: b}}]',
+        "evaluate": f'{{judge: {{backend: openai, model: j, base_url: "{server.url}", api_key_env: null}}}}',
+        "test": "{languages: [en, es], max_prompts: 4}",
+    }
+    alone = tiny_config(tmp_path / "alone.yaml", tiny_model, tmp_path / "alone", **groups)
+    shared = tiny_config(tmp_path / "shared.yaml", tiny_model, tmp_path / "shared", **groups)
+    assert babeltune("run", str(alone)).returncode == 0
+    sequential = server.calls
+    judged = sum(r["judge_score"] is not None for p in (tmp_path / "alone").glob("evaluate/*/scores.jsonl")
+                 for r in read_jsonl(p))  # fmt: skip
+    assert 0 < sequential < judged  # answers repeat across runs: one process bought each once
+
+    assert babeltune("generate", str(shared)).returncode == 0  # the answers first: the processes only judge
+    before = server.calls
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    cmd = [sys.executable, "-m", "babeltune", "run", str(shared), "--task"]
+    procs = [subprocess.Popen([*cmd, str(i)], cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True) for i in range(4)]  # fmt: skip
+    outputs = [p.communicate(timeout=600) for p in procs]
+    assert [p.returncode for p in procs] == [0] * 4, [err[-2000:] for _, err in outputs]
+    print(f"judge calls: 4 concurrent processes {server.calls - before}, one process {sequential}")
+    assert server.calls - before == sequential
+    assert {k: v for k, v in _results(tmp_path / "shared").items() if k[0] == "evaluate"} == {
+        k: v for k, v in _results(tmp_path / "alone").items() if k[0] == "evaluate"
+    }
+    assert not list((tmp_path / "shared" / "cache").rglob("*.claim"))  # every claim released
+
+
+def test_a_kill_behind_one_slow_judgement_loses_none_of_the_others(tmp_path, tiny_model, chat_server):
+    """Issue 28, item 2: the first judgement stalls; the others answer. Killed then, the rerun asks only for
+    the stalled one: each judgement was kept the moment it arrived, not in the order it was asked."""
+    import threading
+
+    release, first, lock = threading.Event(), [], threading.Lock()
+
+    def judge(body, attempt):
+        with lock:
+            first.append(1)
+            stall = len(first) == 1
+        if stall:
+            release.wait(120)
+        return "Fine. Rating: [[2]]"
+
+    server = chat_server(judge)
+    evaluate = (f'{{judge: {{backend: openai, model: j, base_url: "{server.url}", api_key_env: null, '
+                "concurrency: 2}}")  # fmt: skip
+    cfg = str(tiny_config(tmp_path / "exp.yaml", tiny_model, tmp_path / "run", evaluate=evaluate,
+                          mix="{regimes: [english-only]}", test="{languages: [en, es], max_prompts: 6}"))  # fmt: skip
+    assert babeltune("generate", cfg).returncode == 0
+    proc = subprocess.Popen([sys.executable, "-m", "babeltune", "evaluate", cfg], cwd=REPO, text=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+    seen, quiet_since = -1, time.time()
+    while time.time() - quiet_since < 4:  # until the calls stop coming: all but the stalled one answered
+        if server.calls != seen:
+            seen, quiet_since = server.calls, time.time()
+        time.sleep(0.2)
+        assert proc.poll() is None, proc.stderr.read()[-2000:]
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    release.set()
+    answered = server.calls - 1
+    assert answered >= 8
+    calls = server.calls
+    rerun = babeltune("evaluate", cfg)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    print(f"answered before the kill: {answered}; asked again on the rerun: {server.calls - calls}")
+    assert server.calls - calls == 1  # the stalled judgement only

@@ -165,3 +165,61 @@ def _heartbeat(path: Path, stop: threading.Event) -> None:
     while not stop.wait(HEARTBEAT):
         with contextlib.suppress(OSError):
             os.utime(path)
+
+
+class Claims:
+    """Claims on single items of paid work (a judgement, a translation), so that processes sharing a run
+    directory never buy the same item twice: a claim is a lock file per item (``folder/NAME.claim``, made by
+    an exclusive create, so it holds on NFS), touched while held; one whose holder is gone is taken over."""
+
+    def __init__(self, folder: Path):
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.holder = me()
+        self.held: set[str] = set()
+        self.guard = threading.Lock()
+        self.stop = threading.Event()
+        self.beat = threading.Thread(target=self._heartbeat, daemon=True)
+        self.beat.start()
+
+    def _path(self, name: str) -> Path:
+        return self.folder / f"{name}.claim"
+
+    def take(self, name: str) -> bool:
+        """Claim ``name``: True when this process holds it now (free, or its holder is gone)."""
+        path = self._path(name)
+        taken = _try_create(path, json.dumps(self.holder)) or (
+            _break_if_stale(path) and _try_create(path, json.dumps(self.holder))
+        )
+        if taken:
+            with self.guard:
+                self.held.add(name)
+        return taken
+
+    def release(self, name: str) -> None:
+        with self.guard:
+            self.held.discard(name)
+        path = self._path(name)
+        if (read_holder(path) or {}).get("token") == self.holder["token"]:
+            path.unlink(missing_ok=True)
+
+    def _heartbeat(self) -> None:
+        while not self.stop.wait(HEARTBEAT):
+            with self.guard:
+                names = list(self.held)
+            for name in names:
+                with contextlib.suppress(OSError):
+                    os.utime(self._path(name))
+
+    def close(self) -> None:
+        self.stop.set()
+        with self.guard:
+            names = list(self.held)
+        for name in names:
+            self.release(name)
+
+    def __enter__(self) -> Claims:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -64,7 +64,8 @@ def call_with_retries(
             return fn()
         except Exception as err:  # noqa: BLE001 - classified right below
             if not is_retryable(err) or attempt == max_retries:
-                raise GaveUp(redact(f"{type(err).__name__}: {str(err)[:200]}"), attempt + 1) from err
+                # redact, then cut: a cut first would leave part of an echoed key for redaction to miss
+                raise GaveUp(redact(f"{type(err).__name__}: {err}")[:200], attempt + 1) from err
             on_retry(err)
             time.sleep(backoff_delay(attempt, base_delay, max_delay))
     raise AssertionError("unreachable")

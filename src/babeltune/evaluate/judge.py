@@ -11,8 +11,9 @@ import hashlib
 import json
 import re
 import string
+import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from functools import cache, lru_cache
 from importlib import resources
@@ -23,12 +24,14 @@ from babeltune import languages
 from babeltune.content_cache import ContentCache, cache_key
 from babeltune.endpoints import EndpointArgs, reply_text
 from babeltune.io import regular_file
+from babeltune.locks import Claims
 from babeltune.models import check_model_name
 from babeltune.registry import BabeltuneError, Registry, check_names, short, unknown_name_error
 from babeltune.retry import Usage
 from babeltune.settings import load_yaml, setting
 
 JUDGES_DIR = resources.files("babeltune") / "resources" / "judges"
+CLAIM_POLL = 0.5  # seconds between looks at the cache for judgements another process is making
 
 
 @dataclass
@@ -93,8 +96,11 @@ class JudgePrompt:
 
     @property
     def fingerprint(self) -> str:
-        """Changes whenever the prompt text changes, so cached judgements are never reused across versions."""
-        blob = json.dumps([self.name, self.version, self.system, self.user, self.scale], ensure_ascii=False)
+        """Changes with everything that reaches the judge model or reads its answer (the texts, the rating
+        prefix, the parser, the scale), so no cached judgement outlives a change to one of them; the name and
+        version label the file and change nothing."""
+        blob = json.dumps([self.system, self.user, self.rating_prefix, self.parser, list(self.scale)],
+                          ensure_ascii=False)  # fmt: skip
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
@@ -149,13 +155,8 @@ def check_prompt(data: object, path: str) -> None:
     if missing:
         raise BabeltuneError(f"{where} needs {', '.join(missing)} (see resources/judges/paper-1to3.yaml)")
     scale = data["scale"]
-    ok = (
-        isinstance(scale, list)
-        and len(scale) == 2
-        and all(type(v) is int for v in scale)
-        and scale[0] < scale[1]
-    )
-    if not ok:
+    ok = isinstance(scale, list) and len(scale) == 2 and all(type(v) is int for v in scale)
+    if not ok or (scale[0] >= scale[1] and data["parser"] != "pairwise-verdict"):  # a verdict has no scale
         raise BabeltuneError(
             f"{path}: scale: two whole numbers, low then high, e.g. [1, 3]; got {short(scale)}"
         )
@@ -246,18 +247,38 @@ def judge_with_cache(
     arrive (a killed run re-judges nothing). A judgement the endpoint never gave is returned, not cached."""
     from tqdm.auto import tqdm
 
-    found = {k: Judgement(v["score"], v["raw"]) for k, v in cache.get_many([i.key for i in items]).items()}
+    def cached(keys: list[str]) -> dict[str, Judgement]:
+        return {k: Judgement(v["score"], v["raw"]) for k, v in cache.get_many(keys).items()}
+
+    found = cached([i.key for i in items])
     todo = list({item.key: item for item in items if item.key not in found}.values())
 
     def done(item: JudgeItem, judgement: Judgement) -> None:  # backends call it from one thread
         if judgement.error is None:
             cache.put_many({item.key: {"score": judgement.score, "raw": judgement.raw}})
+        claims.release(item.key)
         found[item.key] = judgement
         bar.update(1)
 
-    with tqdm(total=len(todo), desc="judge", unit="answer", disable=not todo) as bar:
-        if todo:
-            BACKENDS.get(cfg.backend)(cfg, prompt, todo, done, usage)
+    with tqdm(total=len(todo), desc="judge", unit="answer", disable=not todo) as bar, \
+            Claims(cache.folder / "claims") as claims:  # fmt: skip
+        while todo:  # what another process is judging now arrives in the cache: wait for it, never buy it
+            mine = [item for item in todo if item.key not in found and claims.take(item.key)]
+            bought = cached([item.key for item in mine])  # by the holder of a claim released just now
+            for key in bought:
+                claims.release(key)
+            found.update(bought)
+            bar.update(len(bought))
+            mine = [item for item in mine if item.key not in bought]
+            if mine:
+                BACKENDS.get(cfg.backend)(cfg, prompt, mine, done, usage)
+            theirs = [item.key for item in todo if item.key not in found]
+            arrived = cached(theirs) if theirs else {}
+            found.update(arrived)
+            bar.update(len(arrived))
+            todo = [item for item in todo if item.key not in found]
+            if todo and not mine:
+                time.sleep(CLAIM_POLL)
     return found
 
 
@@ -297,9 +318,9 @@ def openai_judge(
             return item, Judgement(None, "", error=f"{err.reason} (after {err.attempts} attempts)")
         return item, Judgement(parse(text, prompt.scale), text)
 
-    with ThreadPoolExecutor(max_workers=cfg.concurrency) as pool:
-        for item, judgement in pool.map(call, items):
-            done(item, judgement)
+    with ThreadPoolExecutor(max_workers=cfg.concurrency) as pool:  # each kept the moment it arrives
+        for future in as_completed([pool.submit(call, item) for item in items]):
+            done(*future.result())
 
 
 @cache
