@@ -322,3 +322,35 @@ def test_no_piece_of_an_echoed_key_reaches_a_file_or_the_console(tmp_path, tiny_
     errors = [json.loads(line)["judge_error"] for p, text in written if str(p).endswith("scores.jsonl")
               for line in text.splitlines() if json.loads(line)["judge_error"]]  # fmt: skip
     assert errors and all("HF_HUB_OFFLINE" in e for e in errors) and any("[redacted]" in e for e in errors)
+
+
+@pytest.mark.parametrize("free_kb", [40, 400, 2500])
+def test_a_disk_that_fills_at_any_stage_gives_one_line_and_keeps_what_was_done(tmp_path, tiny_model, free_kb):
+    """Issue 28, item 6: a tmpfs left with little room, so the disk fills in a different stage at each level
+    (data, mixtures, checkpoints, caches, the report): the run ends well or with the one line, never with a
+    traceback; a rerun with room finishes from what was kept."""
+    room = tmp_path / "room"
+    room.mkdir()
+    if subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=6M", "tmpfs", str(room)], capture_output=True
+    ).returncode:
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        ballast = room / "ballast"
+        ballast.write_bytes(b"\0" * (6 * 1024 * 1024 - free_kb * 1024 - 64 * 1024))
+        cfg = tiny_config(tmp_path / "exp.yaml", tiny_model, room / "run", mix="{regimes: [english-only]}",
+                          test="{languages: [en, es], max_prompts: 2}",
+                          evaluate="{judge: {enabled: false}}")  # fmt: skip
+        proc = babeltune("run", str(cfg), env={"BABELTUNE_CACHE": str(tmp_path / "models")})
+        assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
+        if proc.returncode:
+            last = proc.stderr.strip().splitlines()[-1]
+            assert proc.returncode == 2 and last.startswith("babeltune: error: "), proc.stderr[-2000:]
+            assert last.endswith(
+                "no space left on the device; finished tasks are kept, rerun when there is room"
+            )
+        ballast.unlink()
+        again = babeltune("run", str(cfg), env={"BABELTUNE_CACHE": str(tmp_path / "models")})
+        assert again.returncode == 0, again.stderr[-2000:]
+    finally:
+        subprocess.run(["umount", str(room)], check=True)

@@ -90,6 +90,9 @@ def test_failed_judgements_are_retried_by_the_next_run_and_nothing_else(tmp_path
     assert first.returncode == 3, first.stderr
     scores = [r for p in (tmp_path / "run" / "evaluate").glob("*/scores.jsonl") for r in read_jsonl(p)]
     assert refused and sum(r["judge_error"] is not None for r in scores) >= len(refused)
+    (report,) = (tmp_path / "run" / "report").iterdir()  # made on incomplete scores: says so, not complete
+    assert "Incomplete scores: " in (report / "report.html").read_text()
+    assert read_json(report / ".done.json")["complete"] is False
 
     healthy[0] = True
     calls = server.calls
@@ -100,6 +103,11 @@ def test_failed_judgements_are_retried_by_the_next_run_and_nothing_else(tmp_path
     assert "] train:" not in second.stdout and "] generate:" not in second.stdout
     scores = [r for p in (tmp_path / "run" / "evaluate").glob("*/scores.jsonl") for r in read_jsonl(p)]
     assert all(r["judge_error"] is None for r in scores)
+    report = max((tmp_path / "run" / "report").iterdir(), key=lambda p: (p / ".done.json").stat().st_mtime)
+    assert (
+        read_json(report / ".done.json")["complete"]
+        and "Incomplete scores" not in (report / "report.html").read_text()
+    )
 
     calls = server.calls
     third = babeltune("run", cfg)

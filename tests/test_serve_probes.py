@@ -179,3 +179,47 @@ def test_a_client_that_cuts_a_stream_frees_the_model(tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_a_failed_stream_ends_with_an_error_and_a_long_prompt_is_refused(tiny_model):
+    """Issue 28, item 5, through the official client: a generation that fails mid-stream (a temperature so
+    small that sampling overflows) ends the stream with an error event instead of hanging it; a prompt over
+    --max-prompt-tokens is a 400 that names the limit."""
+    proc, port = start(tiny_model, "--max-tokens", "64", "--max-prompt-tokens", "50")
+    try:
+        client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key=KEY, max_retries=0, timeout=30)
+        start_time = time.perf_counter()
+        with pytest.raises(openai.APIError, match="generation failed"):
+            for _ in client.completions.create(model="m", prompt="Hello", max_tokens=8, stream=True,
+                                               temperature=1e-300):  # fmt: skip
+                pass
+        assert time.perf_counter() - start_time < 20
+        with pytest.raises(
+            openai.BadRequestError, match="over this server's limit of 50 \\(--max-prompt-tokens\\)"
+        ):
+            client.completions.create(model="m", prompt="word " * 400, max_tokens=3)
+        with pytest.raises(openai.BadRequestError, match="--max-prompt-tokens"):
+            client.chat.completions.create(model="m", messages=[{"role": "user", "content": "word " * 400}])
+        assert exchange(port, GOOD)[0] == 200
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def test_a_client_that_hangs_up_on_a_plain_request_frees_the_model(tmp_path):
+    """Issue 28, item 5: not streamed, a 4,000-token answer the client stopped waiting for is stopped at its
+    next token; the next request is answered at once."""
+    model = tiny.llama(tmp_path / "slow", hidden=512, layers=4, heads=8)  # ~20 s for 4,000 tokens here
+    proc, port = start(model, "--max-tokens", "4000")
+    try:
+        sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+        body = json.dumps({"prompt": "Go on forever", "max_tokens": 4000, "temperature": 0, "stop": []})
+        sock.sendall(post("/v1/completions", body))
+        time.sleep(1.5)  # generating by now
+        sock.close()  # the client hangs up
+        start_time = time.perf_counter()
+        assert exchange(port, GOOD)[0] == 200
+        assert time.perf_counter() - start_time < 3.0
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)

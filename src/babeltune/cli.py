@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from babeltune.cluster import preempt
+from babeltune.io import out_of_room
 from babeltune.quiet import quiet_third_party
 from babeltune.registry import BabeltuneError
 from babeltune.secrets import redact
@@ -310,7 +311,8 @@ def _serve(args: argparse.Namespace, overrides: list[str]) -> int:
             state,
         )
     served = serve.load(args.checkpoint, args.base, args.template, args.name)
-    limits = serve.Limits(max_tokens=args.max_tokens, max_request_bytes=args.max_request_bytes)
+    limits = serve.Limits(max_tokens=args.max_tokens, max_request_bytes=args.max_request_bytes,
+                          max_prompt_tokens=args.max_prompt_tokens)  # fmt: skip
     server = serve.make_server(served, args.host, args.port, api_key, limits)
     host, port = server.server_address[:2]
     print(f"serving {served.name!r} ({served.template} template) at http://{host}:{port}/v1", flush=True)
@@ -397,6 +399,8 @@ def _serve_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--max-tokens", type=bounded(int, 1, 10**6), default=1024,
                    help="largest max_tokens a request may ask for")  # fmt: skip
+    p.add_argument("--max-prompt-tokens", type=bounded(int, 1, 10**7), default=8192,
+                   help="longest prompt, in tokens, a request may send (longer: refused with 400)")  # fmt: skip
     p.add_argument("--max-request-bytes", type=bounded(int, 1024, 10**9), default=1_000_000,
                    help="largest request body accepted")  # fmt: skip
 
@@ -523,6 +527,7 @@ def _parser(commands: dict[str, Command]) -> argparse.ArgumentParser:
     return parser
 
 
+ROOM = "no space left on the device; finished tasks are kept, rerun when there is room"
 STOPPED = (
     "babeltune: stopped by {how}; finished tasks, answers, judgements, translations and training checkpoints "
     "are kept: run the same command again to resume"
@@ -541,6 +546,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.debug:
             raise
         print(f"babeltune: error: {redact(str(err))}", file=sys.stderr)
+        return 2
+    except Exception as err:  # a full disk outside a task (a cache, a comparison, a report's files)
+        if args.debug or not out_of_room(err):
+            raise
+        print(f"babeltune: error: {ROOM}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as stop:
         if args.debug:

@@ -19,7 +19,7 @@ from babeltune.report import contrasts, finding, html, plots
 from babeltune.report.aggregate import LARGE_GRID, Cell, cells, paired_tests
 from babeltune.report.columns import COLUMNS, with_data
 from babeltune.settings import setting
-from babeltune.tasks import Output, Task
+from babeltune.tasks import Outcome, Output, Task
 from babeltune.train.stage import metrics_file
 
 REPORT = "report.html"
@@ -88,8 +88,19 @@ class ReportJob:
             for i, (name, regime, model, method) in enumerate(self.runs)
         ]  # fmt: skip
         pairwise = [read_json(out_dir.parents[1] / COMPARE / name / PAIRWISE) for name in self.comparisons]
-        return run(self.report, results, set(self.seen), self.settings, out_dir, self.lang_order, self.missing,
-                   pairwise)  # fmt: skip
+        run(
+            self.report,
+            results,
+            set(self.seen),
+            self.settings,
+            out_dir,
+            self.lang_order,
+            self.missing,
+            pairwise,
+        )
+        failed = read_json(out_dir / "grid.json")["failed_judgements"]
+        # made on scores that lack judgements: not complete, so the run that retries them makes it again
+        return Outcome(failed=[f"{name}: {n} failed judgement(s)" for name, n in failed.items()])
 
     def locate(self, folder: Path, part: str) -> Path:
         return folder / REPORT
@@ -199,6 +210,14 @@ def size_points(
                 points.append(plots.SizePoint(series, family, size, seen, round(mean(values), 3)))
     sizes_of = {f: {p.parameters for p in points if p.family == f} for f in {p.family for p in points}}
     return [p for p in points if len(sizes_of[p.family]) > 1]  # a family with one size has no line to draw
+
+
+def failed_note(failed: dict[str, int]) -> list[str]:
+    if not failed:
+        return []
+    runs = ", ".join(f"{run} ({n})" for run, n in failed.items())
+    return [f"Incomplete scores: {sum(failed.values())} judgement(s) failed and are missing from the judge columns "
+            f"of {runs}. The next `babeltune run` asks for exactly those and makes this report again."]  # fmt: skip
 
 
 def notes_for(results: list[RunResult], missing: list[str] = ()) -> list[str]:
@@ -327,13 +346,15 @@ def run(
     infos = run_infos(results)
     found = finding.finding(scores, infos, seen_langs, list(lang_order))
     write_json(out_dir / "finding.json", found | {"sentences": finding.sentences(found)})
-    write_json(out_dir / "grid.json", {"reported": [r.name for r in results], "missing": list(missing)})
+    failed = {name: n for name, rows in scores.items() if (n := sum(s.judge_error is not None for s in rows))}
+    write_json(out_dir / "grid.json", {"reported": [r.name for r in results], "missing": list(missing),
+                                       "failed_judgements": failed})  # fmt: skip
     figures = figures_for(table if len(results) <= LARGE_GRID else plots.per_mixture(table), out_dir)
     figures += size_figures(results, table, out_dir) + axis_figures(results, table, out_dir)
     tests = paired_tests(scores, contrasts.planned(cfg.contrasts, infos), lang_order)
     atomic_write_text(out_dir / "paired.csv", _csv(tests))
     page = html.Page(
-        cfg.title, notes_for(results, missing), html.finding_section(found, finding.sentences(found)), table, tests,
+        cfg.title, failed_note(failed) + notes_for(results, missing), html.finding_section(found, finding.sentences(found)), table, tests,
         [p for p in figures if p.suffix == ".png"], budget_rows(results),
         html.answers_block(browser_rows(results, scores), out_dir), settings_yaml, list(pairwise),
     )  # fmt: skip

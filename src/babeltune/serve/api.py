@@ -25,8 +25,10 @@ from starlette.routing import Route
 
 from babeltune.inference.decoding import Decoding
 from babeltune.inference.decoding import split_at_stop as cut
-from babeltune.serve.engine import ServedModel
+from babeltune.serve.engine import Gone, ServedModel
 from babeltune.templates import template
+
+DISCONNECT_POLL = 0.25  # seconds between looks at whether a waiting client is still there
 
 
 @dataclass
@@ -34,6 +36,7 @@ class Limits:
     max_tokens: int = 1024  # largest max_tokens a request may ask for
     max_request_bytes: int = 1_000_000
     max_prompts: int = 64  # prompts in one /v1/completions request
+    max_prompt_tokens: int = 8192  # a longer prompt would hold the model for minutes
 
 
 class ApiError(Exception):
@@ -196,10 +199,25 @@ def make_app(served: ServedModel, limits: Limits, api_key: str | None) -> Starle
                            "model")  # fmt: skip
         return body
 
-    async def answer(prompts: list[str], gen: Decoding) -> list[tuple[str, int]]:
-        loop = asyncio.get_running_loop()
+    def check_length(prompts: list[str], param: str) -> None:
+        for p in prompts:
+            n = len(served.tokenizer(p, add_special_tokens=False)["input_ids"])
+            if n > limits.max_prompt_tokens:
+                raise ApiError(400, f"the prompt is {n:,} tokens, over this server's limit of "
+                               f"{limits.max_prompt_tokens:,} (--max-prompt-tokens)", param=param)  # fmt: skip
+
+    async def answer(request: Request, prompts: list[str], gen: Decoding) -> list[tuple[str, int]]:
+        """The answers, made in a worker thread; a client that hangs up meanwhile stops its generation."""
+        loop, gone = asyncio.get_running_loop(), threading.Event()
+        work = loop.run_in_executor(workers, served.complete, prompts, gen, None, gone)
+        while not work.done():
+            await asyncio.wait({work}, timeout=DISCONNECT_POLL)
+            if not work.done() and await request.is_disconnected():
+                gone.set()
         try:
-            return await loop.run_in_executor(workers, served.complete, prompts, gen)
+            return work.result()
+        except Gone:
+            raise ApiError(499, "the client closed the request", "client_closed") from None
         except Exception as err:  # noqa: BLE001 - the model failed on this request alone
             raise ApiError(
                 500, f"generation failed: {type(err).__name__}: {str(err)[:200]}", "server_error"
@@ -234,8 +252,10 @@ def make_app(served: ServedModel, limits: Limits, api_key: str | None) -> Starle
         if req.stream:
             if len(req.prompt) != 1:
                 raise ApiError(400, "streaming takes one prompt", param="prompt")
+            check_length(req.prompt, "prompt")
             return stream(served, req.prompt[0], gen, chat=False)
-        answers = await answer(req.prompt, gen)
+        check_length(req.prompt, "prompt")
+        answers = await answer(request, req.prompt, gen)
         choices = []
         for i, (text, n) in enumerate(answers):
             text, stopped = cut(text, gen.stop)
@@ -248,9 +268,10 @@ def make_app(served: ServedModel, limits: Limits, api_key: str | None) -> Starle
         req = parse(ChatRequest, await body_of(request), limits)
         gen = decoding(req, limits, list(template(served.template).stops))
         prompt = chat_prompt(served, req.messages)
+        check_length([prompt], "messages")
         if req.stream:
             return stream(served, prompt, gen, chat=True)
-        answers = await answer([prompt], gen)
+        answers = await answer(request, [prompt], gen)
         text, stopped = cut(answers[0][0], gen.stop)
         choice = {"index": 0, "message": {"role": "assistant", "content": text.strip()},
                   "finish_reason": finish(stopped, answers[0][1], gen)}  # fmt: skip
@@ -308,10 +329,16 @@ def stream(served: ServedModel, prompt: str, gen: Decoding, chat: bool) -> Strea
 
     async def events():
         streamer = AsyncTextIteratorStreamer(served.tokenizer, skip_prompt=True, skip_special_tokens=True)
-        cancelled = threading.Event()
-        worker = threading.Thread(
-            target=served.complete, args=([prompt], gen, streamer, cancelled), daemon=True
-        )
+        cancelled, failed = threading.Event(), []
+
+        def work() -> None:
+            try:
+                served.complete([prompt], gen, streamer, cancelled)
+            except Exception as err:  # noqa: BLE001 - said to the client as the stream's last event
+                failed.append(err)
+                streamer.end()  # else the client would wait for tokens that never come
+
+        worker = threading.Thread(target=work, daemon=True)
         worker.start()
         try:
             text, sent, stopped = "", 0, False
@@ -327,6 +354,11 @@ def stream(served: ServedModel, prompt: str, gen: Decoding, chat: bool) -> Strea
                     sent = safe
                 if stopped:
                     break
+            if failed:
+                error = {"message": f"generation failed: {type(failed[0]).__name__}: {str(failed[0])[:200]}",
+                         "type": "server_error", "param": None, "code": None}  # fmt: skip
+                yield f"data: {json.dumps({'error': error})}\n\n"
+                return
             if not stopped and len(text) > sent:
                 yield event(text[sent:])
             yield event(None, finish="stop" if stopped else "length")

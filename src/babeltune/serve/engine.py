@@ -21,6 +21,21 @@ class _Request:
     done: threading.Event = field(default_factory=threading.Event)
     answers: list[tuple[str, int]] | None = None
     error: BaseException | None = None
+    cancelled: threading.Event | None = None  # its client hung up
+
+
+class Gone(Exception):
+    """The request's client hung up before its answer was made."""
+
+
+@dataclass(frozen=True)
+class AllCancelled:
+    """Stops a batch's generation once every request in it has been cancelled (one left: it goes on)."""
+
+    events: tuple[threading.Event | None, ...]
+
+    def is_set(self) -> bool:
+        return all(e is not None and e.is_set() for e in self.events)
 
 
 @dataclass
@@ -58,7 +73,10 @@ class ServedModel:
         try:
             # each request samples from its own seed, whatever other requests share the batch
             seeds = [gen.seed + i for r in batch for i in range(len(r.texts))]
-            answers = self._generate([t for r in batch for t in r.texts], gen, seeds=seeds)
+            cancelled = AllCancelled(tuple(r.cancelled for r in batch))
+            answers = self._generate(
+                [t for r in batch for t in r.texts], gen, cancelled=cancelled, seeds=seeds
+            )
         except Exception as err:  # noqa: BLE001 - retried one by one below
             if len(batch) == 1:
                 batch[0].error = err
@@ -76,26 +94,34 @@ class ServedModel:
         with self.waiting_lock:
             batch, size = [], 0
             for r in self.waiting:
+                if r.cancelled is not None and r.cancelled.is_set():  # its client left while it waited
+                    r.error = Gone()
+                    r.done.set()
+                    batch.append(r)  # taken off the queue, answered by no one
+                    continue
                 if r.gen == gen and (not batch or size + len(r.texts) <= self.max_batch):
                     batch.append(r)
                     size += len(r.texts)
             self.waiting = [r for r in self.waiting if not any(r is b for b in batch)]
-            return batch
+            return [r for r in batch if not r.done.is_set()]
 
     def complete(
         self, texts: list[str], gen: Decoding, streamer=None, cancelled: threading.Event | None = None
     ) -> list[tuple[str, int]]:
-        """Answers to ``texts``. A stream (``streamer``) runs alone and stops when ``cancelled`` is set."""
+        """Answers to ``texts``; setting ``cancelled`` (the client hung up) stops their generation at the next
+        token, or the whole batch's when every request in it is cancelled. A stream (``streamer``) runs alone."""
         if streamer is not None:  # a stream follows one request's tokens: it runs alone
             with self.lock:
                 return self._generate(texts, gen, streamer, cancelled)
-        mine = _Request(texts, gen)
+        mine = _Request(texts, gen, cancelled=cancelled)
         with self.waiting_lock:
             self.waiting.append(mine)
         while not mine.done.is_set():
             with self.lock:
                 if not mine.done.is_set():  # else the previous holder answered it
-                    self._answer(self._take_batch(gen), gen)
+                    batch = self._take_batch(gen)
+                    if batch:
+                        self._answer(batch, gen)
         if mine.error is not None:
             raise mine.error
         return mine.answers
