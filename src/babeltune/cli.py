@@ -495,6 +495,13 @@ def _overrides_epilog() -> str:
 class OneLineParser(argparse.ArgumentParser):
     """A bad flag is one line, like every other refusal (argparse would print the whole usage first)."""
 
+    lazy_epilog: Callable[[], str] | None = None  # made only when help is shown (it costs half a second)
+
+    def format_help(self) -> str:
+        if self.lazy_epilog is not None:
+            self.epilog, self.lazy_epilog = self.lazy_epilog(), None
+        return super().format_help()
+
     def error(self, message: str):
         command = self.prog.removeprefix("babeltune").strip()
         where = f"{command}: " if command else ""
@@ -514,9 +521,10 @@ def _parser(commands: dict[str, Command]) -> argparse.ArgumentParser:
     for name, command in commands.items():
         p = sub.add_parser(
             name, help=command.help, description=command.description or command.help,
-            epilog=_overrides_epilog() if command.grid else EXIT_CODES,
-            formatter_class=argparse.RawDescriptionHelpFormatter,
+            epilog=None if command.grid else EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter,
         )  # fmt: skip
+        if command.grid:  # every setting, described: only for --help
+            p.lazy_epilog = _overrides_epilog
         if command.grid:
             p.add_argument(
                 "config", nargs="?", type=Path, help=f"experiment YAML (default: {DEFAULT_CONFIG})"

@@ -55,7 +55,7 @@ def replaceable(path: Path) -> None:
     """
     try:
         mode = os.lstat(path).st_mode
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):  # nothing there yet (making its folder will say why not)
         return
     except OSError as err:
         raise BabeltuneError(f"{path}: cannot write there: {err.strerror}") from None

@@ -59,6 +59,7 @@ def redact(text: str) -> str:
         known, grams = sorted(_KNOWN, key=len, reverse=True), _GRAMS
         for secret in known:
             text = text.replace(secret, "[redacted]")
+        text = SHAPES.sub(lambda m: (m.group(1) or m.group(2)) + "[redacted]", text)
         hits = [i for i in range(len(text) - PIECE + 1) if text[i : i + PIECE] in grams]
     spans: list[list[int]] = []  # the hits merged into runs of covered characters
     for i in hits:
@@ -68,4 +69,4 @@ def redact(text: str) -> str:
             spans.append([i, i + PIECE])
     for start, end in reversed(spans):
         text = text[:start] + "[redacted]" + text[end:]
-    return SHAPES.sub(lambda m: (m.group(1) or m.group(2)) + "[redacted]", text)
+    return text
