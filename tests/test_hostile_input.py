@@ -324,7 +324,7 @@ def test_no_piece_of_an_echoed_key_reaches_a_file_or_the_console(tmp_path, tiny_
     assert errors and all("HF_HUB_OFFLINE" in e for e in errors) and any("[redacted]" in e for e in errors)
 
 
-@pytest.mark.parametrize("free_kb", [40, 400, 2500])
+@pytest.mark.parametrize("free_kb", [40, 2500])
 def test_a_disk_that_fills_at_any_stage_gives_one_line_and_keeps_what_was_done(tmp_path, tiny_model, free_kb):
     """Issue 28, item 6: a tmpfs left with little room, so the disk fills in a different stage at each level
     (data, mixtures, checkpoints, caches, the report): the run ends well or with the one line, never with a
