@@ -1,5 +1,6 @@
 """Nothing wrong, nothing leaked, nothing hangs: hostile input through the `babeltune` command."""
 
+import contextlib
 import json
 import os
 import signal
@@ -240,17 +241,25 @@ def test_a_killed_conversion_leaves_no_folder_behind(tmp_path, monkeypatch):
     assert made and not stale.exists()
 
 
+@contextlib.contextmanager
+def tmpfs(room, size: str):
+    """A real tmpfs of ``size`` at ``room`` for the block (the test is skipped where mounting is not allowed)."""
+    room.mkdir()
+    if subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(room)], capture_output=True
+    ).returncode:
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        yield room
+    finally:
+        subprocess.run(["umount", str(room)], check=True)
+
+
 def test_a_full_disk_during_training_is_one_clear_line(tmp_path):
     """A real 30 MB tmpfs as the run directory: the checkpoint's safetensors write fails for want of room."""
     from babeltune import tiny
 
-    room = tmp_path / "room"
-    room.mkdir()
-    if subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=30M", "tmpfs", str(room)], capture_output=True
-    ).returncode:
-        pytest.skip("cannot mount a tmpfs here")
-    try:
+    with tmpfs(tmp_path / "room", "30M") as room:
         model = tiny.llama(tmp_path / "model", hidden=512, layers=4, heads=8)  # 42 MB of weights
         cfg = tiny_config(tmp_path / "exp.yaml", model, room / "run", data="{languages: [en], max_examples_per_language: 8}",
                           mix="{regimes: [english-only]}", test="{languages: [en]}",
@@ -258,8 +267,6 @@ def test_a_full_disk_during_training_is_one_clear_line(tmp_path):
         line = _one_line_error(babeltune("train", str(cfg)))
         assert "no space left on the device; finished tasks are kept, rerun when there is room" in line
         assert len(list((room / "run" / "data").iterdir())) == 1  # the data task is kept
-    finally:
-        subprocess.run(["umount", str(room)], check=True)
 
 
 @pytest.mark.parametrize(
@@ -329,13 +336,7 @@ def test_a_disk_that_fills_at_any_stage_gives_one_line_and_keeps_what_was_done(t
     """Issue 28, item 6: a tmpfs left with little room, so the disk fills in a different stage at each level
     (data, mixtures, checkpoints, caches, the report): the run ends well or with the one line, never with a
     traceback; a rerun with room finishes from what was kept."""
-    room = tmp_path / "room"
-    room.mkdir()
-    if subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=6M", "tmpfs", str(room)], capture_output=True
-    ).returncode:
-        pytest.skip("cannot mount a tmpfs here")
-    try:
+    with tmpfs(tmp_path / "room", "6M") as room:
         ballast = room / "ballast"
         ballast.write_bytes(b"\0" * (6 * 1024 * 1024 - free_kb * 1024 - 64 * 1024))
         cfg = tiny_config(tmp_path / "exp.yaml", tiny_model, room / "run", mix="{regimes: [english-only]}",
@@ -352,5 +353,3 @@ def test_a_disk_that_fills_at_any_stage_gives_one_line_and_keeps_what_was_done(t
         ballast.unlink()
         again = babeltune("run", str(cfg), env={"BABELTUNE_CACHE": str(tmp_path / "models")})
         assert again.returncode == 0, again.stderr[-2000:]
-    finally:
-        subprocess.run(["umount", str(room)], check=True)

@@ -2,6 +2,7 @@
 After every probe a good request is answered; errors are JSON in OpenAI's shape (framing errors that never
 reach the app are answered by the HTTP library with a 4xx); a cut stream frees the model at once."""
 
+import contextlib
 import json
 import os
 import socket
@@ -27,12 +28,21 @@ def start(model: str, *extra: str):
     return proc, int(line.rsplit(":", 1)[1].split("/")[0])
 
 
+@contextlib.contextmanager
+def serving(model: str, *extra: str):
+    """The port of a `babeltune serve` process for the block, stopped after it."""
+    proc, port = start(model, *extra)
+    try:
+        yield port
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
 @pytest.fixture(scope="module")
 def port(tiny_model):
-    proc, port = start(tiny_model, "--max-tokens", "64", "--max-request-bytes", "20000")
-    yield port
-    proc.terminate()
-    proc.wait(timeout=30)
+    with serving(tiny_model, "--max-tokens", "64", "--max-request-bytes", "20000") as port:
+        yield port
 
 
 def exchange(
@@ -164,8 +174,7 @@ def test_a_poison_prompt_fails_alone_among_concurrent_requests(port):
 
 def test_a_client_that_cuts_a_stream_frees_the_model(tmp_path):
     model = tiny.llama(tmp_path / "slow", hidden=512, layers=4, heads=8)  # ~20 s for 4,000 tokens here
-    proc, port = start(model, "--max-tokens", "4000")
-    try:
+    with serving(model, "--max-tokens", "4000") as port:
         sock = socket.create_connection(("127.0.0.1", port), timeout=30)
         body = json.dumps({"prompt": "Go on forever", "max_tokens": 4000, "stream": True, "temperature": 0})
         sock.sendall(post("/v1/completions", body))
@@ -176,17 +185,13 @@ def test_a_client_that_cuts_a_stream_frees_the_model(tmp_path):
         start_time = time.perf_counter()
         assert exchange(port, GOOD)[0] == 200
         assert time.perf_counter() - start_time < 2.0
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
 
 
 def test_a_failed_stream_ends_with_an_error_and_a_long_prompt_is_refused(tiny_model):
     """Issue 28, item 5, through the official client: a generation that fails mid-stream (a temperature so
     small that sampling overflows) ends the stream with an error event instead of hanging it; a prompt over
     --max-prompt-tokens is a 400 that names the limit."""
-    proc, port = start(tiny_model, "--max-tokens", "64", "--max-prompt-tokens", "50")
-    try:
+    with serving(tiny_model, "--max-tokens", "64", "--max-prompt-tokens", "50") as port:
         client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key=KEY, max_retries=0, timeout=30)
         start_time = time.perf_counter()
         with pytest.raises(openai.APIError, match="generation failed"):
@@ -201,17 +206,13 @@ def test_a_failed_stream_ends_with_an_error_and_a_long_prompt_is_refused(tiny_mo
         with pytest.raises(openai.BadRequestError, match="--max-prompt-tokens"):
             client.chat.completions.create(model="m", messages=[{"role": "user", "content": "word " * 400}])
         assert exchange(port, GOOD)[0] == 200
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
 
 
 def test_a_client_that_hangs_up_on_a_plain_request_frees_the_model(tmp_path):
     """Issue 28, item 5: not streamed, a 4,000-token answer the client stopped waiting for is stopped at its
     next token; the next request is answered at once."""
     model = tiny.llama(tmp_path / "slow", hidden=512, layers=4, heads=8)  # ~20 s for 4,000 tokens here
-    proc, port = start(model, "--max-tokens", "4000")
-    try:
+    with serving(model, "--max-tokens", "4000") as port:
         sock = socket.create_connection(("127.0.0.1", port), timeout=30)
         body = json.dumps({"prompt": "Go on forever", "max_tokens": 4000, "temperature": 0, "stop": []})
         sock.sendall(post("/v1/completions", body))
@@ -220,6 +221,3 @@ def test_a_client_that_hangs_up_on_a_plain_request_frees_the_model(tmp_path):
         start_time = time.perf_counter()
         assert exchange(port, GOOD)[0] == 200
         assert time.perf_counter() - start_time < 3.0
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)

@@ -199,12 +199,16 @@ def make_app(served: ServedModel, limits: Limits, api_key: str | None) -> Starle
                            "model")  # fmt: skip
         return body
 
-    def check_length(prompts: list[str], param: str) -> None:
+    def prompt_tokens(prompts: list[str], param: str) -> int:
+        """The prompts' tokens in all (the reply's usage), each prompt within --max-prompt-tokens."""
+        total = 0
         for p in prompts:
             n = len(served.tokenizer(p, add_special_tokens=False)["input_ids"])
             if n > limits.max_prompt_tokens:
                 raise ApiError(400, f"the prompt is {n:,} tokens, over this server's limit of "
                                f"{limits.max_prompt_tokens:,} (--max-prompt-tokens)", param=param)  # fmt: skip
+            total += n
+        return total
 
     async def answer(request: Request, prompts: list[str], gen: Decoding) -> list[tuple[str, int]]:
         """The answers, made in a worker thread; a client that hangs up meanwhile stops its generation."""
@@ -223,8 +227,7 @@ def make_app(served: ServedModel, limits: Limits, api_key: str | None) -> Starle
                 500, f"generation failed: {type(err).__name__}: {str(err)[:200]}", "server_error"
             ) from None
 
-    def envelope(kind: str, choices: list, prompts: list[str], answers: list) -> JSONResponse:
-        prompt_tokens = sum(len(served.tokenizer(p, add_special_tokens=False)["input_ids"]) for p in prompts)
+    def envelope(kind: str, choices: list, prompt_tokens: int, answers: list) -> JSONResponse:
         completion_tokens = sum(n for _, n in answers)
         return JSONResponse({
             "id": f"{'chatcmpl' if kind.startswith('chat') else 'cmpl'}-{uuid.uuid4().hex[:24]}",
@@ -249,12 +252,11 @@ def make_app(served: ServedModel, limits: Limits, api_key: str | None) -> Starle
         gen = decoding(req, limits, list(template(served.template).stops))
         if len(req.prompt) > limits.max_prompts:
             raise ApiError(400, f"at most {limits.max_prompts} prompts per request", param="prompt")
+        n_prompt = prompt_tokens(req.prompt, "prompt")
         if req.stream:
             if len(req.prompt) != 1:
                 raise ApiError(400, "streaming takes one prompt", param="prompt")
-            check_length(req.prompt, "prompt")
             return stream(served, req.prompt[0], gen, chat=False)
-        check_length(req.prompt, "prompt")
         answers = await answer(request, req.prompt, gen)
         choices = []
         for i, (text, n) in enumerate(answers):
@@ -262,20 +264,20 @@ def make_app(served: ServedModel, limits: Limits, api_key: str | None) -> Starle
             choices.append(
                 {"index": i, "text": text, "logprobs": None, "finish_reason": finish(stopped, n, gen)}
             )
-        return envelope("text_completion", choices, req.prompt, answers)
+        return envelope("text_completion", choices, n_prompt, answers)
 
     async def chat(request: Request):
         req = parse(ChatRequest, await body_of(request), limits)
         gen = decoding(req, limits, list(template(served.template).stops))
         prompt = chat_prompt(served, req.messages)
-        check_length([prompt], "messages")
+        n_prompt = prompt_tokens([prompt], "messages")
         if req.stream:
             return stream(served, prompt, gen, chat=True)
         answers = await answer(request, [prompt], gen)
         text, stopped = cut(answers[0][0], gen.stop)
         choice = {"index": 0, "message": {"role": "assistant", "content": text.strip()},
                   "finish_reason": finish(stopped, answers[0][1], gen)}  # fmt: skip
-        return envelope("chat.completion", [choice], [prompt], answers)
+        return envelope("chat.completion", [choice], n_prompt, answers)
 
     async def api_error(request: Request, err: ApiError) -> JSONResponse:
         return err.response()
