@@ -235,3 +235,35 @@ def test_a_swept_setting_gets_its_figure_and_summary_column(tmp_path):
         (f"m/lora/learning_rate=0.01/{m}", f"m/lora/learning_rate=0.02/{m}")
         for m in ("en-only", "multi-down")
     }
+
+
+def test_seeds_show_their_spread_and_the_axis_figure_its_intervals(tmp_path, monkeypatch):
+    """Issue 24: with several seeds each cell gives fidelity's range over them beside the interval over
+    prompts; the figure along a swept setting draws 95 % intervals; one seed per point says nothing of it."""
+    from dataclasses import replace
+
+    from babeltune.report import plots
+
+    drawn = []
+    monkeypatch.setattr(plots, "by_axis", lambda points, *a: drawn.extend(points) or [])
+    results = [replace(_run(tmp_path, f"m/lora/r={r}/seed={seed}/multi-down", seed == 1, None, "m", "lora",
+                            "multilingual-downsampled"), axes={"lora.r": r, "train.seed": seed})
+               for r in (8, 64) for seed in (0, 1)]  # fmt: skip
+    run(ReportArgs(title="T"), results, {"en", "es"}, "", tmp_path / "report", ["en", "es", "bn"])
+    rows = list(csv.DictReader((tmp_path / "report" / "summary.csv").open()))
+    es = {r["run"]: r["seed_range"] for r in rows if r["lang"] == "es"}
+    assert set(es.values()) == {"(0.0, 1.0)"}  # seed 0 answers Spanish in English, seed 1 in Spanish
+    assert {r["seed_range"] for r in rows if r["lang"] == "en"} == {"(1.0, 1.0)"}
+    page = (tmp_path / "report" / "report.html").read_text()
+    assert "fidelity over seeds (min-max)" in page and "[0%, 100%]" in page
+    seen = [p for p in drawn if p.seen]
+    assert len(seen) == 2 and all(p.fidelity == 0.75 for p in seen)  # en 4/4 + es 0/4 or 4/4, two seeds
+    assert all(p.ci[0] < 0.75 < p.ci[1] for p in seen)  # the seeds disagree on Spanish: a wide interval
+    unseen = [p for p in drawn if not p.seen]
+    assert all(p.fidelity == 1.0 and p.ci == (1.0, 1.0) for p in unseen)
+
+    one_seed = [replace(r, axes={"lora.r": r.axes["lora.r"]}) for r in results if r.axes["train.seed"] == 0]
+    run(ReportArgs(title="T"), one_seed, {"en", "es"}, "", tmp_path / "one", ["en", "es", "bn"])
+    page = (tmp_path / "one" / "report.html").read_text()
+    header = (tmp_path / "one" / "summary.md").read_text().splitlines()[0]
+    assert "over seeds" not in page + header and "Left out: fidelity" not in page

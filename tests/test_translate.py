@@ -1,5 +1,6 @@
 """The translate stage through both backends: caching, resume, protection, filters, faults."""
 
+import csv
 import json
 import zlib
 
@@ -340,3 +341,48 @@ def test_translation_filters_through_the_command(tmp_path, tiny_model, chat_serv
         "babeltune: error: translate en -> es: none of 6 translations passed the filters (template-leak 6); "
         f"the rejected ones and their reasons are in {next(run2.iterdir()) / 'rejected.jsonl'}"
     )
+
+
+def test_the_embedded_model_translates_offline_through_the_command(tmp_path, tiny_model):
+    """Issue 24: the causal backend makes machine translations with the embedded model, no network: each is
+    measured against the human-written version, the report gives that chrF beside the outcome, and another
+    run on the same cache asks the model nothing."""
+    from conftest import babeltune, tiny_config
+
+    translate = ("{enabled: true, backend: causal, model: 'builtin:smollm2-135m', max_length: 16, batch_size: 8,"
+                 f" check_language: false, min_length_ratio: 0.0, cache: {tmp_path / 'cache'}}}")  # fmt: skip
+    data = "{languages: [en, es], max_examples_per_language: 3}"
+    cfg = tiny_config(tmp_path / "exp.yaml", tiny_model, tmp_path / "run", translate=translate, data=data,
+                      evaluate="{judge: {enabled: false}}")  # fmt: skip
+    proc = babeltune("run", str(cfg), env={"HF_HUB_OFFLINE": "1"})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    (folder,) = (tmp_path / "run" / "translate").iterdir()
+    report = read_json(folder / "translate_report.json")
+    es = report["languages"]["es"]
+    assert report["backend"] == "causal" and es["items"] == 3 and es["translated_now"] == es["segments"] >= 6
+    assert report["usage"]["calls"] == 1 and report["usage"]["output_tokens"] > 0  # one batch of 8
+    english = {e.source_id: e for e in loaders.builtin_examples(["en"])}
+    translated = [e for e in read_jsonl(folder / "examples.jsonl") if e["lang"] == "es"]
+    translated += read_jsonl(folder / "rejected.jsonl")
+    assert len(translated) == 3
+    for row in translated:  # a new text in each field, not the English copied
+        assert row["instruction"] and row["instruction"] != english[row["source_id"]].instruction
+    chrf = read_json(folder / "mt_quality.json")["es"]["chrF"]
+    assert 0 < chrf < 100
+    (report_dir,) = (tmp_path / "run" / "report").iterdir()
+    rows = list(csv.DictReader((report_dir / "summary.csv").open()))
+    assert {(r["lang"], r["mt_chrf"]) for r in rows if r["run"].endswith("multi-down")} == {
+        ("en", ""),
+        ("es", str(chrf)),
+        ("no", ""),
+    }
+    assert (
+        f"chrF against the human-written versions): es {chrf:.1f}" in (report_dir / "report.html").read_text()
+    )
+    again = babeltune(
+        "translate", str(cfg), f"--output_dir={tmp_path / 'again'}", env={"HF_HUB_OFFLINE": "1"}
+    )
+    assert again.returncode == 0, again.stderr[-2000:]
+    (folder,) = (tmp_path / "again" / "translate").iterdir()
+    report = read_json(folder / "translate_report.json")
+    assert report["usage"]["calls"] == 0 and report["languages"]["es"]["cache_hits"] == es["segments"]

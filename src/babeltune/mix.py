@@ -491,11 +491,15 @@ def manifest(mix: Mixture, budget: int, cfg: MixArgs, tokens: Sizer | None) -> d
     }
 
 
-def translation_warnings(examples_path: Path) -> list[str]:
-    """The warnings of the translation these examples came from (a language few of whose translations
-    passed the filters), carried on so the report can show them."""
-    report = examples_path.parent / "translate_report.json"
-    return read_json(report).get("warnings", []) if report.is_file() else []
+def translation_upstream(examples_path: Path) -> dict:
+    """What the report must know of the translation these examples came from, carried on in each manifest:
+    its warnings (a language few of whose translations passed the filters) and its quality (chrF and BLEU per
+    language against human-written versions, where there are some). Human-written data has neither."""
+    report, quality = (examples_path.parent / name for name in ("translate_report.json", "mt_quality.json"))
+    return {
+        "translation_warnings": read_json(report).get("warnings", []) if report.is_file() else [],
+        "translation_quality": read_json(quality) if quality.is_file() else {},
+    }
 
 
 def run(
@@ -505,9 +509,8 @@ def run(
     examples = [Example.from_dict(r) for r in read_jsonl(examples_path)]
     tokens = token_sizer(tokenizer) if tokenizer else None
     mixes, budget = mixtures(examples, languages, cfg, tokens)
-    upstream = translation_warnings(examples_path)
+    upstream = translation_upstream(examples_path)
     for mix in mixes:
         write_jsonl(out_dir / mix.name / MIXTURE, (ex.to_dict() for ex in mix.examples))
-        write_json(out_dir / mix.name / MANIFEST,
-                   manifest(mix, budget, cfg, tokens) | {"translation_warnings": upstream})  # fmt: skip
+        write_json(out_dir / mix.name / MANIFEST, manifest(mix, budget, cfg, tokens) | upstream)
     return Outcome(parts=[m.name for m in mixes])

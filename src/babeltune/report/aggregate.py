@@ -33,6 +33,7 @@ class Cell:
     chrf: float | None
     consistency_ci: tuple[float, float] | None = None  # bootstrap 95 % over prompts
     score_ci: tuple[float, float] | None = None
+    seed_range: tuple[float, float] | None = None  # fidelity's lowest and highest over the training seeds
     verdicts: dict[str, float] = field(default_factory=dict)  # share of each verdict
 
 
@@ -83,6 +84,25 @@ def cells(scores: dict[str, list[Score]], seen_langs: set[str], lang_order: list
         ordered = sorted(by_lang, key=lambda lang: rank.get(lang, len(rank)))
         out += [cell(run, lang, lang in seen_langs, by_lang[lang]) for lang in ordered]
     return out
+
+
+def add_seed_ranges(table: list[Cell], point_of: dict[str, str]) -> None:
+    """Give each cell the range of fidelity over the training seeds of its grid point (``point_of``: run ->
+    its grid point without the seed; runs of one seed are not in it), beside the interval over prompts.
+
+    >>> a, b = (Cell(r, "es", True, 4, f, 0, 0, 0, 0, None, None, None, None, None) for r, f in (("s0", .5), ("s1", .75)))
+    >>> add_seed_ranges([a, b], {"s0": "p", "s1": "p"}); a.seed_range
+    (0.5, 0.75)
+    """
+    groups: dict[tuple[str, str], list[Cell]] = defaultdict(list)
+    for c in table:
+        if c.run in point_of:
+            groups[point_of[c.run], c.lang].append(c)
+    for group in groups.values():
+        values = [c.consistency for c in group if c.consistency is not None]
+        if len(group) > 1 and values:
+            for c in group:
+                c.seed_range = (min(values), max(values))
 
 
 def paired_tests(

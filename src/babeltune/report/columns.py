@@ -19,10 +19,12 @@ class Column:
     ci: str | None = None  # the Cell field of its 95 % interval: error bars on its figure
     needs: str = ""  # why it can be empty in a whole report (it is then left out, with this said)
     evidence: bool = False  # a value here (a count above 0) shows that what ``needs`` names is there
+    quiet: bool = False  # left out without a word (what it needs is an option few grids take)
 
 
 JUDGE = "the LLM judge was disabled or judged no answer"
 REFERENCES = "no test prompt has a reference answer"
+SEEDS = "the grid trains one seed per grid point"
 
 COLUMNS = [
     Column("run", "run"),
@@ -33,6 +35,7 @@ COLUMNS = [
            console="fidelity (% of answers that are real answers in the prompt's language)", decimals=0,
            ci="consistency_ci"),
     Column("consistency_ci", "95% CI", share=True),
+    Column("seed_range", "fidelity over seeds (min-max)", share=True, needs=SEEDS, evidence=True, quiet=True),
     Column("verdicts", "verdicts"),
     Column("chrf", "chrF", figure="chrf", axis="chrF vs reference", console="chrF against the reference answer",
            decimals=1, needs=REFERENCES, evidence=True),
@@ -66,7 +69,7 @@ def with_data(cells: list) -> tuple[list[Column], list[str]]:
     kept = [c for c in COLUMNS if not c.needs or c.needs in present]
     gone: dict[str, list[str]] = {}
     for col in COLUMNS:
-        if col not in kept:
+        if col not in kept and not col.quiet:
             gone.setdefault(col.needs, []).append(col.label)
     return kept, [f"Left out: {', '.join(labels)}, as {why}." for why, labels in gone.items()]
 

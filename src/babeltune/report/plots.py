@@ -231,11 +231,13 @@ class AxisPoint:
     value: str  # the swept setting's value, as the grid point's name shows it
     seen: bool  # averaged over languages seen in training (else unseen ones)
     fidelity: float
+    ci: tuple[float, float] | None = None  # its 95 % interval
 
 
 def by_axis(points: list[AxisPoint], values: list[str], axis: str, ylabel: str, out: Path) -> list[Path]:
-    """A swept setting's values (x, in sweep order) against the metric: one line per mixture, a panel for
-    seen languages and one for unseen. PNG and SVG."""
+    """A swept setting's values (x, in sweep order) against the metric: one line per mixture (nudged apart
+    so their 95 % intervals do not hide each other), a panel for seen languages and one for unseen. PNG and
+    SVG."""
     plt = _pyplot()
 
     panels = [seen for seen in (True, False) if any(p.seen == seen for p in points)]
@@ -243,10 +245,13 @@ def by_axis(points: list[AxisPoint], values: list[str], axis: str, ylabel: str, 
     fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 4.0), sharey=True, squeeze=False)
     for ax, seen in zip(axes[0], panels, strict=True):
         for i, name in enumerate(series):
-            by_value = {p.value: p.fidelity for p in points if p.series == name and p.seen == seen}
+            by_value = {p.value: p for p in points if p.series == name and p.seen == seen}
             xs = [k for k, v in enumerate(values) if v in by_value]
-            ax.plot(xs, [by_value[values[k]] for k in xs], marker=MARKERS[i % len(MARKERS)],
-                    color=OKABE_ITO[i % len(OKABE_ITO)], label=name)  # fmt: skip
+            shown = [by_value[values[k]] for k in xs]
+            bars = [list(side) for side in zip(*(error_bar(p.fidelity, p.ci) for p in shown), strict=True)]
+            ax.errorbar([x + 0.04 * (i - (len(series) - 1) / 2) for x in xs], [p.fidelity for p in shown],
+                        yerr=bars, capsize=3, marker=MARKERS[i % len(MARKERS)],
+                        color=OKABE_ITO[i % len(OKABE_ITO)], label=name)  # fmt: skip
         ax.set_xticks(range(len(values)), values, rotation=30 if len(values) > 4 else 0)
         ax.set_xlabel(axis)
         ax.set_title("languages seen in training" if seen else "unseen languages", fontsize=10)

@@ -15,8 +15,8 @@ from babeltune.evaluate.stage import evaluation_file
 from babeltune.io import atomic_write_text, read_json, sha256_file, write_json
 from babeltune.mix import manifest_file
 from babeltune.records import Score
-from babeltune.report import contrasts, finding, html, plots
-from babeltune.report.aggregate import LARGE_GRID, Cell, cells, paired_tests
+from babeltune.report import contrasts, finding, html, plots, stats
+from babeltune.report.aggregate import LARGE_GRID, Cell, add_seed_ranges, cells, paired_tests
 from babeltune.report.columns import COLUMNS, with_data
 from babeltune.settings import setting
 from babeltune.tasks import Outcome, Output, Task
@@ -139,17 +139,47 @@ def _csv(rows: list[dict]) -> str:
     return buf.getvalue()
 
 
-def summary_csv(table: list[Cell], axes_of: dict[str, dict] | None = None) -> str:
-    """One row per cell; each sweep axis and each verdict's share is a column of its own."""
+def summary_csv(
+    table: list[Cell], axes_of: dict[str, dict] | None = None, mt_of: dict[str, dict] | None = None
+) -> str:
+    """One row per cell; each sweep axis and each verdict's share is a column of its own. Where some run's
+    training data was machine-translated (``mt_of``: run -> language -> chrF), ``mt_chrf`` gives the
+    translations' chrF beside each outcome (empty for human-written data)."""
     rows = []
     for c in table:
         row = asdict(c)
         swept = {path: axes.shown(v) for path, v in (axes_of or {}).get(c.run, {}).items()}
+        mt = {"mt_chrf": mt_of.get(c.run, {}).get(c.lang)} if mt_of else {}
         rows.append(
-            {"run": c.run} | swept | {k: v for k, v in row.items() if k not in ("run", "verdicts")}
+            {"run": c.run} | swept | {k: v for k, v in row.items() if k not in ("run", "verdicts")} | mt
             | {f"verdict_{k}": v for k, v in c.verdicts.items()}
         )  # fmt: skip
     return _csv(rows)
+
+
+def translation_chrf(results: list[RunResult]) -> dict[str, dict[str, float]]:
+    """Per run whose training data was machine-translated against human-written versions: each language's
+    chrF."""
+    out = {}
+    for r in results:
+        if r.manifest and (quality := read_json(r.manifest).get("translation_quality")):
+            out[r.name] = {lang: q["chrF"] for lang, q in quality.items()}
+    return out
+
+
+def translation_note(chrf_of: dict[str, dict[str, float]]) -> list[str]:
+    """The machine translations' quality, beside which runs were trained on them."""
+    runs_of = defaultdict(list)
+    for run, chrf in chrf_of.items():
+        runs_of[tuple(chrf.items())].append(run)
+    notes = []
+    for chrf, runs in runs_of.items():
+        langs = ", ".join(f"{lang} {value:.1f}" for lang, value in chrf)
+        named = ", ".join(runs) if len(runs) <= 4 else f"{len(runs)} runs"
+        notes.append(f"Machine translation quality (chrF against the human-written versions): {langs}; mean "
+                     f"{mean(v for _, v in chrf):.1f}. The training data of {named} was translated so; "
+                     "summary.csv gives it beside each outcome (mt_chrf).")  # fmt: skip
+    return notes
 
 
 def summary_md(table: list[Cell]) -> str:
@@ -286,27 +316,33 @@ def size_figures(results: list[RunResult], table: list[Cell], out_dir: Path) -> 
     return figures
 
 
-def axis_figures(results: list[RunResult], table: list[Cell], out_dir: Path) -> list[Path]:
+def axis_figures(results: list[RunResult], scores: dict[str, list[Score]], seen_langs: set[str],
+                 out_dir: Path) -> list[Path]:  # fmt: skip
     """For each swept setting (seeds aside), fidelity against its value: one line per mixture, the mean over
-    the runs at that value (the other axes' values and the seeds), seen and unseen languages apart."""
+    the runs at that value (the other axes' values and the seeds) of each run's share of ok answers, seen and
+    unseen languages apart, with a 95 % interval that resamples those runs, then the prompts within each."""
     swept = dict.fromkeys(path for r in results for path in axes.without_seed(r.axes))
     figures = []
     for path in swept:
         values = list(dict.fromkeys(axes.shown(r.axes[path]) for r in results if path in r.axes))
-        cells_of = defaultdict(list)
+        runs_at = defaultdict(list)  # (mixture, value, seen) -> per run, its answers' ok (1) or not (0)
         for r in results:
-            for c in table:
-                if c.run == r.name and path in r.axes and c.consistency is not None:
-                    cells_of[r.name.rsplit("/", 1)[-1], axes.shown(r.axes[path]), c.seen].append(
-                        c.consistency
-                    )
-        points = [plots.AxisPoint(mixture, value, seen, round(mean(v), 3))
-                  for (mixture, value, seen), v in cells_of.items()]  # fmt: skip
+            for seen in (True, False):
+                oks = [float(s.verdict == "ok") for s in scores[r.name] if (s.lang in seen_langs) == seen]
+                if path in r.axes and oks:
+                    runs_at[r.name.rsplit("/", 1)[-1], axes.shown(r.axes[path]), seen].append(oks)
+        points = [plots.AxisPoint(mixture, value, seen, round(mean(map(mean, runs)), 3), axis_interval(runs))
+                  for (mixture, value, seen), runs in runs_at.items()]  # fmt: skip
         name = path.replace(".", "_")
         figures += plots.by_axis(
             points, values, path, "fidelity (share of answers ok)", out_dir / f"by_{name}"
         )
     return figures
+
+
+def axis_interval(runs: list[list[float]]) -> tuple[float, float] | None:
+    """95 % interval of the mean over runs: runs resampled, then prompts (one run: prompts only)."""
+    return stats.hierarchical_ci(runs) if len(runs) > 1 else stats.bootstrap_ci(runs[0])
 
 
 def run_infos(results: list[RunResult]) -> list[contrasts.RunInfo]:
@@ -341,7 +377,10 @@ def run(
     out_dir.mkdir(parents=True, exist_ok=True)
     scores = {r.name: records.read(Score, r.scores) for r in results}
     table = cells(scores, seen_langs, lang_order)
-    atomic_write_text(out_dir / SUMMARY, summary_csv(table, {r.name: r.axes for r in results}))
+    add_seed_ranges(table, {r.name: f"{comparison_group(r)}/{r.name.rsplit('/', 1)[-1]}" for r in results
+                            if axes.SEED in r.axes})  # fmt: skip
+    mt_chrf = translation_chrf(results)
+    atomic_write_text(out_dir / SUMMARY, summary_csv(table, {r.name: r.axes for r in results}, mt_chrf))
     atomic_write_text(out_dir / "summary.md", summary_md(table))
     infos = run_infos(results)
     found = finding.finding(scores, infos, seen_langs, list(lang_order))
@@ -350,11 +389,11 @@ def run(
     write_json(out_dir / "grid.json", {"reported": [r.name for r in results], "missing": list(missing),
                                        "failed_judgements": failed})  # fmt: skip
     figures = figures_for(table if len(results) <= LARGE_GRID else plots.per_mixture(table), out_dir)
-    figures += size_figures(results, table, out_dir) + axis_figures(results, table, out_dir)
+    figures += size_figures(results, table, out_dir) + axis_figures(results, scores, seen_langs, out_dir)
     tests = paired_tests(scores, contrasts.planned(cfg.contrasts, infos), lang_order)
     atomic_write_text(out_dir / "paired.csv", _csv(tests))
     page = html.Page(
-        cfg.title, failed_note(failed) + notes_for(results, missing), html.finding_section(found, finding.sentences(found)), table, tests,
+        cfg.title, failed_note(failed) + notes_for(results, missing) + translation_note(mt_chrf), html.finding_section(found, finding.sentences(found)), table, tests,
         [p for p in figures if p.suffix == ".png"], budget_rows(results),
         html.answers_block(browser_rows(results, scores), out_dir), settings_yaml, list(pairwise),
     )  # fmt: skip

@@ -32,7 +32,8 @@ class TranslateArgs(EndpointArgs):
     backend: str = setting(
         "hf",
         "hf (transformers seq2seq MT: Marian, NLLB, M2M100), ctranslate2 (the same models converted to "
-        "CTranslate2, int8 on CPUs) or openai (any compatible chat endpoint)",
+        "CTranslate2, int8 on CPUs), causal (a local instruction-tuned LM asked to translate, e.g. "
+        "builtin:smollm2-135m, offline) or openai (any compatible chat endpoint)",
     )
     model: str = setting(
         "Helsinki-NLP/opus-mt-{src}-{tgt}",
@@ -50,7 +51,9 @@ class TranslateArgs(EndpointArgs):
     compute_type: str = setting(
         "auto", "ctranslate2: int8, int8_float32, float32, float16, ... or auto (the fastest this device has)"
     )
-    prompt: str = setting("chat-translate", "openai: prompt file in resources/translate (without .yaml)")
+    prompt: str = setting(
+        "chat-translate", "openai, causal: prompt file in resources/translate (without .yaml)"
+    )
     check_language: bool = setting(
         True, "reject translations whose language ID (evaluate.langid) is not the target language"
     )
@@ -89,7 +92,8 @@ class TranslateArgs(EndpointArgs):
     def translator(self) -> list:
         """What decides one segment's translation: the cache key's first part (filters are not in it, so a
         stricter filter reuses every cached translation)."""
-        detail = {"ctranslate2": self.compute_type, "openai": load_prompt(self.prompt)}.get(self.backend)
+        prompt = load_prompt(self.prompt) if self.backend in ("openai", "causal") else None
+        detail = {"ctranslate2": self.compute_type}.get(self.backend, prompt)
         return [self.backend, self.model, self.num_beams, self.max_length, detail]
 
 
@@ -243,6 +247,59 @@ class CTranslate2Translator(Seq2SeqTranslator):
         ]
 
 
+def prompt_messages(prompt: dict, text: str, src: str, tgt: str) -> list[dict]:
+    """The chat messages that ask for one translation, from a prompt file of resources/translate."""
+    user = prompt["user"].format(source=languages.get(src).name, target=languages.get(tgt).name, text=text)
+    return [{"role": "system", "content": prompt["system"]}, {"role": "user", "content": user}]
+
+
+@BACKENDS.register("causal")
+class CausalTranslator:
+    """A local instruction-tuned causal LM asked, through its chat template, to translate: the embedded
+    model makes machine translations offline (poor ones: what an MT-quality ablation compares with the
+    human-written versions). Greedy or beam decoding in length-sorted batches; an answer may run to twice its
+    source's tokens plus 16 (a small model repeats itself rather than stop), at most ``max_length``."""
+
+    def __init__(self, cfg: TranslateArgs):
+        self.cfg = cfg
+        self.usage = Usage()
+        self.prompt = load_prompt(cfg.prompt)
+        self._loaded: dict[str, tuple] = {}
+
+    def _model(self, name: str) -> tuple:
+        if name not in self._loaded:
+            from babeltune.inference.hf import load_for_inference
+            from babeltune.inference.target import Target
+
+            self._loaded[name] = load_for_inference(Target.locate(name))
+        return self._loaded[name]
+
+    def translate(self, texts: list[str], src: str, tgt: str, done: Done, failed: Failed) -> None:
+        from babeltune.inference.decoding import Decoding, length_sorted_batches
+        from babeltune.inference.hf import generate_batch
+        from babeltune.templates import template
+
+        tokenizer, model = self._model(model_for_pair(self.cfg.model, src, tgt))
+        chat = template("chat")
+        for batch in length_sorted_batches(texts, len, self.cfg.batch_size):
+            longest = max(len(tokenizer(t, add_special_tokens=False)["input_ids"]) for t in batch)
+            decoding = Decoding(
+                max_new_tokens=min(self.cfg.max_length, 2 * longest + 16),
+                num_beams=self.cfg.num_beams,
+                stop=[],
+            )
+            prompts = [
+                chat.from_messages(tokenizer, prompt_messages(self.prompt, t, src, tgt)) for t in batch
+            ]
+            outputs = generate_batch(model, tokenizer, prompts, decoding, bf16=False)
+            self.usage.add(
+                calls=1,
+                input_tokens=sum(len(tokenizer(p, add_special_tokens=False)["input_ids"]) for p in prompts),
+                output_tokens=sum(n for _, n in outputs),
+            )
+            done({t: text.strip() for t, (text, _) in zip(batch, outputs, strict=True)})
+
+
 @BACKENDS.register("openai")
 class OpenAITranslator:
     """Any OpenAI-compatible chat endpoint; one text per request, concurrent, with bounded retries."""
@@ -254,16 +311,8 @@ class OpenAITranslator:
         self.prompt = load_prompt(cfg.prompt)
 
     def _one(self, text: str, src: str, tgt: str) -> str:
-        user = self.prompt["user"].format(
-            source=languages.get(src).name, target=languages.get(tgt).name, text=text
-        )
         reply = self.endpoint.client.chat.completions.create(
-            model=self.cfg.model,
-            messages=[
-                {"role": "system", "content": self.prompt["system"]},
-                {"role": "user", "content": user},
-            ],
-            temperature=0,
+            model=self.cfg.model, messages=prompt_messages(self.prompt, text, src, tgt), temperature=0
         )
         content = reply_text(reply)
         usage = reply.usage
