@@ -137,6 +137,21 @@ def test_local_judge_reads_a_rating_on_the_scale(tmp_path, tiny_model):
     assert read_json(tmp_path / "eval" / "evaluation.json")["judge"]["pipeline_check_only"] is False
 
 
+def test_a_generating_local_judge_answers_alike_in_any_batch_size(tmp_path, tiny_model):
+    """The local judge's generate mode goes through the generation engine's batches: its judgements do not
+    depend on how many share a batch (length-sorted, left-padded)."""
+    raws = []
+    for size in (1, 3):
+        cfg = EvaluateArgs(judge=JudgeArgs(backend="local", model=tiny_model, rating_mode="generate",
+                                           max_new_tokens=6, batch_size=size))  # fmt: skip
+        out = tmp_path / f"batch{size}"
+        scores = read_jsonl(run(cfg, _responses(tmp_path), out / "eval"))
+        assert len(scores) == 4 and all(r["judge_raw"] for r in scores)
+        assert not any("next-token" in r["judge_raw"] for r in scores)
+        raws.append([r["judge_raw"] for r in scores])
+    assert raws[0] == raws[1]
+
+
 def test_judge_prompts_are_data():
     prompt = load_prompt("paper-1to3")
     assert prompt.scale == (1, 3)

@@ -56,6 +56,9 @@ class JudgeArgs(EndpointArgs):
         None, "judge only the first N prompts of each language and model", ge=1
     )
     max_new_tokens: int = setting(256, "judge output length when generating", ge=1, le=10**6)
+    batch_size: int = setting(
+        8, "local judge: answers per batch (length-sorted)", affects_result=False, ge=1, le=4096
+    )
 
     def check(self, where: str) -> None:
         check_names(
@@ -334,49 +337,52 @@ def _local_model(name: str):
     return load_for_inference(Target.locate(name))
 
 
-def _chat_text(tokenizer, messages: list[dict]) -> str:
-    if tokenizer.chat_template:
-        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-    return "\n\n".join(m["content"] for m in messages) + "\n\n"
-
-
 @BACKENDS.register("local")
 def local_judge(
     cfg: JudgeArgs, prompt: JudgePrompt, items: list[JudgeItem], done: Callable, usage: Usage
 ) -> None:
-    """A transformers model as judge. ``next-token`` mode appends the rating prefix and reads the most
-    probable rating from one forward pass: cheap, and always parsable."""
-    import torch
+    """A transformers model as judge, asked through its chat template in length-sorted batches.
+    ``next-token`` mode appends the rating prefix and reads the most probable rating from one forward pass:
+    cheap, and always parsable; ``generate`` mode answers greedily through the generation engine's batches."""
+    from babeltune.inference.decoding import Decoding, length_sorted_batches
+    from babeltune.inference.hf import chat_text, generate_batch
 
     tokenizer, model = _local_model(cfg.model)
     parse = PARSERS.get(prompt.parser)
-    choice_ids = [tokenizer(c, add_special_tokens=False)["input_ids"][0] for c in prompt.choices]
-    for start in range(0, len(items), 8):
-        batch = items[start : start + 8]
-        texts = [_chat_text(tokenizer, i.messages(prompt)) for i in batch]
+    suffix = prompt.rating_prefix if cfg.rating_mode == "next-token" else ""
+    texts = {item.key: chat_text(tokenizer, item.messages(prompt)) + suffix for item in items}
+    for batch in length_sorted_batches(items, lambda item: len(texts[item.key]), cfg.batch_size):
+        batch_texts = [texts[item.key] for item in batch]
         if cfg.rating_mode == "next-token":
-            texts = [t + prompt.rating_prefix for t in texts]
-        enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
-        usage.add(calls=1, input_tokens=int(enc["attention_mask"].sum()))
-        with torch.inference_mode():
-            if cfg.rating_mode == "next-token":
-                logits = model(**enc, logits_to_keep=1).logits  # the last position only, not all
-                for item, p in zip(batch, logits[:, -1, choice_ids].softmax(-1), strict=True):
-                    dist = {c: round(float(v), 3) for c, v in zip(prompt.choices, p, strict=True)}
-                    best = prompt.choices[int(p.argmax())]
-                    done(
-                        item,
-                        Judgement(
-                            parse(f"[[{best}]]", prompt.scale), f"next-token rating probabilities {dist}"
-                        ),
-                    )
-            else:
-                out = model.generate(
-                    **enc,
-                    max_new_tokens=cfg.max_new_tokens,
-                    do_sample=False,
-                    pad_token_id=tokenizer.pad_token_id,
-                )
-                for item, ids in zip(batch, out[:, enc["input_ids"].shape[1] :], strict=True):
-                    text = tokenizer.decode(ids, skip_special_tokens=True)
-                    done(item, Judgement(parse(text, prompt.scale), text))
+            for item, judgement in zip(batch, next_token_ratings(tokenizer, model, batch_texts, prompt, usage),
+                                       strict=True):  # fmt: skip
+                done(item, judgement)
+            continue
+        usage.add(calls=1, input_tokens=sum(len(tokenizer(t, add_special_tokens=False)["input_ids"])
+                                            for t in batch_texts))  # fmt: skip
+        answers = generate_batch(model, tokenizer, batch_texts, Decoding(max_new_tokens=cfg.max_new_tokens, stop=[]),
+                                 bf16=False)  # fmt: skip
+        for item, (text, n_tokens) in zip(batch, answers, strict=True):
+            usage.add(output_tokens=n_tokens)
+            done(item, Judgement(parse(text, prompt.scale), text))
+
+
+def next_token_ratings(
+    tokenizer, model, texts: list[str], prompt: JudgePrompt, usage: Usage
+) -> list[Judgement]:
+    """The most probable rating after each text (which ends in the rating prefix), from one forward pass
+    that keeps the last position's logits only; the probabilities of every rating are its raw text."""
+    import torch
+
+    choice_ids = [tokenizer(c, add_special_tokens=False)["input_ids"][0] for c in prompt.choices]
+    enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
+    usage.add(calls=1, input_tokens=int(enc["attention_mask"].sum()))
+    with torch.inference_mode():
+        logits = model(**enc, logits_to_keep=1).logits
+    parse = PARSERS.get(prompt.parser)
+    out = []
+    for p in logits[:, -1, choice_ids].float().softmax(-1):
+        dist = {c: round(float(v), 3) for c, v in zip(prompt.choices, p, strict=True)}
+        best = prompt.choices[int(p.argmax())]
+        out.append(Judgement(parse(f"[[{best}]]", prompt.scale), f"next-token rating probabilities {dist}"))
+    return out

@@ -27,6 +27,14 @@ def load_for_inference(target: Target):
     return tokenizer, model
 
 
+def chat_text(tokenizer, messages: list[dict]) -> str:
+    """A conversation as the model's chat template renders it, ready for the reply (a model without a chat
+    template gets the messages' text in paragraphs): how the local judge and the causal translator ask."""
+    if tokenizer.chat_template:
+        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    return "\n\n".join(m["content"] for m in messages) + "\n\n"
+
+
 def per_row_sampler(seeds: list[int]):
     """A last logits processor that draws each row's next token from that row's own random stream and leaves
     only it possible; ``generate``'s own draw then picks it. So a sampled answer depends on its prompt's seed,

@@ -276,11 +276,9 @@ class CausalTranslator:
 
     def translate(self, texts: list[str], src: str, tgt: str, done: Done, failed: Failed) -> None:
         from babeltune.inference.decoding import Decoding, length_sorted_batches
-        from babeltune.inference.hf import generate_batch
-        from babeltune.templates import template
+        from babeltune.inference.hf import chat_text, generate_batch
 
         tokenizer, model = self._model(model_for_pair(self.cfg.model, src, tgt))
-        chat = template("chat")
         for batch in length_sorted_batches(texts, len, self.cfg.batch_size):
             longest = max(len(tokenizer(t, add_special_tokens=False)["input_ids"]) for t in batch)
             decoding = Decoding(
@@ -288,9 +286,7 @@ class CausalTranslator:
                 num_beams=self.cfg.num_beams,
                 stop=[],
             )
-            prompts = [
-                chat.from_messages(tokenizer, prompt_messages(self.prompt, t, src, tgt)) for t in batch
-            ]
+            prompts = [chat_text(tokenizer, prompt_messages(self.prompt, t, src, tgt)) for t in batch]
             outputs = generate_batch(model, tokenizer, prompts, decoding, bf16=False)
             self.usage.add(
                 calls=1,
