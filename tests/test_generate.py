@@ -7,7 +7,7 @@ from babeltune.data import stage as data_stage
 from babeltune.generate import GenerateJob, effective
 from babeltune.generate import run as generate
 from babeltune.inference.target import Target
-from babeltune.io import read_jsonl
+from babeltune.io import read_jsonl, write_jsonl
 from babeltune.models import load_tokenizer
 from babeltune.templates import build_prompt
 
@@ -123,3 +123,43 @@ def test_without_vllm_the_vllm_backend_names_the_extras_and_auto_uses_hf(tmp_pat
         answer(prompts, tiny_model, tmp_path / "gen", backend="vllm")
     rows = read_jsonl(answer(prompts, tiny_model, tmp_path / "auto", backend="auto"))
     assert len(rows) == len(read_jsonl(prompts)) and {r["decoding"]["backend"] for r in rows} == {"hf"}
+
+
+def test_a_resumed_generation_keeps_the_engine_and_precision_its_first_answers_had(tmp_path, tiny_model):
+    """Issue 23: ``auto`` is decided once per task. A task resumed on another machine (here: its first answer
+    made where bf16 is fast, the rest answered on this CPU, where auto means fp32) keeps the precision its
+    answers were made at; answers that already disagree are refused in one line, not merged."""
+    from conftest import babeltune, tiny_config
+
+    cfg = tiny_config(tmp_path / "exp.yaml", tiny_model, tmp_path / "run", mix="{regimes: [english-only]}",
+                      evaluate="{judge: {enabled: false}}")  # fmt: skip
+    first = babeltune("run", str(cfg))
+    assert first.returncode == 0, first.stderr[-2000:]
+    (folder,) = (tmp_path / "run" / "generate").iterdir()
+    rows = read_jsonl(folder / "responses.jsonl")
+    assert len(rows) == 6 and {(r["decoding"]["backend"], r["decoding"]["precision"]) for r in rows} == {
+        ("hf", "fp32")
+    }
+    rows[0]["decoding"]["precision"] = "bf16"  # as if made on a machine fast at bf16, then stopped
+    write_jsonl(folder / "responses.jsonl", rows[:1])
+    (folder / ".done.json").unlink()
+    resumed = babeltune("run", str(cfg))
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert [r["decoding"]["precision"] for r in read_jsonl(folder / "responses.jsonl")] == ["bf16"] * 6
+
+    rows = read_jsonl(folder / "responses.jsonl")
+    rows[1]["decoding"]["precision"] = "fp32"
+    write_jsonl(folder / "responses.jsonl", rows[:2])
+    (folder / ".done.json").unlink()
+    refused = babeltune("run", str(cfg))
+    assert refused.returncode == 2
+    assert (
+        refused.stderr.strip()
+        .splitlines()[-1]
+        .endswith(
+            "were made by different engines (responses.jsonl: hf at bf16; responses.jsonl: hf at fp32), as "
+            "generate.backend or generate.precision said auto on different machines; set both and delete the "
+            "files that disagree"
+        )
+    )
+    assert len(read_jsonl(folder / "responses.jsonl")) == 2  # nothing lost

@@ -188,33 +188,81 @@ def run(
     job: GenerateJob, target: Target, prompts_file: Path, out_dir: Path, shard: tuple[int, int] | None = None
 ) -> Path:
     """Answer every prompt (of this shard) not yet answered; returns the responses file written."""
-    engine = engine_for(job.gen, target)
     prompts = [TestPrompt.from_dict(r) for r in read_jsonl(prompts_file)]
     if shard:
         prompts = [p for p in prompts if shard_of(p.id, shard)]
         path = out_dir / f"responses.shard-{shard[0]}-of-{shard[1]}.jsonl"
     else:
         path = out_dir / RESPONSES
+    parts = [path] + ([] if shard else sorted(out_dir.glob("responses.shard-*.jsonl")))
+    written = {part: [Response.from_dict(row, str(part)) for row in read_complete_jsonl(part)]
+               for part in parts if part.is_file()}  # fmt: skip
+    made = made_by(written, job.run_name)
+    engine = engine_for(following(job.gen, made), target)
     with AppendLog(path) as log:
         done = {Response.from_dict(r, str(path)).id for r in log.rows}
-        if not shard:  # merge what shards already answered
-            for part in sorted(out_dir.glob("responses.shard-*.jsonl")):
-                for row in read_complete_jsonl(part):
-                    answer = Response.from_dict(row, str(part))
-                    if answer.id not in done:
-                        log.append(answer.to_dict())
-                        done.add(answer.id)
+        for part, answers in written.items():  # an unsharded run merges what shards already answered
+            for answer in answers:
+                if part != path and answer.id not in done:
+                    log.append(answer.to_dict())
+                    done.add(answer.id)
         todo = [p for p in prompts if p.id not in done]
         if todo:
-            answer_all(job, engine, target, todo, log)
+            answer_all(job, engine, target, todo, log, made)
     return path
 
 
+def made_by(written: dict[Path, list[Response]], run_name: str) -> tuple[str, str] | None:
+    """The backend and precision that made the answers already written (None: none written, or written
+    before answers recorded them). Answers that disagree are refused: shards or a resumed task on machines
+    whose ``auto`` chose differently would leave one file of two engines' answers under one key."""
+    made: dict[tuple[str, str], Path] = {}
+    for part, answers in written.items():
+        for answer in answers:
+            if "backend" in answer.decoding:
+                made.setdefault((answer.decoding["backend"], answer.decoding["precision"]), part)
+    if len(made) > 1:
+        kinds = "; ".join(f"{part.name}: {b} at {p}" for (b, p), part in made.items())
+        raise BabeltuneError(
+            f"generate {run_name}: the answers already written were made by different engines ({kinds}), as "
+            "generate.backend or generate.precision said auto on different machines; set both and delete "
+            "the files that disagree"
+        )
+    return next(iter(made), None)
+
+
+def following(gen: GenerateArgs, made: tuple[str, str] | None) -> GenerateArgs:
+    """``auto`` decided as it was for the answers already written: a task resumed on another machine (a
+    requeued Slurm job, a laptop run finished on a GPU) keeps its engine and precision, so one key never
+    holds a mix.
+
+    >>> following(GenerateArgs(), ("hf", "fp32")).backend, following(GenerateArgs(backend="vllm"), ("hf", "bf16")).backend
+    ('hf', 'vllm')
+    """
+    if made is None:
+        return gen
+    backend, precision = made
+    return replace(
+        gen,
+        backend=backend if gen.backend == "auto" and backend in ENGINES.names() else gen.backend,
+        precision=precision if gen.precision == "auto" and precision in ("fp32", "bf16") else gen.precision,
+    )
+
+
 def answer_all(
-    job: GenerateJob, engine: Engine, target: Target, todo: list[TestPrompt], log: AppendLog
-) -> None:
-    """Each answer appended as the engine gives it, with the backend and precision that made it."""
+    job: GenerateJob, engine: Engine, target: Target, todo: list[TestPrompt], log: AppendLog,
+    made: tuple[str, str] | None = None,
+) -> None:  # fmt: skip
+    """Each answer appended as the engine gives it, with the backend and precision that made it (refused
+    where they would differ from ``made``, those of the answers already written)."""
     engine.load(target, job.run_name)
+    if made and made != (engine.name, engine.precision):
+        raise BabeltuneError(
+            f"generate {job.run_name}: the answers already written were made by {made[0]} at {made[1]}; here "
+            f"it would be {engine.name} at {engine.precision}, and one file would mix them. Set "
+            f"generate.backend and generate.precision to {made[0]} and {made[1]}, or delete {log.path} to "
+            "answer every prompt again"
+        )
     settings = decoding_settings(job.gen, engine.name, engine.precision)
     by_id = {p.id: p for p in todo}
     with tqdm(total=len(todo), desc=f"generate {job.run_name} ({engine.name})", unit="answer") as bar:
