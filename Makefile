@@ -47,8 +47,8 @@ test: setup          ## every test, end-to-end included
 test-vllm: setup-vllm  ## vLLM run for real on this CPU (generation, LoRA adapters, serve, judge)
 	$(VPY) -m pytest -m vllm
 
-test-fast: setup     ## in-process tests only: none that starts babeltune or another process (see tests/conftest.py)
-	$(PY) -m pytest -m "not e2e and not cli and not slurm"
+test-fast: setup     ## in-process tests that take seconds: none that starts a process or trains at length (under 3 min)
+	$(PY) -m pytest -m "not e2e and not cli and not slurm and not slow"
 
 bench: setup-vllm   ## every benchmark in bench/ with TRL and vLLM beside babeltune, results in bench/RESULTS.md
 	$(VPY) bench/run_all.py --e2e

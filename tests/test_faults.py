@@ -71,6 +71,7 @@ def test_sigkill_during_training_generation_and_evaluation_then_resume(tmp_path,
     assert not list(out.rglob("*.tmp"))  # no half-written file left behind as if complete
 
 
+@pytest.mark.slow
 def test_an_api_key_never_reaches_a_file_or_the_output(
     tmp_path, tiny_model, chat_server, monkeypatch, capsys
 ):

@@ -79,6 +79,7 @@ def test_sampling_is_reproducible_with_a_seed(tmp_path, prompts, tiny_model):
     assert key(a) == key(b) and key(a) != key(c)
 
 
+@pytest.mark.slow
 def test_a_sampled_answer_does_not_depend_on_the_batch_it_was_in(tmp_path, prompts, tiny_model):
     """batch_size is plumbing (it is out of the task's key): each prompt samples from its own seed."""
     runs = [read_jsonl(answer(prompts, tiny_model, tmp_path / f"b{beams}-{size}", do_sample=True, temperature=1.5,
@@ -89,6 +90,7 @@ def test_a_sampled_answer_does_not_depend_on_the_batch_it_was_in(tmp_path, promp
     assert len({r["response"] for r in runs[0]}) > 1 and key(runs[0]) != key(runs[3])
 
 
+@pytest.mark.slow
 def test_paper_preset_is_applied_and_recorded(tmp_path, prompts, tiny_model):
     # the preset wins over the field
     rows = read_jsonl(

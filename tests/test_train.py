@@ -38,6 +38,7 @@ def _job(tiny_model, method, **train):
     )
 
 
+@pytest.mark.slow
 def test_lora_learns_and_saves_an_adapter(tmp_path, mixture, tiny_model):
     target = run(_job(tiny_model, "lora"), mixture, tmp_path)
     metrics = read_json(tmp_path / "metrics.json")
@@ -55,6 +56,7 @@ def test_lora_learns_and_saves_an_adapter(tmp_path, mixture, tiny_model):
     assert described == {"base_model": tiny_model, "method": "lora", "template": "alpaca", "dtype": "float32"}
 
 
+@pytest.mark.slow
 def test_full_parameter_training_changes_the_weights(tmp_path, mixture, tiny_model):
     target = run(_job(tiny_model, "full"), mixture, tmp_path)
     metrics = read_json(tmp_path / "metrics.json")
@@ -82,6 +84,7 @@ def test_prompt_tokens_are_masked_when_loss_is_on_the_answer_only(mixture, tiny_
 FAMILIES = ["llama", "qwen2", "gemma", "gemma2", "mistral", "gpt_neox", "bloom"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("family", FAMILIES)
 def test_lora_on_every_model_family(tmp_path, mixture, family):
     """LoRA attaches to the family's default modules, the loss goes down, LoRA weights change, the base does not."""
@@ -109,6 +112,7 @@ def test_lora_on_every_model_family(tmp_path, mixture, family):
     assert all(base_before[k].equal(base_after[k]) for k in base_before)
 
 
+@pytest.mark.slow
 def test_validation_split_picks_the_best_checkpoint(tmp_path, mixture, tiny_model):
     job = _job(tiny_model, "lora", val_size=0.25)
     run(job, mixture, tmp_path)
@@ -120,6 +124,7 @@ def test_validation_split_picks_the_best_checkpoint(tmp_path, mixture, tiny_mode
     assert not (tmp_path / "checkpoints").exists()  # cleaned up once the final weights are saved
 
 
+@pytest.mark.slow
 def test_useful_tokens_per_second_is_logged(tmp_path, mixture, tiny_model):
     run(_job(tiny_model, "lora"), mixture, tmp_path)
     steps = [r for r in read_jsonl(tmp_path / "train_log.jsonl") if "loss" in r]
@@ -130,6 +135,7 @@ def test_useful_tokens_per_second_is_logged(tmp_path, mixture, tiny_model):
     assert rates[0] <= metrics["step_tokens_per_second"] <= rates[-1]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("val_size, saved_at", [(0, [4]), (0.25, [4, 8])])
 def test_the_last_checkpoint_is_written_only_when_best_selection_needs_it(
     tmp_path, mixture, tiny_model, monkeypatch, val_size, saved_at
@@ -149,6 +155,7 @@ def test_the_last_checkpoint_is_written_only_when_best_selection_needs_it(
     assert (tmp_path / "model" / "model.safetensors").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["lora", "full"])
 def test_the_chunked_loss_trains_exactly_like_the_models_own(tmp_path, mixture, tiny_model, method):
     """fp32, two micro-batches per step: per-step losses and the trained weights agree."""
@@ -168,6 +175,7 @@ def test_the_chunked_loss_trains_exactly_like_the_models_own(tmp_path, mixture, 
     assert all(weights[k].allclose(plain_weights[k], atol=1e-4) for k in plain_weights)
 
 
+@pytest.mark.slow
 def test_merged_lora_gives_the_same_outputs(tmp_path, mixture, tiny_model):
     import torch
 
@@ -179,6 +187,7 @@ def test_merged_lora_gives_the_same_outputs(tmp_path, mixture, tiny_model):
     assert torch.allclose(adapted, merged, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_two_process_ddp_matches_one_process(tmp_path, mixture, tiny_model):
     """torchrun with 2 processes (gloo, CPU) against 1 process at the same global batch of 12."""
     common = {"epochs": 4, "grad_accum": 1, "learning_rate": 1e-2, "max_length": 64, "length_grouping": False}
@@ -281,6 +290,7 @@ def test_no_chunked_loss_where_the_head_is_sharded(monkeypatch, env):
     assert chunked_loss_function(model=None, rows=[], collate=None, precision="bf16", wanted=True) is None
 
 
+@pytest.mark.slow
 def test_gradient_checkpointing_trains_the_same_adapter(tmp_path, mixture, tiny_model):
     weights = {}
     for on in (False, True):
@@ -291,6 +301,7 @@ def test_gradient_checkpointing_trains_the_same_adapter(tmp_path, mixture, tiny_
     assert any(weights[True][k].abs().sum() > 0 for k in weights[True] if "lora_B" in k)
 
 
+@pytest.mark.slow
 def test_full_runs_train_with_the_full_settings(tmp_path, mixture, tiny_model):
     """The paper's full-parameter runs: loss on answers only while LoRA runs also learn the prompt."""
     losses = {}

@@ -26,6 +26,7 @@ def english(tmp_path):
     )
 
 
+@pytest.mark.slow
 def test_hf_backend_translates_caches_and_resumes(tmp_path, english, tiny_marian):
     cfg = TranslateArgs(enabled=True, backend="hf", model=tiny_marian, batch_size=4, max_length=24)
     cache = tmp_path / "cache"
