@@ -228,7 +228,13 @@ def test_a_swept_setting_gets_its_figure_and_summary_column(tmp_path):
     comparisons = read_json(tmp_path / "report" / "finding.json")["comparisons"]
     assert {(c["a"], c["b"]) for c in comparisons} == {
         (f"m/lora/learning_rate={lr}/multi-down", f"m/lora/learning_rate={lr}/en-only") for lr in (0.01, 0.02)
-    }  # compared within each learning rate, never across
+    }  # regimes compared within each learning rate, never across
+    along = read_json(tmp_path / "report" / "finding.json")["along"]
+    assert {(c["setting"], c["a"], c["b"], c["on"]) for c in along} == {
+        ("train.learning_rate", f"m/lora/learning_rate=0.01/{m}", f"m/lora/learning_rate=0.02/{m}", on)
+        for m in ("en-only", "multi-down") for on in ("seen non-English languages", "unseen languages")
+    }  # each learning rate against the next, per mixture, pooled per language family
+    assert all(c["verdict"] == "not tested: fewer than 10 shared answers" for c in along)  # 4 prompts here
     paired = list(csv.DictReader((tmp_path / "report" / "paired.csv").open()))
     along = {(r["run_a"], r["run_b"]) for r in paired if "0.01" in r["run_a"] and "0.02" in r["run_b"]}
     assert along == {
@@ -261,6 +267,8 @@ def test_seeds_show_their_spread_and_the_axis_figure_its_intervals(tmp_path, mon
     assert all(p.ci[0] < 0.75 < p.ci[1] for p in seen)  # the seeds disagree on Spanish: a wide interval
     unseen = [p for p in drawn if not p.seen]
     assert all(p.fidelity == 1.0 and p.ci == (1.0, 1.0) for p in unseen)
+    along = read_json(tmp_path / "report" / "finding.json")["along"][0]  # r=8 vs r=64 on seen languages
+    assert along["setting"] == "lora.r" and along["seeds"] == 2 and along["a"].endswith("(2 seeds)")
 
     one_seed = [replace(r, axes={"lora.r": r.axes["lora.r"]}) for r in results if r.axes["train.seed"] == 0]
     run(ReportArgs(title="T"), one_seed, {"en", "es"}, "", tmp_path / "one", ["en", "es", "bn"])

@@ -10,10 +10,11 @@ significant.
 
 from __future__ import annotations
 
+from collections import defaultdict
 from statistics import mean
 
 from babeltune.records import Score
-from babeltune.report.contrasts import DOWNSAMPLED, ENGLISH, MONO, MULTI, RunInfo, by_regime
+from babeltune.report.contrasts import DOWNSAMPLED, ENGLISH, MONO, MULTI, RunInfo, by_regime, neighbours
 from babeltune.report.stats import MIN_PAIRED, bootstrap_ci, hierarchical_ci, paired_ci, paired_permutation_p
 
 # What the finding measures per answer: fidelity always; the paper's score (judge x ok) when a judge ran.
@@ -142,13 +143,34 @@ def finding(
             if langs and pairs:
                 comparisons += [comparison(scores, pairs, label, langs, metric) for metric in metrics]
     return {"seen_non_english": sorted(seen_other), "unseen": sorted(unseen), "runs": per_run,
-            "comparisons": comparisons}  # fmt: skip
+            "comparisons": comparisons,
+            "along": along_settings(scores, runs, (("seen non-English languages", seen_other),
+                                                   ("unseen languages", unseen)), metrics)}  # fmt: skip
+
+
+def along_settings(
+    scores: dict[str, list[Score]], runs: list[RunInfo], families: tuple, metrics: list[str]
+) -> list[dict]:
+    """Along each swept setting, each value against the next (everything else equal, seeds paired), pooled
+    over each language family: what an ablation asks (how much English? which MT?)."""
+    info = {r.name: r for r in runs}
+    lines: dict[tuple, list[tuple[RunInfo, RunInfo]]] = defaultdict(list)
+    for c in neighbours(runs):
+        a, b = info[c.a], info[c.b]
+        lines[a.group, a.mixture, b.group, b.mixture].append((a, b))
+    out = []
+    for pairs in lines.values():
+        a, b = pairs[0]
+        setting = next(path for (path, x), (_, y) in zip(a.axes, b.axes, strict=True) if x != y)
+        out += [{"setting": setting} | comparison(scores, pairs, label, langs, metric)
+                for label, langs in families if langs for metric in metrics]  # fmt: skip
+    return out
 
 
 def sentences(result: dict) -> list[str]:
     """The comparisons in words, each with its numbers, saying plainly which differences are not significant."""
     out = []
-    for c in result["comparisons"]:
+    for c in result["comparisons"] + result.get("along", []):
         metric = c.get("metric", "fidelity")
         if c["difference"] is None or c["ci"] is None:
             out.append(f"{c['a']} vs {c['b']} on {c['on']}" + (" (judge score)" if metric == "score" else "")
