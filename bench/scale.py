@@ -83,7 +83,7 @@ def evaluated_runs(runs: int, folder: Path) -> list:
         name = f"{model}/{method}/{regime}"
         rng, d = random.Random(name), folder / f"run{i:04d}"
         d.mkdir(parents=True)
-        rows, responses = [], []
+        rows = []
         for lang in TEST_LANGS:
             for p in range(50):
                 ok = rng.random() < 0.6
@@ -93,19 +93,28 @@ def evaluated_runs(runs: int, folder: Path) -> list:
                              "response": answer, "detected_lang": lang if ok else "en",
                              "verdict": "ok" if ok else "wrong-language", "lang_match": ok, "judge_score": judge,
                              "judge_raw": f"Rating: [[{judge}]]", "judge_error": None,
-                             "final_score": judge if ok else 0, "chrf": round(rng.random() * 60, 2)})  # fmt: skip
-                responses.append({"id": f"p{p}:{lang}", "prompt": f"prompt {p} in {lang}"})
+                             "final_score": judge if ok else 0, "chrf": round(rng.random() * 60, 2),
+                             "prompt": f"prompt {p} in {lang}"})  # fmt: skip
         write_jsonl(d / "scores.jsonl", rows)
-        write_jsonl(d / "responses.jsonl", responses)
-        write_json(d / "evaluation.json", {"judge": {"pipeline_check_only": False, "prompt": "paper-1to3",
-                                                     "model": "gpt-3.5-turbo"}})  # fmt: skip
         languages = LANGS if not regime.startswith("mono-") else [regime[5:]]
-        write_json(d / "manifest.json", {"examples": 51_760, "languages": languages, "cost_in_C": 1.0,
-                                         "per_language": {lang: 51_760 // len(languages) for lang in languages}})  # fmt: skip
-        write_json(d / "metrics.json", {"parameters": 10**8 * (1 + i // 24), "seconds": 3600.0})
+        manifest = {
+            "examples": 51_760,
+            "languages": languages,
+            "cost_in_C": 1.0,
+            "per_language": {lang: 51_760 // len(languages) for lang in languages},
+        }
+        write_json(
+            d / "evaluation.json",
+            {
+                "judge": {"pipeline_check_only": False, "prompt": "paper-1to3", "model": "gpt-3.5-turbo"},
+                "upstream": {
+                    "mixture": manifest,
+                    "training": {"parameters": 10**8 * (1 + i // 24), "seconds": 3600.0},
+                },
+            },
+        )
         regime_name = regime if not regime.startswith("mono-") else "monolingual"
-        results.append(RunResult(name, regime_name, d / "responses.jsonl", d / "scores.jsonl",
-                                 d / "evaluation.json", d / "metrics.json", d / "manifest.json", model, method))  # fmt: skip
+        results.append(RunResult(name, regime_name, d / "scores.jsonl", model, method))
     return results
 
 

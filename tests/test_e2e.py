@@ -6,6 +6,7 @@ import re
 import pytest
 
 from babeltune.io import read_json
+from babeltune.settings import load_yaml
 from conftest import run_quick
 
 pytestmark = pytest.mark.e2e
@@ -46,6 +47,21 @@ def test_training_lowered_the_loss(quick_run):
         # under bf16 autocast the frozen weights are kept in bf16 (not cast again every micro-batch)
         assert m["frozen_weights"] == {"bf16": "bfloat16", "fp32": "float32"}[m["precision"]]
     assert all((p / "adapter" / "adapter_model.safetensors").exists() for p in (out / "train").iterdir())
+
+
+def test_the_report_reads_the_evaluations_alone(quick_run):
+    """Issue 23: each evaluation carries its run's mixture manifest and training metrics; the report's only
+    inputs are the evaluations."""
+    out, _, _ = quick_run
+    evaluations = [read_json(p) for p in (out / "evaluate").glob("*/evaluation.json")]
+    metrics = {read_json(p)["seconds"]: read_json(p) for p in (out / "train").glob("*/metrics.json")}
+    assert len(evaluations) == 3
+    for e in evaluations:
+        assert e["upstream"]["training"] == metrics[e["upstream"]["training"]["seconds"]]
+        assert e["upstream"]["mixture"]["cost_in_C"] == 1.0 and e["upstream"]["mixture"]["languages"]
+    (report_dir,) = (out / "report").iterdir()
+    inputs = load_yaml((report_dir / "job.yaml").read_text())["inputs"]
+    assert sorted(inputs) == ["0000.scores", "0001.scores", "0002.scores"]
 
 
 def test_rerun_reuses_every_stage(quick_run):

@@ -29,34 +29,19 @@ def _run(tmp_path, name, match_es, parameters=None, model="", method="", regime=
                     "judge_raw": "[[2]]" if k < 3 else "??",
                     "final_score": (2 * ok) if k < 3 else None,
                     "chrf": 10.0 * (k + 1),
+                    "prompt": f"question {k} in {lang}",
                 }
             )
     write_jsonl(d / "responses.jsonl", responses)
     write_jsonl(d / "scores.jsonl", scores)
+    manifest = {"examples": 10, "per_language": {"en": 10}, "cost_in_C": 1.0, "languages": list(languages)}
+    metrics = {"probe_loss_before": 3.0, "probe_loss_after": 2.0, "seconds": 5, "tokens_per_second": 100}
     write_json(
         d / "evaluation.json",
-        {"judge": {"pipeline_check_only": True, "model": "builtin:x", "prompt": "paper-1to3"}},
-    )
-    write_json(
-        d / "manifest.json",
-        {"examples": 10, "per_language": {"en": 10}, "cost_in_C": 1.0, "languages": list(languages)},
-    )
-    write_json(
-        d / "metrics.json",
-        {"probe_loss_before": 3.0, "probe_loss_after": 2.0, "seconds": 5, "tokens_per_second": 100}
-        | ({"parameters": parameters} if parameters else {}),
-    )
-    return RunResult(
-        name,
-        regime,
-        d / "responses.jsonl",
-        d / "scores.jsonl",
-        d / "evaluation.json",
-        d / "metrics.json",
-        d / "manifest.json",
-        model=model,
-        method=method,
-    )
+        {"judge": {"pipeline_check_only": True, "model": "builtin:x", "prompt": "paper-1to3"},
+         "upstream": {"mixture": manifest, "training": metrics | ({"parameters": parameters} if parameters else {})}},
+    )  # fmt: skip
+    return RunResult(name, regime, d / "scores.jsonl", model=model, method=method)
 
 
 def test_report_tables_plots_and_page(tmp_path):
@@ -232,7 +217,8 @@ def test_a_swept_setting_gets_its_figure_and_summary_column(tmp_path):
     along = read_json(tmp_path / "report" / "finding.json")["along"]
     assert {(c["setting"], c["a"], c["b"], c["on"]) for c in along} == {
         ("train.learning_rate", f"m/lora/learning_rate=0.01/{m}", f"m/lora/learning_rate=0.02/{m}", on)
-        for m in ("en-only", "multi-down") for on in ("seen non-English languages", "unseen languages")
+        for m in ("en-only", "multi-down")
+        for on in ("seen non-English languages", "unseen languages")
     }  # each learning rate against the next, per mixture, pooled per language family
     assert all(c["verdict"] == "not tested: fewer than 10 shared answers" for c in along)  # 4 prompts here
     paired = list(csv.DictReader((tmp_path / "report" / "paired.csv").open()))

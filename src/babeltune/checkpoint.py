@@ -13,6 +13,12 @@ from babeltune.methods import METHODS
 from babeltune.registry import BabeltuneError
 
 DESCRIPTION = "babeltune.json"
+METRICS = "metrics.json"  # what the training run measured, beside its weights folder
+
+
+def metrics_file(weights: Path) -> Path:
+    """The ``metrics.json`` of the training run whose weights are in ``weights``."""
+    return weights.parent / METRICS
 
 
 @dataclass(frozen=True)

@@ -94,7 +94,8 @@ def build_plan(cfg: ExperimentConfig, shard: tuple[int, int] | None = None) -> P
                 train_stage.task(model, method, v.lora, v.train, mixtures.output(spec.name), name)
             )
             answers = shared(generate.task(v.generate, method, trained.output(), tests.output(), name, shard))
-            scores = shared(evaluate_stage.task(v.evaluate, answers.output(), name))
+            scores = shared(evaluate_stage.task(v.evaluate, answers.output(), name, mixtures.output(spec.name),
+                                                trained.output()))  # fmt: skip
             points.append(
                 GridPoint(name, model, method, spec, trained, answers, scores, mixtures, variant.values)
             )
@@ -109,9 +110,8 @@ def build_plan(cfg: ExperimentConfig, shard: tuple[int, int] | None = None) -> P
 def report_task(cfg: ExperimentConfig, points: list[GridPoint], missing: list[str] = ()) -> Task:
     """The report over ``points`` (all of the grid, or those done, naming the ``missing`` ones)."""
     runs = [
-        report_stage.ReportRun(p.name, p.mixture.regime, model_slug(p.model.name), p.method,
-                               p.mixtures.output(p.mixture.name), p.train.output(), p.generate.output(),
-                               p.evaluate.output(), p.axes)
+        report_stage.ReportRun(p.name, p.mixture.regime, model_slug(p.model.name), p.method, p.evaluate.output(),
+                               p.axes)
         for p in points
     ]  # fmt: skip
     report = report_stage.task(

@@ -91,8 +91,3 @@ def _from_dict(cls: type[R], row: dict, where: str) -> R:
 def read(cls: type[R], path: Path) -> list[R]:
     """Every row of a JSONL file as ``cls``, each error naming the file and line."""
     return [cls.from_dict(row, f"{path}: record {i}") for i, row in enumerate(read_jsonl(path), 1)]
-
-
-def prompts_of(responses: Path) -> dict[str, str]:
-    """Response id -> prompt: what scores written before they carried the prompt need from the responses."""
-    return {row["id"]: row["prompt"] for row in read_jsonl(responses)}

@@ -14,13 +14,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from babeltune import records
+from babeltune.checkpoint import metrics_file
 from babeltune.content_cache import ContentCache, run_cache
 from babeltune.evaluate import fidelity
 from babeltune.evaluate import judge as judges
 from babeltune.evaluate.judge import JudgeArgs
 from babeltune.evaluate.metrics import chrf, pearson
-from babeltune.io import write_json, write_jsonl
+from babeltune.io import read_json, write_json, write_jsonl
 from babeltune.langid import LangIdArgs
+from babeltune.mix import manifest_file
 from babeltune.records import Response, Score
 from babeltune.retry import Usage
 from babeltune.settings import setting
@@ -48,19 +50,39 @@ class EvaluateJob:
 
     def work(self, inputs: dict[str, Path], out_dir: Path) -> Outcome:
         """Judgements are paid for once per run directory: its judgement cache is shared by every task."""
-        return run(self.evaluate, inputs["responses"], out_dir, run_cache(out_dir.parents[1], "judgements"))
+        return run(self.evaluate, inputs["responses"], out_dir, run_cache(out_dir.parents[1], "judgements"),
+                   upstream(inputs))  # fmt: skip
 
     def locate(self, folder: Path, part: str) -> Path:
         return folder / SCORES
 
 
-def task(cfg: EvaluateArgs, responses: Output, name: str) -> Task:
+def upstream(inputs: dict[str, Path]) -> dict:
+    """What the report needs to know of the run these answers came from, copied into ``evaluation.json`` so
+    the report reads the evaluation alone: the mixture's manifest and the training metrics ({} where the
+    answers have none: an untuned model, answers evaluated on their own)."""
+    found = {"mixture": manifest_file(inputs["mixture"]) if "mixture" in inputs else None,
+             "training": metrics_file(inputs["weights"]) if "weights" in inputs else None}  # fmt: skip
+    return {name: read_json(path) if path and path.is_file() else {} for name, path in found.items()}
+
+
+def task(
+    cfg: EvaluateArgs,
+    responses: Output,
+    name: str,
+    mixture: Output | None = None,
+    weights: Output | None = None,
+) -> Task:
+    """``mixture`` and ``weights``: the grid point's mixture and training run, whose facts the evaluation
+    carries on to the report."""
     version = judges.load_prompt(cfg.judge.prompt).fingerprint if cfg.judge.enabled else None
     if not cfg.judge.enabled:  # then no judge setting can change a result
         cfg = EvaluateArgs(cfg.langid, JudgeArgs(enabled=False), cfg.chrf)
     needs = {"evaluate.langid.model_path": Path(cfg.langid.model_path)} if cfg.langid.model_path else {}
-    return Task("evaluate", name, EvaluateJob(cfg, version), {"responses": responses}, slug=name.replace("/", "-"),
-                needs=needs)  # fmt: skip
+    inputs = {"responses": responses} | {
+        role: out for role, out in (("mixture", mixture), ("weights", weights)) if out
+    }
+    return Task("evaluate", name, EvaluateJob(cfg, version), inputs, slug=name.replace("/", "-"), needs=needs)
 
 
 def evaluation_file(scores: Path) -> Path:
@@ -146,9 +168,12 @@ def judge_summary(cfg: EvaluateArgs, rows: list[Score], usage: Usage) -> dict:
     }
 
 
-def run(cfg: EvaluateArgs, responses_path: Path, out_dir: Path, judgements: Path) -> Outcome:
-    """Score every response in ``responses_path``; writes ``scores.jsonl`` and ``evaluation.json``. The
-    responses whose judgement failed are the outcome's failures: the next run asks for exactly those."""
+def run(
+    cfg: EvaluateArgs, responses_path: Path, out_dir: Path, judgements: Path, upstream: dict | None = None
+) -> Outcome:
+    """Score every response in ``responses_path``; writes ``scores.jsonl`` and ``evaluation.json`` (with
+    ``upstream``, the facts of the run the report needs). The responses whose judgement failed are the
+    outcome's failures: the next run asks for exactly those."""
     responses = records.read(Response, responses_path)
     found = fidelity.verdicts(
         [r.response for r in responses],
@@ -177,6 +202,7 @@ def run(cfg: EvaluateArgs, responses_path: Path, out_dir: Path, judgements: Path
                 "confusable": cfg.langid.confusable,
                 "confusable_policy": cfg.langid.confusable_policy,
             },
+            "upstream": upstream or {"mixture": {}, "training": {}},
         },
     )
     write_jsonl(out_dir / SCORES, (r.to_dict() for r in rows))

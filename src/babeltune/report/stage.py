@@ -6,6 +6,7 @@ import csv
 import io
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from pathlib import Path
 from statistics import mean
 from typing import Any, Literal
@@ -13,14 +14,12 @@ from typing import Any, Literal
 from babeltune import axes, records
 from babeltune.evaluate.stage import evaluation_file
 from babeltune.io import atomic_write_text, read_json, sha256_file, write_json
-from babeltune.mix import manifest_file
 from babeltune.records import Score
 from babeltune.report import contrasts, finding, html, plots, stats
 from babeltune.report.aggregate import LARGE_GRID, Cell, add_seed_ranges, cells, paired_tests
 from babeltune.report.columns import COLUMNS, with_data
 from babeltune.settings import setting
 from babeltune.tasks import Outcome, Output, Task
-from babeltune.train.stage import metrics_file
 
 REPORT = "report.html"
 SUMMARY = "summary.csv"
@@ -40,29 +39,39 @@ class ReportArgs:
 
 @dataclass
 class RunResult:
+    """One run as the report reads it: its scores and its evaluation, which carries the facts of the mixture
+    and the training run it came from (the report reads no other stage's files)."""
+
     name: str  # e.g. "smollm2-135m/lora/mono-es"
     regime: str
-    responses: Path
     scores: Path
-    evaluation: Path
-    train_metrics: Path | None  # None for an untuned baseline
-    manifest: Path | None
     model: str = ""  # e.g. "smollm2-135m"
     method: str = ""  # the fine-tuning method
     axes: dict = field(default_factory=dict)  # its values on the sweep's axes (setting path -> value)
 
+    @cached_property
+    def evaluation(self) -> dict:
+        return read_json(evaluation_file(self.scores))
+
+    @property
+    def mixture(self) -> dict:
+        """The manifest of the mixture it trained on ({} for an untuned model)."""
+        return self.evaluation.get("upstream", {}).get("mixture", {})
+
+    @property
+    def training(self) -> dict:
+        """Its training metrics ({} for an untuned model)."""
+        return self.evaluation.get("upstream", {}).get("training", {})
+
 
 @dataclass
 class ReportRun:
-    """One training run of the grid, as the report sees it: its names and the outputs it reads."""
+    """One training run of the grid, as the report sees it: its names and its evaluation."""
 
     name: str
     regime: str
     model: str
     method: str
-    mixture: Output
-    weights: Output
-    responses: Output
     scores: Output
     axes: dict = field(default_factory=dict)
 
@@ -82,11 +91,11 @@ class ReportJob:
 
     def work(self, inputs: dict[str, Path], out_dir: Path) -> Path:
         results = [
-            RunResult(name, regime, inputs[f"{i:04d}.responses"], inputs[f"{i:04d}.scores"],
-                      evaluation_file(inputs[f"{i:04d}.scores"]), metrics_file(inputs[f"{i:04d}.weights"]),
-                      manifest_file(inputs[f"{i:04d}.mixture"]), model, method, self.axes[i] if self.axes else {})
+            RunResult(
+                name, regime, inputs[f"{i:04d}.scores"], model, method, self.axes[i] if self.axes else {}
+            )
             for i, (name, regime, model, method) in enumerate(self.runs)
-        ]  # fmt: skip
+        ]
         pairwise = [read_json(out_dir.parents[1] / COMPARE / name / PAIRWISE) for name in self.comparisons]
         run(
             self.report,
@@ -117,8 +126,7 @@ def task(
 ) -> Task:
     """``missing``: grid points left out because they have not finished (a report of what is done);
     ``run_dir``: where `babeltune compare` results to show are."""
-    roles = ("mixture", "weights", "responses", "scores")
-    inputs = {f"{i:04d}.{role}": getattr(r, role) for i, r in enumerate(runs) for role in roles}
+    inputs = {f"{i:04d}.scores": r.scores for i, r in enumerate(runs)}
     job = ReportJob(cfg, [[r.name, r.regime, r.model, r.method] for r in runs], seen, lang_order, settings,
                     list(missing), [r.axes for r in runs] if any(r.axes for r in runs) else [],
                     comparisons_in(run_dir) if run_dir else {})  # fmt: skip
@@ -162,7 +170,7 @@ def translation_chrf(results: list[RunResult]) -> dict[str, dict[str, float]]:
     chrF."""
     out = {}
     for r in results:
-        if r.manifest and (quality := read_json(r.manifest).get("translation_quality")):
+        if quality := r.mixture.get("translation_quality"):
             out[r.name] = {lang: q["chrF"] for lang, q in quality.items()}
     return out
 
@@ -198,8 +206,7 @@ def summary_md(table: list[Cell]) -> str:
 def budget_rows(results: list[RunResult]) -> list[dict]:
     rows = []
     for r in results:
-        man = read_json(r.manifest) if r.manifest else {}
-        met = read_json(r.train_metrics) if r.train_metrics else {}
+        man, met = r.mixture, r.training
         rows.append(
             {
                 "run": r.name,
@@ -218,9 +225,7 @@ def budget_rows(results: list[RunResult]) -> list[dict]:
 
 def model_sizes(results: list[RunResult]) -> dict[str, int | None]:
     """Each run's base-model parameters, from its training metrics (None for untuned baselines)."""
-    return {
-        r.name: read_json(r.train_metrics).get("parameters") if r.train_metrics else None for r in results
-    }
+    return {r.name: r.training.get("parameters") for r in results}
 
 
 def size_points(
@@ -263,11 +268,11 @@ def notes_for(results: list[RunResult], missing: list[str] = ()) -> list[str]:
             f"{len(results)} runs: the per-language plots show each mixture's mean over the runs trained on it "
             "(its models and methods); the tables list every run."
         )
-    manifests = [read_json(r.manifest) for r in results if r.manifest]
+    manifests = [r.mixture for r in results]
     for warning in dict.fromkeys(w for m in manifests for w in m.get("translation_warnings", [])):
         notes.append(f"Machine translation: {warning}. Mixtures in that language hold fewer translated "
                      "items than planned; the translate task's rejected.jsonl lists them with reasons.")  # fmt: skip
-    evaluation = read_json(results[0].evaluation)["judge"]
+    evaluation = results[0].evaluation["judge"]
     if evaluation["pipeline_check_only"]:
         notes.append(
             f"The judge here is the embedded {evaluation['model']} model: a pipeline check, not a meaningful "
@@ -283,17 +288,9 @@ BROWSED = ("lang", "source_id", "response", "detected_lang", "verdict", "lang_ma
 
 
 def browser_rows(results: list[RunResult], scores: dict[str, list[Score]]) -> dict[str, list[dict]]:
-    """Per run, what the response browser shows of each answer, with its prompt (from the responses for
-    scores written before they carried it)."""
-    out = {}
-    for r in results:
-        rows = scores[r.name]
-        older = any(s.prompt is None for s in rows)
-        prompts = records.prompts_of(r.responses) if older else {}
-        out[r.name] = [
-            {k: getattr(s, k) for k in BROWSED} | {"prompt": prompts.get(s.id, s.prompt)} for s in rows
-        ]
-    return out
+    """Per run, what the response browser shows of each answer, with its prompt."""
+    return {r.name: [{k: getattr(s, k) for k in BROWSED} | {"prompt": s.prompt} for s in scores[r.name]]
+            for r in results}  # fmt: skip
 
 
 def figures_for(table: list[Cell], out_dir: Path) -> list[Path]:
@@ -350,7 +347,7 @@ def run_infos(results: list[RunResult]) -> list[contrasts.RunInfo]:
     but the seed; runs of several seeds pair up by seed."""
     return [
         contrasts.RunInfo(r.name, r.regime, comparison_group(r),
-                          tuple(read_json(r.manifest)["languages"]) if r.manifest else (), r.axes.get(axes.SEED),
+                          tuple(r.mixture.get("languages", ())), r.axes.get(axes.SEED),
                           tuple((path, axes.shown(v)) for path, v in axes.without_seed(r.axes).items()))
         for r in results
     ]  # fmt: skip

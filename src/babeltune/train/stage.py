@@ -33,8 +33,6 @@ from babeltune.train.launch import check_world, launch_distributed
 from babeltune.train.resume import last_complete_checkpoint
 from babeltune.train.settings import LoraArgs, TrainArgs
 
-METRICS = "metrics.json"
-
 
 @dataclass
 class TrainJob:
@@ -59,11 +57,6 @@ class TrainJob:
 
 def weights_dir(out_dir: Path, method: str) -> Path:
     return out_dir / METHODS.get(method).weights_folder
-
-
-def metrics_file(weights: Path) -> Path:
-    """The ``metrics.json`` of the training run whose weights are in ``weights``."""
-    return weights.parent / METRICS
 
 
 def task(model: ModelArgs, method: str, lora: LoraArgs, train: TrainArgs, mixture: Output, name: str) -> Task:
@@ -300,7 +293,7 @@ def run(job: TrainJob, mixture: Path, out_dir: Path, launched: bool = False) -> 
     outcome = train(session)
     if session.trainer.is_world_process_zero():
         save(session, target)
-        write_json(out_dir / METRICS, metrics(session, outcome))
+        write_json(out_dir / checkpoint.METRICS, metrics(session, outcome))
         shutil.rmtree(
             out_dir / "checkpoints", ignore_errors=True
         )  # finished: the saved weights are what counts

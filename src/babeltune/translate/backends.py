@@ -46,7 +46,11 @@ class TranslateArgs(EndpointArgs):
         ge=1,
         le=65536,
     )
-    num_beams: int = setting(1, "hf, ctranslate2: beam width", ge=1, le=64)
+    num_beams: int = setting(1, "hf, ctranslate2, causal: beam width", ge=1, le=64)
+    repetition_penalty: float = setting(
+        1.0, "causal: repetition penalty (a small LM loops without one: 1.3 cures most loops); 1 is none",
+        ge=1, le=100,
+    )  # fmt: skip
     max_length: int = setting(512, "hf, ctranslate2: maximum tokens in and out", ge=1, le=10**6)
     compute_type: str = setting(
         "auto", "ctranslate2: int8, int8_float32, float32, float16, ... or auto (the fastest this device has)"
@@ -94,6 +98,8 @@ class TranslateArgs(EndpointArgs):
         stricter filter reuses every cached translation)."""
         prompt = load_prompt(self.prompt) if self.backend in ("openai", "causal") else None
         detail = {"ctranslate2": self.compute_type}.get(self.backend, prompt)
+        if self.backend == "causal" and self.repetition_penalty != 1.0:  # keys made without it stay valid
+            detail = [detail, self.repetition_penalty]
         return [self.backend, self.model, self.num_beams, self.max_length, detail]
 
 
@@ -284,6 +290,7 @@ class CausalTranslator:
             decoding = Decoding(
                 max_new_tokens=min(self.cfg.max_length, 2 * longest + 16),
                 num_beams=self.cfg.num_beams,
+                repetition_penalty=self.cfg.repetition_penalty,
                 stop=[],
             )
             prompts = [chat_text(tokenizer, prompt_messages(self.prompt, t, src, tgt)) for t in batch]
