@@ -2,6 +2,7 @@
 
 import csv
 import re
+from pathlib import Path
 
 import pytest
 
@@ -53,12 +54,15 @@ def test_the_report_reads_the_evaluations_alone(quick_run):
     """Issue 23: each evaluation carries its run's mixture manifest and training metrics; the report's only
     inputs are the evaluations."""
     out, _, _ = quick_run
-    evaluations = [read_json(p) for p in (out / "evaluate").glob("*/evaluation.json")]
-    metrics = {read_json(p)["seconds"]: read_json(p) for p in (out / "train").glob("*/metrics.json")}
-    assert len(evaluations) == 3
-    for e in evaluations:
-        assert e["upstream"]["training"] == metrics[e["upstream"]["training"]["seconds"]]
-        assert e["upstream"]["mixture"]["cost_in_C"] == 1.0 and e["upstream"]["mixture"]["languages"]
+    folders = list((out / "evaluate").iterdir())
+    assert len(folders) == 3
+    for folder in folders:
+        upstream = read_json(folder / "evaluation.json")["upstream"]
+        inputs = load_yaml((folder / "job.yaml").read_text())["inputs"]
+        weights, mixture = (Path(inputs[role]["path"]) for role in ("weights", "mixture"))
+        assert upstream["training"] == read_json(weights.parent / "metrics.json")
+        assert upstream["mixture"] == read_json(mixture.parent / "manifest.json")
+        assert upstream["mixture"]["cost_in_C"] == 1.0 and upstream["training"]["probe_loss_after"] > 0
     (report_dir,) = (out / "report").iterdir()
     inputs = load_yaml((report_dir / "job.yaml").read_text())["inputs"]
     assert sorted(inputs) == ["0000.scores", "0001.scores", "0002.scores"]

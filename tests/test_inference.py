@@ -37,14 +37,12 @@ def test_a_bf16_checkpoint_loads_in_bf16_for_generate_serve_and_the_local_judge(
     } == {"hf"}
 
     from babeltune import serve
-    from babeltune.evaluate import judge
 
     monkeypatch.setattr(serve.engine, "load_for_inference", spy)
     served = serve.load(str(folder))
     assert served.bf16 and served.model.dtype == torch.bfloat16
-    judge._local_model.cache_clear()
-    monkeypatch.setattr(judge, "_local_model", judge._local_model.__wrapped__)
-    _, judged = judge._local_model(str(folder))
+    hf.cached_for_inference.cache_clear()  # the local judge's and the causal translator's loader
+    _, judged = hf.cached_for_inference(str(folder))
     assert loaded[:2] == [torch.bfloat16] * 2 and judged.dtype == torch.bfloat16
 
 

@@ -523,9 +523,8 @@ def _parser(commands: dict[str, Command]) -> argparse.ArgumentParser:
             name, help=command.help, description=command.description or command.help,
             epilog=None if command.grid else EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter,
         )  # fmt: skip
-        if command.grid:  # every setting, described: only for --help
-            p.lazy_epilog = _overrides_epilog
         if command.grid:
+            p.lazy_epilog = _overrides_epilog  # every setting, described: only for --help
             p.add_argument(
                 "config", nargs="?", type=Path, help=f"experiment YAML (default: {DEFAULT_CONFIG})"
             )

@@ -199,8 +199,8 @@ def run(
                for part in parts if part.is_file()}  # fmt: skip
     made = made_by(written, job.run_name)
     engine = engine_for(following(job.gen, made), target)
-    with AppendLog(path) as log:
-        done = {Response.from_dict(r, str(path)).id for r in log.rows}
+    with AppendLog(path) as log:  # keeps the complete lines ``written`` read: a cut last line goes
+        done = {answer.id for answer in written.get(path, [])}
         for part, answers in written.items():  # an unsharded run merges what shards already answered
             for answer in answers:
                 if part != path and answer.id not in done:

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
-from functools import cache, lru_cache
+from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 from typing import Literal
@@ -326,17 +326,6 @@ def openai_judge(
             done(*future.result())
 
 
-@cache
-def _local_model(name: str):
-    """A local judge, loaded as generation and serving load a model (a checkpoint's dtype and adapter
-    included). It computes in its weights' dtype, never under autocast: its scores must not depend on
-    the machine that judged."""
-    from babeltune.inference.hf import load_for_inference
-    from babeltune.inference.target import Target
-
-    return load_for_inference(Target.locate(name))
-
-
 @BACKENDS.register("local")
 def local_judge(
     cfg: JudgeArgs, prompt: JudgePrompt, items: list[JudgeItem], done: Callable, usage: Usage
@@ -345,9 +334,9 @@ def local_judge(
     ``next-token`` mode appends the rating prefix and reads the most probable rating from one forward pass:
     cheap, and always parsable; ``generate`` mode answers greedily through the generation engine's batches."""
     from babeltune.inference.decoding import Decoding, length_sorted_batches
-    from babeltune.inference.hf import chat_text, generate_batch
+    from babeltune.inference.hf import cached_for_inference, chat_text, generate_batch
 
-    tokenizer, model = _local_model(cfg.model)
+    tokenizer, model = cached_for_inference(cfg.model)
     parse = PARSERS.get(prompt.parser)
     suffix = prompt.rating_prefix if cfg.rating_mode == "next-token" else ""
     texts = {item.key: chat_text(tokenizer, item.messages(prompt)) + suffix for item in items}

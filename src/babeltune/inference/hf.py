@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from functools import cache
 
 from babeltune.inference.decoding import Decoding, length_sorted_batches, prompt_seed
 from babeltune.inference.engine import ENGINES, Answer, Engine, Prompt
@@ -25,6 +26,14 @@ def load_for_inference(target: Target):
     if torch.cuda.is_available():
         model.to("cuda")
     return tokenizer, model
+
+
+@cache
+def cached_for_inference(name: str):
+    """``load_for_inference`` of what ``name`` names, once per process: the local judge and the causal
+    translator load their model so (one model serving both is loaded once). It computes in its weights'
+    dtype, never under autocast: its output must not depend on the machine it ran on."""
+    return load_for_inference(Target.locate(name))
 
 
 def chat_text(tokenizer, messages: list[dict]) -> str:

@@ -319,13 +319,14 @@ def axis_figures(results: list[RunResult], scores: dict[str, list[Score]], seen_
     the runs at that value (the other axes' values and the seeds) of each run's share of ok answers, seen and
     unseen languages apart, with a 95 % interval that resamples those runs, then the prompts within each."""
     swept = dict.fromkeys(path for r in results for path in axes.without_seed(r.axes))
+    fidelity = finding.METRICS["fidelity"]
     figures = []
     for path in swept:
         values = list(dict.fromkeys(axes.shown(r.axes[path]) for r in results if path in r.axes))
         runs_at = defaultdict(list)  # (mixture, value, seen) -> per run, its answers' ok (1) or not (0)
         for r in results:
             for seen in (True, False):
-                oks = [float(s.verdict == "ok") for s in scores[r.name] if (s.lang in seen_langs) == seen]
+                oks = [fidelity(s) for s in scores[r.name] if (s.lang in seen_langs) == seen]
                 if path in r.axes and oks:
                     runs_at[r.name.rsplit("/", 1)[-1], axes.shown(r.axes[path]), seen].append(oks)
         points = [plots.AxisPoint(mixture, value, seen, round(mean(map(mean, runs)), 3), axis_interval(runs))

@@ -270,21 +270,12 @@ class CausalTranslator:
         self.cfg = cfg
         self.usage = Usage()
         self.prompt = load_prompt(cfg.prompt)
-        self._loaded: dict[str, tuple] = {}
-
-    def _model(self, name: str) -> tuple:
-        if name not in self._loaded:
-            from babeltune.inference.hf import load_for_inference
-            from babeltune.inference.target import Target
-
-            self._loaded[name] = load_for_inference(Target.locate(name))
-        return self._loaded[name]
 
     def translate(self, texts: list[str], src: str, tgt: str, done: Done, failed: Failed) -> None:
         from babeltune.inference.decoding import Decoding, length_sorted_batches
-        from babeltune.inference.hf import chat_text, generate_batch
+        from babeltune.inference.hf import cached_for_inference, chat_text, generate_batch
 
-        tokenizer, model = self._model(model_for_pair(self.cfg.model, src, tgt))
+        tokenizer, model = cached_for_inference(model_for_pair(self.cfg.model, src, tgt))
         for batch in length_sorted_batches(texts, len, self.cfg.batch_size):
             longest = max(len(tokenizer(t, add_special_tokens=False)["input_ids"]) for t in batch)
             decoding = Decoding(
