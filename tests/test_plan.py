@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from babeltune import config
-from babeltune.cluster.script import slurm_script
+from babeltune.cluster.script import slurm_script, too_big
 from babeltune.experiment import build_plan, select_task
 from babeltune.planning import mixture_table, training_rows
 
@@ -61,6 +61,17 @@ def test_the_slurm_script_sizes_each_array_from_its_model(paper, tmp_path):
     assert f"{sys.executable} -m babeltune run {REPO / 'configs/paper.yaml'} --train.seed=1 --task" in script
     assert "prep=$(submit" in script and "--dependency=afterok:$prep" in script
     assert '--dependency=afterany:"$(IFS=:; echo "${arrays[*]}")"' in script and "report " in script
+
+
+def test_a_model_that_outgrows_one_gpu_is_named_with_the_methods_own_setting(paper):
+    rows = training_rows(paper, mixture_table(paper)[0])
+    lines = too_big(
+        paper, rows
+    )  # the paper's site: 80 GB GPUs; full training of a 7B model needs ~16 B/param
+    assert lines and all(
+        "full" in line.split(" (")[0] for line in lines
+    )  # LoRA fits, full-parameter does not
+    assert all("train.full_nproc=" in line and "accelerate_config" in line for line in lines)
 
 
 def test_site_settings_reach_every_job_and_cpu_clusters_ask_for_no_gpu(paper, tmp_path):

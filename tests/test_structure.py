@@ -85,3 +85,24 @@ def test_loading_the_config_imports_no_machine_learning_library():
     code = "import sys, babeltune.config, babeltune.experiment; print(sorted({'torch', 'transformers', 'peft', 'datasets', 'matplotlib'} & set(sys.modules)))"
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert proc.stdout.strip() == "[]"
+
+
+def room(module: str, packages: set[str]) -> str:
+    """The room a module stands in: a subpackage is one room (``babeltune.train.stage`` -> ``babeltune.train``)."""
+    parts = module.split(".")
+    return ".".join(parts[:2]) if len(parts) > 2 and ".".join(parts[:2]) in packages else module
+
+
+def test_no_import_runs_back_up_between_packages():
+    """A package imported from below must not itself import what stands above it: with every subpackage drawn
+    as one room, the rooms still form no circle (``cluster/`` holding both its settings, read by the config,
+    and its script, which reads the config, was one)."""
+    found = modules()
+    packages = {name for name, path in found.items() if path.name == "__init__.py" and name.count(".") == 1}
+    rooms: dict[str, set[str]] = {}
+    for name, path in found.items():
+        here = room(name, packages)
+        there = {room(m, packages) for m in imports(path, name, set(found))}
+        rooms.setdefault(here, set()).update(there - {here})
+    assert len(packages) >= 6  # the folders were seen
+    assert cycles(rooms) == []

@@ -68,8 +68,8 @@ def test_full_parameter_training_changes_the_weights(tmp_path, mixture, tiny_mod
 
 
 def test_prompt_tokens_are_masked_when_loss_is_on_the_answer_only(mixture, tiny_model):
-    from babeltune.data.schema import Example
     from babeltune.models import load_tokenizer
+    from babeltune.records import Example
 
     tok = load_tokenizer(tiny_model)
     ex = Example("a:en", "a", "en", "Say hi.", "", "Hi there.")

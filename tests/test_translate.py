@@ -9,8 +9,8 @@ import pytest
 from babeltune.config import DataArgs, TranslateArgs
 from babeltune.data import loaders
 from babeltune.data import stage as data_stage
-from babeltune.data.schema import Example
 from babeltune.io import read_json, read_jsonl, write_jsonl
+from babeltune.records import Example
 from babeltune.registry import BabeltuneError
 from babeltune.translate import run
 from babeltune.translate.backends import BACKENDS, HFTranslator

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from babeltune.cluster import preempt
+from babeltune import preempt
 from babeltune.io import out_of_room
 from babeltune.quiet import quiet_third_party
 from babeltune.registry import BabeltuneError

@@ -18,19 +18,20 @@ from typing import Any
 import yaml
 
 from babeltune import axes
-from babeltune.cluster.settings import SlurmArgs
 from babeltune.data.stage import DataArgs, TestArgs
 from babeltune.evaluate.judge import JudgeArgs
 from babeltune.evaluate.stage import EvaluateArgs
 from babeltune.generate import GenerateArgs
 from babeltune.io import regular_file
 from babeltune.langid import LangIdArgs
+from babeltune.methods import METHODS
 from babeltune.mix import MixArgs
 from babeltune.models import ModelArgs, check_lora_targets
 from babeltune.registry import BabeltuneError, short, unknown_name_error
 from babeltune.report.stage import ReportArgs
 from babeltune.settings import apply_override, dump_yaml, from_dict, load_yaml, setting, to_dict
 from babeltune.settings import describe as describe_fields
+from babeltune.slurm_settings import SlurmArgs
 from babeltune.train.settings import LoraArgs, TrainArgs
 from babeltune.translate.stage import TranslateArgs
 
@@ -92,7 +93,9 @@ class ExperimentConfig:
                 raise BabeltuneError(
                     "data.source_language: must be one of data.languages when translate.enabled"
                 )
-        if self.lora.target_modules and "lora" in self.train.methods:
+        if self.lora.target_modules and any(
+            METHODS.get(m).settings_group == "lora" for m in self.train.methods
+        ):
             for model in self.models:
                 check_lora_targets(self.lora.target_modules, model.name, "lora.target_modules")
         if self.axes():

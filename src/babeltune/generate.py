@@ -13,7 +13,6 @@ from typing import Literal
 
 from tqdm.auto import tqdm
 
-from babeltune.data.schema import TestPrompt
 from babeltune.endpoints import EndpointArgs
 from babeltune.inference.decoding import (
     Decoding,
@@ -24,7 +23,7 @@ from babeltune.inference.engines import ENGINES, Engine, Prompt
 from babeltune.inference.target import Target
 from babeltune.io import AppendLog, read_complete_jsonl, read_jsonl
 from babeltune.methods import METHODS
-from babeltune.records import Response
+from babeltune.records import Response, TestPrompt
 from babeltune.registry import BabeltuneError, check_names
 from babeltune.settings import result_fields, setting
 from babeltune.tasks import Output, Task

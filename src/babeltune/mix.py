@@ -26,8 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from babeltune.data.schema import Example
 from babeltune.io import read_json, read_jsonl, write_json, write_jsonl
+from babeltune.records import Example
 from babeltune.registry import BabeltuneError, Registry
 from babeltune.settings import setting
 from babeltune.tasks import Outcome, Output, Task

@@ -12,11 +12,11 @@ from pathlib import Path
 
 from babeltune import mix
 from babeltune.data import stage as data_stage
-from babeltune.data.schema import Example
 from babeltune.experiment import Plan
 from babeltune.io import read_json
 from babeltune.methods import METHODS
 from babeltune.models import parameters_of
+from babeltune.records import Example
 
 TOKENS_PER_EXAMPLE = 200  # Alpaca with the template, LLaMA-style tokenizer: used when tokens are not counted
 EFFECTIVE_FLOPS = 312e12 * 0.40  # an A100's bf16 peak at 40 % utilisation, for the estimate

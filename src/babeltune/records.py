@@ -1,4 +1,5 @@
-"""The records stages hand on, typed: a ``Response`` (generate -> evaluate, serve, compare) and a ``Score``
+"""The records stages hand on, typed: an ``Example`` (data -> translate, mix, train) and a ``TestPrompt``
+(data -> generate), a ``Response`` (generate -> evaluate, serve, compare) and a ``Score``
 (evaluate -> report, compare, judge-agreement). Read a file's rows with ``read``; a row that lacks a field
 the record needs is refused with the file and line, never half-read."""
 
@@ -12,6 +13,46 @@ from babeltune.io import read_jsonl
 from babeltune.registry import BabeltuneError
 
 R = TypeVar("R", "Response", "Score")
+
+
+@dataclass(frozen=True)
+class Example:
+    """One instruction example in one language."""
+
+    id: str  # unique across languages: "<source_id>:<lang>"
+    source_id: str  # shared by the translations of one item
+    lang: str
+    instruction: str
+    input: str
+    output: str
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, row: dict) -> Example:
+        return cls(**{f.name: row[f.name] for f in fields(cls)})
+
+
+@dataclass(frozen=True)
+class TestPrompt:
+    """One test prompt in one language."""
+
+    id: str  # "<source_id>:<lang>"
+    source_id: str  # joins the same prompt across languages
+    lang: str
+    prompt: str
+    reference: str | None = None
+    file_id: str | None = (
+        None  # the id its own file gave it (the paper's files: a different one per language)
+    )
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, row: dict) -> TestPrompt:
+        return cls(**{f.name: row.get(f.name) for f in fields(cls)})
 
 
 @dataclass(frozen=True)

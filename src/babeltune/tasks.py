@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from babeltune.cluster import preempt
+from babeltune import preempt
 from babeltune.io import atomic_write_text, out_of_room, read_json, sha256_file, write_json
 from babeltune.locks import locked, me
 from babeltune.registry import BabeltuneError

@@ -18,10 +18,11 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
-from babeltune.cluster.preempt import MAX_REQUEUES_ENV
 from babeltune.experiment import SHARED, GridPoint, Plan
 from babeltune.io import atomic_write_text
+from babeltune.methods import METHODS
 from babeltune.planning import gpu_memory_gb
+from babeltune.preempt import MAX_REQUEUES_ENV
 
 HOURS = (2, 4, 8, 12, 24, 48, 72, 120, 168)  # time limits a run is rounded up to: few distinct requests
 MEMORY_GB = (32, 64, 128, 256, 512)
@@ -79,7 +80,7 @@ def too_big(plan: Plan, rows: list[dict]) -> list[str]:
             found[key] = (need, math.ceil(need / site), found.get(key, (0, 0, 0))[2] + 1)
     return [
         f"{run} ({n} grid points) needs about {need:.0f} GB of GPU memory, more than one {site:g} GB GPU holds: "
-        f"shard it over {gpus} GPUs (train.{'full_' if method == 'full' else ''}nproc={gpus} and "
+        f"shard it over {gpus} GPUs (train.{METHODS.get(method).overrides.get('nproc', 'nproc')}={gpus} and "
         "train.accelerate_config=docs/accelerate/fsdp.yaml), or set slurm.gpu_memory_gb"
         for (run, method), (need, gpus, n) in found.items()
     ]

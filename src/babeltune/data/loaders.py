@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
-from babeltune.data.schema import Example, TestPrompt
 from babeltune.io import bounded_lines, regular_file
+from babeltune.records import Example, TestPrompt
 from babeltune.registry import BabeltuneError, short
 
 BUILTIN = resources.files("babeltune") / "resources" / "builtin"

@@ -11,8 +11,8 @@ from typing import Literal
 
 from babeltune import languages
 from babeltune.data import loaders
-from babeltune.data.schema import Example, TestPrompt
 from babeltune.io import fingerprint, read_jsonl, sha256_file, write_json, write_jsonl
+from babeltune.records import Example, TestPrompt
 from babeltune.registry import BabeltuneError
 from babeltune.settings import setting
 from babeltune.tasks import Task

@@ -8,7 +8,7 @@ import statistics
 import time
 from pathlib import Path
 
-from babeltune.cluster import preempt
+from babeltune import preempt
 
 
 def log_callback(path: Path, name: str):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import heapq
 import random
 
-from babeltune.data.schema import Example
+from babeltune.records import Example
 from babeltune.registry import BabeltuneError
 from babeltune.templates import build_training_text
 

@@ -18,13 +18,12 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from babeltune import checkpoint
-from babeltune.cluster import preempt
-from babeltune.data.schema import Example
+from babeltune import checkpoint, preempt
 from babeltune.io import honour_umask, read_jsonl, write_json
 from babeltune.methods import METHODS, WHOLE_MODEL, Method
 from babeltune.models import ModelArgs
 from babeltune.precision import autocast_dtype, resolve_precision
+from babeltune.records import Example
 from babeltune.tasks import Output, Task
 from babeltune.train import callbacks
 from babeltune.train.arguments import checkpointing_is_on, optimizer_steps, training_arguments, world_size

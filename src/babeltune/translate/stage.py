@@ -22,9 +22,9 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from babeltune.content_cache import ContentCache, cache_key, run_cache
-from babeltune.data.schema import Example
 from babeltune.io import read_jsonl, write_json, write_jsonl
 from babeltune.langid import TOO_SHORT, LangIdArgs, detect
+from babeltune.records import Example
 from babeltune.registry import BabeltuneError
 from babeltune.tasks import Outcome, Output, Task
 from babeltune.translate import filters
