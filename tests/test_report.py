@@ -261,3 +261,32 @@ def test_seeds_show_their_spread_and_the_axis_figure_its_intervals(tmp_path, mon
     page = (tmp_path / "one" / "report.html").read_text()
     header = (tmp_path / "one" / "summary.md").read_text().splitlines()[0]
     assert "over seeds" not in page + header and "Left out: fidelity" not in page
+
+
+def test_a_new_metric_is_one_entry_and_shows_everywhere(tmp_path, capsys):
+    """Issue 23: one Column with a per-answer function reaches the cells, summary.csv, summary.md, the HTML
+    table (its best run bold), its figure and the console table, with nothing else changed."""
+    from babeltune.report import columns, console
+
+    words = columns.Column("words", "words per answer", figure="words", axis="words per answer",
+                           console="words per answer", decimals=1, ci="words_ci", higher_is_better=True,
+                           per_row=lambda r: len(r.response.split()) + (r.lang == "es" and r.run == "long"))  # fmt: skip
+    added = [words, columns.Column("words_ci", "95% CI")]
+    columns.COLUMNS.extend(added)  # the edit a new metric is: one entry in the list
+    columns.METRICS.append(words)
+    try:
+        results = [_run(tmp_path, "short", match_es=True), _run(tmp_path, "long", match_es=True)]
+        page = run(ReportArgs(title="T"), results, {"en", "es"}, "", tmp_path / "report", ["en", "es", "bn"])
+        rows = {
+            (r["run"], r["lang"]): r for r in csv.DictReader((tmp_path / "report" / "summary.csv").open())
+        }
+        assert float(rows["short", "es"]["words"]) == 2.0 and float(rows["long", "es"]["words"]) == 3.0
+        assert rows["long", "es"]["words_ci"] == "(3.0, 3.0)"
+        assert "words per answer" in (tmp_path / "report" / "summary.md").read_text().splitlines()[0]
+        html = page.read_text()
+        assert "<th>words per answer</th>" in html and "<td class='num best'>3</td>" in html
+        assert (tmp_path / "report" / "words.png").stat().st_size > 5000
+        console.print_summary(tmp_path / "report", 1.0)
+        assert "words per answer" in capsys.readouterr().out
+    finally:
+        del columns.COLUMNS[-2:], columns.METRICS[-1]

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from itertools import combinations
 from statistics import mean
 
 from babeltune.evaluate.fidelity import VERDICTS
 from babeltune.records import Score
+from babeltune.report.columns import METRICS, average
 from babeltune.report.contrasts import Contrast
 from babeltune.report.stats import MIN_PAIRED, bootstrap_ci, holm, paired_permutation_p
 
@@ -17,32 +18,37 @@ LARGE_GRID = 16  # runs; above this a bar or a row per run is unreadable: plots 
 
 @dataclass
 class Cell:
+    """One run in one language: its answers' count, every metric of ``columns.METRICS`` (read as attributes:
+    ``cell.consistency``), the intervals of those that have one, the verdicts' shares."""
+
     run: str
     lang: str
     seen: bool  # the language was in the training data
     n: int  # answers
-    consistency: float  # share of answers whose verdict is ok: a real answer, in the prompt's language
-    judged: int  # answers the judge rated or answered unparsably
-    unparsable: int
-    unjudged: int  # ok answers without a judge score (skipped, failed or unparsable): out of the score mean
-    score_n: int  # answers the score mean runs over (every answer that is not ok scores 0, judged or not)
-    score_sum: float | None  # the paper's number: the sum of judge x ok
-    score_mean: float | None
-    judge_mean: float | None  # before the language check, over the judged answers
-    robustness: float | None  # mean judge score before minus after the language check, same answers
-    chrf: float | None
-    consistency_ci: tuple[float, float] | None = None  # bootstrap 95 % over prompts
-    score_ci: tuple[float, float] | None = None
+    values: dict[str, object] = field(default_factory=dict)  # metric key (or its interval's) -> value
     seed_range: tuple[float, float] | None = None  # fidelity's lowest and highest over the training seeds
     verdicts: dict[str, float] = field(default_factory=dict)  # share of each verdict
 
+    def __getattr__(self, key: str) -> object:
+        values = self.__dict__.get("values", {})
+        if key in values:
+            return values[key]
+        raise AttributeError(f"a cell has no {key!r}")
 
-def _mean(values: list[float]) -> float | None:
-    return round(mean(values), 3) if values else None
+    def with_values(self, **changed) -> Cell:
+        return replace(self, values=self.values | changed)
+
+    def row(self) -> dict:
+        """Its numbers flat, in the columns' order (the verdicts aside)."""
+        return (
+            {"lang": self.lang, "seen": self.seen, "n": self.n}
+            | self.values
+            | {"seed_range": self.seed_range}
+        )
 
 
 def cell(run: str, lang: str, seen: bool, rows: list[Score]) -> Cell:
-    """Aggregate the scores of one run in one language.
+    """Aggregate the scores of one run in one language: each metric's per-answer values, aggregated.
 
     >>> from babeltune.records import Score
     >>> def s(verdict, judge, final, chrf):
@@ -51,26 +57,18 @@ def cell(run: str, lang: str, seen: bool, rows: list[Score]) -> Cell:
     >>> rows = [s("ok", 3, 3, 40.0), s("wrong-language", 2, 0, 20.0), s("echo", None, 0, 10.0)]
     >>> c = cell("r", "es", True, rows)
     >>> c.consistency, c.score_sum, c.score_n, c.judge_mean, c.robustness, c.verdicts["echo"]
-    (0.333, 3, 3, 2.5, 1, 0.333)
+    (0.333, 3, 3, 2.5, 1.0, 0.333)
     """
-    judged = [r for r in rows if r.judge_raw is not None]
-    rated = [r for r in judged if r.judge_score is not None]
-    finals = [r.final_score for r in rows if r.final_score is not None]
+    values: dict[str, object] = {}
+    for metric in METRICS:
+        found = [v for v in map(metric.per_row, rows) if v is not None]
+        values[metric.key] = metric.aggregate(found)
+        if metric.ci:
+            values[metric.ci] = bootstrap_ci([float(v) for v in found])
     counts = Counter(r.verdict for r in rows)
-    chrfs = [r.chrf for r in rows if r.chrf is not None]
     return Cell(
-        run=run, lang=lang, seen=seen, n=len(rows),
-        consistency=round(counts["ok"] / len(rows), 3),
-        judged=len(judged), unparsable=len(judged) - len(rated),
-        unjudged=sum(r.verdict == "ok" and r.final_score is None for r in rows),
-        score_n=len(finals), score_sum=sum(finals) if finals else None, score_mean=_mean(finals),
-        judge_mean=_mean([r.judge_score for r in rated]),
-        robustness=round(mean(r.judge_score - r.final_score for r in rated), 3) if rated else None,
-        chrf=_mean(chrfs),
-        consistency_ci=bootstrap_ci([float(r.verdict == "ok") for r in rows]),
-        score_ci=bootstrap_ci([float(f) for f in finals]),
-        verdicts={v: round(counts[v] / len(rows), 3) for v in VERDICTS},
-    )  # fmt: skip
+        run, lang, seen, len(rows), values, verdicts={v: round(counts[v] / len(rows), 3) for v in VERDICTS}
+    )
 
 
 def cells(scores: dict[str, list[Score]], seen_langs: set[str], lang_order: list[str] = ()) -> list[Cell]:
@@ -90,7 +88,7 @@ def add_seed_ranges(table: list[Cell], point_of: dict[str, str]) -> None:
     """Give each cell the range of fidelity over the training seeds of its grid point (``point_of``: run ->
     its grid point without the seed; runs of one seed are not in it), beside the interval over prompts.
 
-    >>> a, b = (Cell(r, "es", True, 4, f, 0, 0, 0, 0, None, None, None, None, None) for r, f in (("s0", .5), ("s1", .75)))
+    >>> a, b = (Cell(r, "es", True, 4, {"consistency": f}) for r, f in (("s0", .5), ("s1", .75)))
     >>> add_seed_ranges([a, b], {"s0": "p", "s1": "p"}); a.seed_range
     (0.5, 0.75)
     """
@@ -146,7 +144,7 @@ def paired_test(a: str, b: str, lang: str, ra: dict[str, Score], rb: dict[str, S
     xa, xb = [value(ra[k]) for k in keys], [value(rb[k]) for k in keys]
     return {
         "lang": lang, "run_a": a, "run_b": b, "metric": metric, "prompts": len(keys),
-        "mean_a": _mean(xa), "mean_b": _mean(xb), "difference": round(mean(xa) - mean(xb), 3) if keys else None,
+        "mean_a": average(xa), "mean_b": average(xb), "difference": round(mean(xa) - mean(xb), 3) if keys else None,
         "p": paired_permutation_p(xa, xb),
         "note": "" if len(keys) >= MIN_PAIRED else f"fewer than {MIN_PAIRED} shared prompts: not tested",
     }  # fmt: skip

@@ -17,7 +17,7 @@ CSS = """
 body{font-family:system-ui,sans-serif;margin:2rem auto;max-width:1400px;padding:0 1rem;color:#222}
 h1{margin-bottom:.2rem} .note{background:#fff4d6;border-left:4px solid #E69F00;padding:.6rem 1rem;margin:1rem 0}
 table{border-collapse:collapse;margin:.5rem 0 1.5rem;font-size:.9rem} th,td{border:1px solid #ccc;padding:.25rem .5rem}
-th{background:#f2f2f2} td.num{text-align:right} tr.unseen td{background:#f7f7ff}
+th{background:#f2f2f2} td.num{text-align:right} td.best{font-weight:bold} tr.unseen td{background:#f7f7ff}
 img{max-width:100%} pre{background:#f6f6f6;padding:1rem;overflow:auto;font-size:.8rem}
 .resp{border:1px solid #ddd;border-radius:6px;padding:.5rem 1rem;margin:.5rem 0} .resp .meta{color:#555;font-size:.85rem}
 #finding{border:2px solid #0072B2;border-radius:6px;padding:0 1rem;margin:1rem 0}
@@ -160,15 +160,39 @@ def _fmt(value: object, share: bool = False) -> str:
     return escape(str(value))
 
 
+def best_values(cells: list[Cell], columns: list) -> dict[tuple[str, str], object]:
+    """(language, metric) -> the best value a run reached there, for the metrics where higher or lower is better,
+    where more than one run answered in that language.
+
+    >>> from babeltune.report.columns import COLUMNS
+    >>> a = Cell("a", "es", True, 4, {"consistency": 0.5, "chrf": None, "robustness": 0.2, "score_mean": None})
+    >>> b = Cell("b", "es", True, 4, {"consistency": 0.75, "chrf": None, "robustness": 0.4, "score_mean": None})
+    >>> best_values([a, b], COLUMNS)
+    {('es', 'consistency'): 0.75, ('es', 'robustness'): 0.2}
+    """
+    by_lang: dict[str, list[Cell]] = {}
+    for c in cells:
+        by_lang.setdefault(c.lang, []).append(c)
+    out = {}
+    for lang, group in by_lang.items():
+        for col in (c for c in columns if c.higher_is_better is not None and len(group) > 1):
+            values = [v for c in group if (v := getattr(c, col.key)) is not None]
+            if values:
+                out[lang, col.key] = max(values) if col.higher_is_better else min(values)
+    return out
+
+
 def table(cells: list[Cell]) -> str:
     """The per-run-and-language table, without the columns no cell has a value for (``summary_section``
-    says which and why)."""
+    says which and why); in each language the best value of a metric with a better side is bold."""
     columns, _ = with_data(cells)
+    best = best_values(cells, columns)
     head = "".join(f"<th>{escape(col.label)}</th>" for col in columns)
     body = []
     for c in cells:
         tds = "".join(
-            f"<td class='num'>{_fmt(getattr(c, col.key), col.share)}</td>"
+            f"<td class='num{' best' if best.get((c.lang, col.key), ...) == getattr(c, col.key) else ''}'>"
+            f"{_fmt(getattr(c, col.key), col.share)}</td>"
             if col.key not in ("run", "lang")
             else f"<td>{_fmt(getattr(c, col.key))}</td>"
             for col in columns

@@ -11,6 +11,7 @@ from pathlib import Path
 from statistics import mean
 
 from babeltune.report.aggregate import Cell
+from babeltune.report.columns import METRICS
 
 OKABE_ITO = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000"]
 MARKERS = ["o", "s", "^", "D", "v", "P"]
@@ -31,8 +32,8 @@ def per_mixture(cells: list[Cell]) -> list[Cell]:
     """One cell per mixture (the run name's last part) and language, each value the mean over the runs that
     trained on that mixture (its models and methods): a plot of the paper's 336 runs shows 12 mixtures.
 
-    >>> a = Cell("m1/lora/mono-es", "es", True, 10, 0.5, 0, 0, 0, 0, None, None, None, None, 20.0, verdicts={"ok": 0.5})
-    >>> b = replace(a, run="m2/full/mono-es", consistency=0.7, chrf=None, verdicts={"ok": 0.7})
+    >>> a = Cell("m1/lora/mono-es", "es", True, 10, {"consistency": 0.5, "chrf": 20.0}, verdicts={"ok": 0.5})
+    >>> b = replace(a, run="m2/full/mono-es", values={"consistency": 0.7, "chrf": None}, verdicts={"ok": 0.7})
     >>> c, = per_mixture([a, b]); c.run, c.consistency, c.chrf, c.n, c.verdicts
     ('mono-es (mean of 2 runs)', 0.6, 20.0, 20, {'ok': 0.6})
     """
@@ -44,13 +45,13 @@ def per_mixture(cells: list[Cell]) -> list[Cell]:
         runs_of[mixture].update(c.run for c in group)
 
     def avg(group: list[Cell], field: str) -> float | None:
-        values = [getattr(c, field) for c in group if getattr(c, field) is not None]
+        values = [c.values[field] for c in group if c.values.get(field) is not None]
         return round(mean(values), 3) if values else None
 
     return [
         replace(group[0], run=f"{mixture} (mean of {len(runs_of[mixture])} runs)", n=sum(c.n for c in group),
-                consistency=avg(group, "consistency"), chrf=avg(group, "chrf"), score_mean=avg(group, "score_mean"),
-                robustness=avg(group, "robustness"), consistency_ci=None, score_ci=None,
+                values={m.key: avg(group, m.key) if m.figure else None for m in METRICS}
+                | {m.ci: None for m in METRICS if m.ci},
                 verdicts={v: round(mean(c.verdicts[v] for c in group), 3) for v in group[0].verdicts})
         for (mixture, _), group in groups.items()
     ]  # fmt: skip

@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import io
 from collections import defaultdict
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from statistics import mean
@@ -155,13 +155,11 @@ def summary_csv(
     translations' chrF beside each outcome (empty for human-written data)."""
     rows = []
     for c in table:
-        row = asdict(c)
         swept = {path: axes.shown(v) for path, v in (axes_of or {}).get(c.run, {}).items()}
         mt = {"mt_chrf": mt_of.get(c.run, {}).get(c.lang)} if mt_of else {}
         rows.append(
-            {"run": c.run} | swept | {k: v for k, v in row.items() if k not in ("run", "verdicts")} | mt
-            | {f"verdict_{k}": v for k, v in c.verdicts.items()}
-        )  # fmt: skip
+            {"run": c.run} | swept | c.row() | mt | {f"verdict_{k}": v for k, v in c.verdicts.items()}
+        )
     return _csv(rows)
 
 
@@ -233,12 +231,15 @@ def size_points(
 ) -> list[plots.SizePoint]:
     """Each trained run's ``metric`` averaged over its seen and over its unseen languages, at its model's
     size; only for model families with two sizes or more (one size draws no line)."""
+    by_run: dict[tuple[str, bool], list[float]] = defaultdict(list)  # once: a scan per run was quadratic
+    for c in table:
+        if getattr(c, metric) is not None:
+            by_run[c.run, c.seen].append(getattr(c, metric))
     points = []
     for r in results:
         size = sizes[r.name]
         for seen in (True, False) if size else ():
-            values = [getattr(c, metric) for c in table if c.run == r.name and c.seen == seen]
-            values = [v for v in values if v is not None]
+            values = by_run.get((r.name, seen))
             if values:
                 series = f"{r.regime} ({r.method})" if r.method else r.regime
                 family = plots.model_family(r.model or r.name.split("/")[0])
