@@ -18,6 +18,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach a model hub
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 REPO = Path(__file__).resolve().parents[1]
+# Fixtures that tests in unit/ and cli/ share: found by name, as if they were defined here.
+pytest_plugins = ["helpers.mix", "helpers.serve", "helpers.train", "helpers.translate"]
 PROCESS = re.compile(r"\bbabeltune\(|\bsubprocess\.|\bPopen\(|\brun_quick\(")  # what starts another process
 
 
@@ -43,9 +45,15 @@ def _starts_processes(item: pytest.Item) -> bool:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Tests that start ``babeltune`` (or any process) are marked ``cli``: ``make test-fast`` leaves them out."""
+    """Tests under tests/cli/ and tests/e2e/ are marked by their folder; any other test that starts
+    ``babeltune`` (or any process) is marked ``cli`` too. ``make test-fast`` leaves both out."""
     for item in items:
-        if isinstance(item, pytest.Function) and _starts_processes(item):
+        folder = (
+            item.path.relative_to(REPO / "tests").parts[0] if item.path.is_relative_to(REPO / "tests") else ""
+        )
+        if folder == "e2e":
+            item.add_marker(pytest.mark.e2e)
+        if folder in ("cli", "e2e") or (isinstance(item, pytest.Function) and _starts_processes(item)):
             item.add_marker(pytest.mark.cli)
 
 

@@ -1,0 +1,24 @@
+"""One run directory you can trust with a GPU budget, tried through the `babeltune` command in real processes:
+a rerun retries exactly what failed, a changed setting redoes exactly what depends on it, and array tasks
+share one run directory side by side."""
+
+import subprocess
+import sys
+from collections import Counter
+
+from conftest import babeltune, tiny_config
+
+
+def test_norwegian_is_a_language_not_false(tmp_path, tiny_model):
+    cfg = tiny_config(tmp_path / "exp.yaml", tiny_model, tmp_path / "run", test="{languages: [en, no]}")
+    proc = babeltune("show-config", str(cfg), "--data.languages=[en, no]")
+    assert proc.returncode == 0, proc.stderr
+    assert Counter(line.strip() for line in proc.stdout.splitlines())["- 'no'"] == 2
+
+
+def test_loading_the_config_imports_no_machine_learning_library():
+    """`babeltune plan` and `show-config` answer fast: settings live beside their stages, whose heavy
+    imports sit inside the functions that need them."""
+    code = "import sys, babeltune.config, babeltune.experiment; print(sorted({'torch', 'transformers', 'peft', 'datasets', 'matplotlib'} & set(sys.modules)))"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert proc.stdout.strip() == "[]"

@@ -1,0 +1,1 @@
+"""Helpers the test files share (tests/ is on pytest's pythonpath)."""
