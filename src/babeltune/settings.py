@@ -175,6 +175,8 @@ def from_dict(cls: type, data: Any, where: str = "") -> Any:
     """Build dataclass ``cls`` from plain data, naming the offending field on any error."""
     if not isinstance(data, dict):
         raise BabeltuneError(f"{where or 'config'}: expected a mapping, got {type(data).__name__}")
+    if hasattr(cls, "spelled_flat"):  # a group that also takes some settings nested (train: {full: {...}})
+        data = cls.spelled_flat(data, where)
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     kwargs = {}

@@ -100,3 +100,11 @@ def build_training_text(
     """(prompt, full text): the full text is the prompt, the answer and the end-of-sequence token."""
     prompt = build_prompt(name, tokenizer, instruction, input)
     return prompt, prompt + output + tokenizer.eos_token  # type: ignore[attr-defined]
+
+
+def chat_text(tokenizer, messages: list[dict]) -> str:
+    """A conversation as the model's chat template renders it, ready for the reply (a model without a chat
+    template gets the messages' text in paragraphs): how the local judge and the causal translator ask."""
+    if tokenizer.chat_template:
+        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    return "\n\n".join(m["content"] for m in messages) + "\n\n"

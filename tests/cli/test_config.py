@@ -1,6 +1,5 @@
-"""One run directory you can trust with a GPU budget, tried through the `babeltune` command in real processes:
-a rerun retries exactly what failed, a changed setting redoes exactly what depends on it, and array tasks
-share one run directory side by side."""
+"""`babeltune show-config` and loading a config in a real process: YAML 1.2 values, no machine-learning
+library imported to read one."""
 
 import subprocess
 import sys

@@ -1,4 +1,4 @@
-"""The run-level caches of paid work: shards per process, merged on read, no lock shared between writers."""
+"""The run-level caches of paid work across real processes: shards per process, merged on read."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Nothing wrong, nothing leaked, nothing hangs: hostile input through the `babeltune` command."""
+"""`babeltune data` on real files: every bad record listed at once with its true line, devices, pipes and
+folders refused in one line, conversations and test files read as the README says."""
 
 import json
 import os

@@ -1,4 +1,5 @@
-"""What a new user hits, tried the way they tried it: through the `babeltune` command and the README."""
+"""`babeltune evaluate`, `compare` and `judge-agreement` in real processes: a judge prompt of your own, paired
+judgements, agreement with human ratings."""
 
 import re
 import shutil

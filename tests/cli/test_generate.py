@@ -1,4 +1,4 @@
-"""The run-level caches of paid work: shards per process, merged on read, no lock shared between writers."""
+"""`babeltune generate` in real processes: concurrent tasks share the judgement cache, a kill loses nothing."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Locks by atomic create: one holder at a time across processes, stale holders detected and broken."""
+"""Locks across real processes: one holder at a time, a killed holder's lock broken by the next."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""One task contract: any task folder's job.yaml runs alone through `babeltune run-task`, with the result its
-grid run gave; a job.yaml that does not match its folder's key is refused."""
+"""`babeltune mix` and `status` in real processes: exact budgets, ratios never normalised silently, every
+task of a run directory named."""
 
 from __future__ import annotations
 

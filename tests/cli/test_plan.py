@@ -1,5 +1,4 @@
-"""The paper's grid as one config: runs per regime, equal budgets, GPU-hour estimate, Slurm script, and a
-plan that needs no data."""
+"""`babeltune plan` in real processes: the paper's grid, sweeps and bad values named when the config loads."""
 
 import csv
 import json

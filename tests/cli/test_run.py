@@ -1,4 +1,6 @@
-"""Nothing wrong, nothing leaked, nothing hangs: hostile input through the `babeltune` command."""
+"""`babeltune run` in real processes: reruns retry exactly what failed, a changed setting redoes exactly what
+depends on it, many processes share one run directory, keys never leak, signals and full disks say what
+was kept, every task folder reruns alone."""
 
 from __future__ import annotations
 

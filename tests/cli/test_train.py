@@ -1,4 +1,5 @@
-"""Nothing wrong, nothing leaked, nothing hangs: hostile input through the `babeltune` command."""
+"""`babeltune train` in real processes: a killed run resumes, a full disk is one line, a run that learns
+nothing says so."""
 
 from __future__ import annotations
 

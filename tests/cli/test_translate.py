@@ -1,6 +1,5 @@
-"""One run directory you can trust with a GPU budget, tried through the `babeltune` command in real processes:
-a rerun retries exactly what failed, a changed setting redoes exactly what depends on it, and array tasks
-share one run directory side by side."""
+"""`babeltune translate` in real processes: failed segments retried by the next command and nothing else;
+plan and mix agree on C after translation drops items."""
 
 import json
 import zlib

@@ -148,3 +148,22 @@ def test_the_judge_and_the_openai_backend_run_against_a_vllm_served_model(grid, 
     assert answered.returncode == 0, answered.stderr[-3000:]
     made = [r for rows in responses(grid.parent / "run", "openai").values() for r in rows.values()]
     assert len(made) == 16 and any(r["raw"] for r in made)
+
+
+def test_the_local_judge_generates_through_the_vllm_engine_as_through_hf(grid):
+    """Issue 23: the local judge in generate mode answers through any generation engine: vLLM's judgements of
+    the grid's answers are hf's (greedy, fp32), and only the evaluate tasks are redone."""
+    judge = ["--evaluate.judge.rating_mode=generate", "--evaluate.judge.max_new_tokens=12"]
+    raws = {}
+    for engine in ("vllm", "hf"):
+        proc = babeltune("run", str(grid), *judge, f"--evaluate.judge.engine={engine}", timeout=1200)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        assert (ENGINE_LINE in proc.stderr) == (engine == "vllm"), proc.stderr[-3000:]
+        folders = sorted(
+            (grid.parent / "run" / "evaluate").glob("*/scores.jsonl"), key=lambda p: p.stat().st_mtime
+        )
+        rows = [json.loads(line) for p in folders[-2:] for line in p.read_text().splitlines()]
+        raws[engine] = {(r["run"], r["id"]): r["judge_raw"] for r in rows}
+    assert len(raws["vllm"]) == 16 and all(raws["vllm"].values())
+    same = sum(raws["vllm"][k] == raws["hf"][k] for k in raws["vllm"])
+    assert same >= AGREEMENT * len(raws["vllm"]), (same, len(raws["vllm"]))

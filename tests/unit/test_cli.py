@@ -1,4 +1,4 @@
-"""Tests."""
+"""The command line in process: help that explains every field, stray arguments, overrides, the plan table."""
 
 import pytest
 

@@ -1,6 +1,7 @@
-"""Property-based tests: whatever a user feeds in, the answer is a result or one clear BabeltuneError."""
+"""Loading an experiment: every shipped config, overrides, checks that span groups, and any value fed in
+loads or fails naming its field."""
 
-import pytest  # noqa: E402
+import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
@@ -154,3 +155,19 @@ def test_settings_that_cannot_change_a_result_say_so_on_the_field():
     assert "threads" not in result_fields(config.TrainArgs()) and "batch_size" in result_fields(
         config.TrainArgs()
     )
+
+
+def test_a_methods_own_settings_may_be_nested_under_its_name(tmp_path):
+    """Issue 23: ``train: {full: {epochs: 3}}`` is ``train.full_epochs: 3``: the same experiment, the same keys."""
+    from babeltune.experiment import build_plan
+
+    nested = config.load(
+        REPO / "configs/quick.yaml", ["--train.full.epochs=3", "--train.full.loss_on_prompt=false"]
+    )
+    flat = config.load(
+        REPO / "configs/quick.yaml", ["--train.full_epochs=3", "--train.full_loss_on_prompt=false"]
+    )
+    assert nested == flat and nested.train.full_epochs == 3
+    assert [t.plan_key for t in build_plan(nested).tasks] == [t.plan_key for t in build_plan(flat).tasks]
+    with pytest.raises(BabeltuneError, match="train.full.warmup: full runs have no setting of their own"):
+        config.load(REPO / "configs/quick.yaml", ["--train.full.warmup=3"])

@@ -1,4 +1,4 @@
-"""The run-level caches of paid work: shards per process, merged on read, no lock shared between writers."""
+"""The run-level cache in process: a damaged or torn record is skipped, never read wrong."""
 
 from __future__ import annotations
 

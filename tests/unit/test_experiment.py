@@ -1,4 +1,4 @@
-"""Sweeps and seeds: any setting as an axis of the grid, through `babeltune run`."""
+"""Expanding the grid: a sweep value that makes no valid experiment is named."""
 
 from babeltune import config
 from conftest import tiny_config

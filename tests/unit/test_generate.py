@@ -1,4 +1,5 @@
-"""Tests."""
+"""The generate stage in process: the training template, resume, beam search, shards, sampling seeds per
+prompt (an answer does not depend on its batch), the paper preset, engine choice."""
 
 import json
 

@@ -1,4 +1,4 @@
-"""Property-based tests: whatever a user feeds in, the answer is a result or one clear BabeltuneError."""
+"""Reading and writing files: any JSONL loads or fails with file and line; an unwritable folder is one line."""
 
 import json
 

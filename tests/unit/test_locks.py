@@ -1,4 +1,4 @@
-"""Locks by atomic create: one holder at a time across processes, stale holders detected and broken."""
+"""Locks in process: holders on other hosts and earlier runs of a requeued Slurm job."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Tests."""
+"""The mixer: the paper's regimes under a fixed budget, quotas, English shares, tokens counted."""
 
 from collections import Counter
 from pathlib import Path

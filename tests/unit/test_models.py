@@ -1,4 +1,4 @@
-"""Nothing wrong, nothing leaked, nothing hangs: hostile input through the `babeltune` command."""
+"""Model loading: a killed conversion of the embedded model leaves no folder behind."""
 
 
 def test_a_killed_conversion_leaves_no_folder_behind(tmp_path, monkeypatch):

@@ -1,5 +1,4 @@
-"""The paper's grid as one config: runs per regime, equal budgets, GPU-hour estimate, Slurm script, and a
-plan that needs no data."""
+"""Planning the paper's grid: runs per regime, equal budgets, GPU-hour and memory estimates, the Slurm script."""
 
 import sys
 from collections import Counter

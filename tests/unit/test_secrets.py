@@ -1,4 +1,4 @@
-"""Nothing lost, nothing leaked: concurrent runs, unwritable outputs, interruption, secrets."""
+"""Secrets: an API key never reaches a file or the output."""
 
 import pytest
 

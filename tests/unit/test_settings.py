@@ -1,8 +1,9 @@
-"""Property-based tests: whatever a user feeds in, the answer is a result or one clear BabeltuneError."""
+"""Typed YAML: alias bombs, deep nesting, duplicate keys and huge numbers fail fast and briefly; any text
+loads or fails naming the file."""
 
 import time
 
-import pytest  # noqa: E402
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 

@@ -1,4 +1,4 @@
-"""Tests."""
+"""Prompt templates: the generation prompt is the training prompt's prefix; the Alpaca template is the paper's."""
 
 import pytest
 

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache, lru_cache
 from importlib import resources
 from pathlib import Path
 from typing import Literal
@@ -31,6 +31,7 @@ from babeltune.retry import Usage
 from babeltune.settings import load_yaml, setting
 
 JUDGES_DIR = resources.files("babeltune") / "resources" / "judges"
+LOCAL_ENGINES = ("hf", "vllm")  # the generation engines a local judge can answer through
 CLAIM_POLL = 0.5  # seconds between looks at the cache for judgements another process is making
 
 
@@ -59,6 +60,9 @@ class JudgeArgs(EndpointArgs):
     batch_size: int = setting(
         8, "local judge: answers per batch (length-sorted)", affects_result=False, ge=1, le=4096
     )
+    engine: str = setting(
+        "hf", "local judge in generate mode: the generation engine that answers (hf; vllm where installed)"
+    )
 
     def check(self, where: str) -> None:
         check_names(
@@ -66,12 +70,19 @@ class JudgeArgs(EndpointArgs):
         )
         if self.enabled and self.backend == "local":
             check_model_name(self.model, f"{where}.model")
+            if self.rating_mode == "generate" and self.engine not in LOCAL_ENGINES:
+                raise BabeltuneError(
+                    f"{where}.engine: {unknown_name_error('judge engine', self.engine, LOCAL_ENGINES)}"
+                )
         if self.enabled and self.backend == "openai" and not self.base_url:
             raise BabeltuneError(f"{where}.base_url: required when {where}.backend is 'openai'")
 
     def identity(self, prompt: JudgePrompt) -> list:
         """What decides a judgement besides the item: the cache key's first part."""
-        return [self.backend, self.model, prompt.fingerprint, self.rating_mode, self.max_new_tokens]
+        engine = (
+            [self.engine] if self.engine != "hf" and self.rating_mode == "generate" else []
+        )  # old keys stay
+        return [self.backend, self.model, prompt.fingerprint, self.rating_mode, self.max_new_tokens, *engine]
 
 
 @dataclass(frozen=True)
@@ -330,30 +341,50 @@ def openai_judge(
 def local_judge(
     cfg: JudgeArgs, prompt: JudgePrompt, items: list[JudgeItem], done: Callable, usage: Usage
 ) -> None:
-    """A transformers model as judge, asked through its chat template in length-sorted batches.
-    ``next-token`` mode appends the rating prefix and reads the most probable rating from one forward pass:
-    cheap, and always parsable; ``generate`` mode answers greedily through the generation engine's batches."""
-    from babeltune.inference.decoding import Decoding, length_sorted_batches
-    from babeltune.inference.hf import cached_for_inference, chat_text, generate_batch
+    """A local model as judge, asked through its chat template. ``next-token`` mode appends the rating prefix
+    and reads the most probable rating from one forward pass (cheap, always parsable) in length-sorted
+    batches; ``generate`` mode answers greedily through a generation engine (``evaluate.judge.engine``)."""
+    parse = PARSERS.get(prompt.parser)
+    if cfg.rating_mode == "generate":
+        from babeltune.inference.decoding import Decoding
+        from babeltune.inference.engine import Prompt
+
+        engine = loaded_engine(cfg.engine, cfg.model, cfg.batch_size)
+        asked = {item.key: item for item in items}
+        prompts = [Prompt(item.key, "", tuple(item.messages(prompt))) for item in asked.values()]
+        for p, answer in engine.answer(prompts, Decoding(max_new_tokens=cfg.max_new_tokens, stop=[])):
+            usage.add(calls=1, input_tokens=len(engine.tokenizer(answer.prompt_text, add_special_tokens=False)
+                                                ["input_ids"]), output_tokens=max(answer.new_tokens, 0))  # fmt: skip
+            done(asked[p.id], Judgement(parse(answer.text, prompt.scale), answer.text))
+        return
+    from babeltune.inference.decoding import length_sorted_batches
+    from babeltune.inference.hf import cached_for_inference
+    from babeltune.templates import chat_text
 
     tokenizer, model = cached_for_inference(cfg.model)
-    parse = PARSERS.get(prompt.parser)
-    suffix = prompt.rating_prefix if cfg.rating_mode == "next-token" else ""
-    texts = {item.key: chat_text(tokenizer, item.messages(prompt)) + suffix for item in items}
+    texts = {item.key: chat_text(tokenizer, item.messages(prompt)) + prompt.rating_prefix for item in items}
     for batch in length_sorted_batches(items, lambda item: len(texts[item.key]), cfg.batch_size):
-        batch_texts = [texts[item.key] for item in batch]
-        if cfg.rating_mode == "next-token":
-            for item, judgement in zip(batch, next_token_ratings(tokenizer, model, batch_texts, prompt, usage),
-                                       strict=True):  # fmt: skip
-                done(item, judgement)
-            continue
-        usage.add(calls=1, input_tokens=sum(len(tokenizer(t, add_special_tokens=False)["input_ids"])
-                                            for t in batch_texts))  # fmt: skip
-        answers = generate_batch(model, tokenizer, batch_texts, Decoding(max_new_tokens=cfg.max_new_tokens, stop=[]),
-                                 bf16=False)  # fmt: skip
-        for item, (text, n_tokens) in zip(batch, answers, strict=True):
-            usage.add(output_tokens=n_tokens)
-            done(item, Judgement(parse(text, prompt.scale), text))
+        ratings = next_token_ratings(tokenizer, model, [texts[item.key] for item in batch], prompt, usage)
+        for item, judgement in zip(batch, ratings, strict=True):
+            done(item, judgement)
+
+
+@cache
+def loaded_engine(name: str, model: str, batch_size: int):
+    """A generation engine with the judge model loaded, once per process (every evaluate task of a grid
+    shares it). It computes in the weights' dtype, never under autocast: a judgement must not depend on
+    the machine it ran on."""
+    from babeltune.generate import GenerateArgs
+    from babeltune.inference.decoding import Decoding
+    from babeltune.inference.engines import ENGINES
+    from babeltune.inference.target import Target
+
+    engine = ENGINES.get(name)(GenerateArgs(backend=name, batch_size=batch_size, precision="fp32"))
+    refused = engine.refuses(Decoding(max_new_tokens=1, stop=[]))
+    if refused:
+        raise BabeltuneError(refused.replace("generate.backend", "evaluate.judge.engine"))
+    engine.load(Target.locate(model), model)
+    return engine
 
 
 def next_token_ratings(

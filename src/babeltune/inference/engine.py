@@ -10,12 +10,14 @@ from dataclasses import dataclass
 from babeltune.inference.decoding import Decoding
 from babeltune.inference.target import Target
 from babeltune.registry import Registry
+from babeltune.templates import build_prompt, chat_text
 
 
 @dataclass(frozen=True)
 class Prompt:
     id: str  # seeds the prompt's sampling
     text: str  # the user's instruction, before any template
+    messages: tuple[dict, ...] = ()  # a whole conversation instead (a judge's), in the model's chat template
 
 
 @dataclass(frozen=True)
@@ -33,6 +35,13 @@ class Engine:
     def __init__(self, settings) -> None:
         self.settings = settings
         self.precision = "fp32"  # what computes, once loaded
+
+    def prompt_text(self, p: Prompt) -> str:
+        """What the model is given: a conversation in the model's own chat template, else the instruction in
+        the target's template (``load`` sets ``target`` and ``tokenizer``)."""
+        if p.messages:
+            return chat_text(self.tokenizer, list(p.messages))
+        return build_prompt(self.target.template, self.tokenizer, p.text)
 
     def refuses(self, decoding: Decoding) -> str | None:
         """The first decoding setting this engine cannot honour, with why, or None."""

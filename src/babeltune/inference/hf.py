@@ -11,7 +11,6 @@ from babeltune.inference.decoding import Decoding, length_sorted_batches, prompt
 from babeltune.inference.engine import ENGINES, Answer, Engine, Prompt
 from babeltune.inference.target import Target
 from babeltune.precision import PRECISION_OF, inference_bf16
-from babeltune.templates import build_prompt
 
 
 def load_for_inference(target: Target):
@@ -34,14 +33,6 @@ def cached_for_inference(name: str):
     translator load their model so (one model serving both is loaded once). It computes in its weights'
     dtype, never under autocast: its output must not depend on the machine it ran on."""
     return load_for_inference(Target.locate(name))
-
-
-def chat_text(tokenizer, messages: list[dict]) -> str:
-    """A conversation as the model's chat template renders it, ready for the reply (a model without a chat
-    template gets the messages' text in paragraphs): how the local judge and the causal translator ask."""
-    if tokenizer.chat_template:
-        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-    return "\n\n".join(m["content"] for m in messages) + "\n\n"
 
 
 def per_row_sampler(seeds: list[int]):
@@ -135,7 +126,7 @@ class HfEngine(Engine):
         self.precision = "bf16" if self.bf16 else PRECISION_OF[target.dtype]
 
     def answer(self, prompts: list[Prompt], decoding: Decoding) -> Iterator[tuple[Prompt, Answer]]:
-        texts = {p.id: build_prompt(self.target.template, self.tokenizer, p.text) for p in prompts}
+        texts = {p.id: self.prompt_text(p) for p in prompts}
         size = 1 if beam_sampling(decoding) else self.settings.batch_size
         for batch in length_sorted_batches(prompts, lambda p: len(texts[p.id]), size):
             seeds = [prompt_seed(decoding, p.id) for p in batch]

@@ -46,7 +46,10 @@ class OpenAIEngine(Engine):
         own = {"model": self.model, "max_tokens": decoding.max_new_tokens, "top_p": decoding.top_p,
                "temperature": decoding.temperature if decoding.do_sample else 0, "stop": decoding.stop or None,
                "seed": prompt_seed(decoding, p.id)}  # fmt: skip
-        if template(self.target.template).endpoint == "completions":  # the exact training prompt
+        if p.messages:  # a conversation of its own (a judge's)
+            text, messages = p.messages[-1]["content"], list(p.messages)
+            call = lambda: reply_text(client.chat.completions.create(messages=messages, **own))  # noqa: E731
+        elif template(self.target.template).endpoint == "completions":  # the exact training prompt
             text = build_prompt(self.target.template, None, p.text)
             call = lambda: reply_text(client.completions.create(prompt=text, **own), chat=False)  # noqa: E731
         else:

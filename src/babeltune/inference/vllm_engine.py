@@ -22,7 +22,6 @@ from babeltune.inference.engine import Answer, Engine, Prompt
 from babeltune.inference.target import Target
 from babeltune.precision import PRECISION_OF, inference_bf16
 from babeltune.registry import BabeltuneError
-from babeltune.templates import build_prompt
 
 # LoRA ranks vLLM compiles kernels for; an engine is made for the smallest that holds the adapter.
 LORA_RANKS = (8, 16, 32, 64, 128, 256, 320, 512)
@@ -173,7 +172,7 @@ class VllmEngine(Engine):
         self.precision = PRECISION_OF[dtype]
 
     def answer(self, prompts: list[Prompt], decoding: Decoding) -> Iterator[tuple[Prompt, Answer]]:
-        texts = {p.id: build_prompt(self.target.template, self.tokenizer, p.text) for p in prompts}
+        texts = {p.id: self.prompt_text(p) for p in prompts}
         for batch in length_sorted_batches(prompts, lambda p: len(texts[p.id]), self.settings.batch_size):
             ids = [self.tokenizer(texts[p.id], add_special_tokens=False)["input_ids"] for p in batch]
             seeds = [prompt_seed(decoding, p.id) for p in batch]

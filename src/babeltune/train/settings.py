@@ -105,6 +105,38 @@ class TrainArgs:
         None, "torch CPU threads (default: torch's choice)", affects_result=False, ge=1, le=4096
     )
 
+    @classmethod
+    def spelled_flat(cls, data: dict, where: str) -> dict:
+        """A method's own settings may be written nested under its name: ``full: {epochs: 3}`` is
+        ``full_epochs: 3`` (both spellings are accepted; the flat one is what a dump shows).
+
+        >>> TrainArgs.spelled_flat({"epochs": 2, "full": {"epochs": 3, "nproc": 4}}, "train")
+        {'epochs': 2, 'full_epochs': 3, 'full_nproc': 4}
+        >>> TrainArgs.spelled_flat({"full": {"scheduler": "linear"}}, "train")
+        Traceback (most recent call last):
+        babeltune.registry.BabeltuneError: train.full.scheduler: full runs have no setting of their own named 'scheduler'; they have: epochs, learning_rate, loss_on_prompt, nproc
+        >>> TrainArgs.spelled_flat({"full": {"epochs": 3}, "full_epochs": 2}, "train")
+        Traceback (most recent call last):
+        babeltune.registry.BabeltuneError: train.full.epochs: given twice (also as train.full_epochs)
+        """
+        out = {}
+        for key, value in data.items():
+            method = METHODS.get(key) if key in METHODS.names() and isinstance(value, dict) else None
+            if method is None:
+                out[key] = value
+                continue
+            for name, v in value.items():
+                flat = method.overrides.get(name)
+                if flat is None:
+                    raise BabeltuneError(
+                        f"{where}.{key}.{name}: {key} runs have no setting of their own named {name!r}; "
+                        f"they have: {', '.join(sorted(method.overrides)) or 'none'}"
+                    )
+                if flat in data:
+                    raise BabeltuneError(f"{where}.{key}.{name}: given twice (also as {where}.{flat})")
+                out[flat] = v
+        return out
+
     def for_method(self, method: str) -> TrainArgs:
         """The settings a ``method`` run trains with: the method's override fields (``full_*`` for full) are
         folded into their plain ones and every method's are cleared, and ``methods`` names this one, so a job holds no setting it does not use (and a

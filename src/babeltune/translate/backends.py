@@ -273,7 +273,8 @@ class CausalTranslator:
 
     def translate(self, texts: list[str], src: str, tgt: str, done: Done, failed: Failed) -> None:
         from babeltune.inference.decoding import Decoding, length_sorted_batches
-        from babeltune.inference.hf import cached_for_inference, chat_text, generate_batch
+        from babeltune.inference.hf import cached_for_inference, generate_batch
+        from babeltune.templates import chat_text
 
         tokenizer, model = cached_for_inference(model_for_pair(self.cfg.model, src, tgt))
         for batch in length_sorted_batches(texts, len, self.cfg.batch_size):

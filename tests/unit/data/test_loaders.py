@@ -2,7 +2,7 @@
 
 import json
 
-import pytest  # noqa: E402
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 

@@ -1,4 +1,5 @@
-"""Tests."""
+"""The evaluate stage in process: language verdicts, the judges (local, OpenAI-compatible, pairwise), their
+caches and faults, and the scores it writes."""
 
 import pytest
 

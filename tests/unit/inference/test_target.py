@@ -44,6 +44,10 @@ def test_a_bf16_checkpoint_loads_in_bf16_for_generate_serve_and_the_local_judge(
     hf.cached_for_inference.cache_clear()  # the local judge's and the causal translator's loader
     _, judged = hf.cached_for_inference(str(folder))
     assert loaded[:2] == [torch.bfloat16] * 2 and judged.dtype == torch.bfloat16
+    from babeltune.evaluate.judge import loaded_engine  # the local judge in generate mode: an engine
+
+    engine = loaded_engine("hf", str(folder), 2)
+    assert loaded[3:] == [torch.bfloat16] and engine.precision == "bf16" and not engine.bf16  # no autocast
 
 
 def test_a_target_is_located_from_a_checkpoint_an_adapter_or_a_name(tmp_path, tiny_model):

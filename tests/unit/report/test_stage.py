@@ -1,4 +1,5 @@
-"""Tests."""
+"""The report stage in process on made-up scores: tables, figures, paired tests, contrasts, seeds, sweeps,
+and metrics as entries."""
 
 import csv
 

@@ -1,4 +1,4 @@
-"""`babeltune serve` started for real, spoken to through the official openai client."""
+"""The server in process: a burst of connections, requests batched together, each its own answer."""
 
 import openai
 

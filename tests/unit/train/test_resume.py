@@ -1,4 +1,4 @@
-"""Nothing wrong, nothing leaked, nothing hangs: hostile input through the `babeltune` command."""
+"""Resuming training: a torn trainer state is skipped and said."""
 
 
 def test_a_torn_trainer_state_is_skipped_and_said(tmp_path, capsys):
