@@ -23,6 +23,7 @@ from typing import Literal
 from babeltune import languages
 from babeltune.content_cache import ContentCache, cache_key
 from babeltune.endpoints import EndpointArgs, reply_text
+from babeltune.inference.engines import ENGINES
 from babeltune.io import regular_file
 from babeltune.locks import Claims
 from babeltune.models import check_model_name
@@ -31,7 +32,6 @@ from babeltune.retry import Usage
 from babeltune.settings import load_yaml, setting
 
 JUDGES_DIR = resources.files("babeltune") / "resources" / "judges"
-LOCAL_ENGINES = ("hf", "vllm")  # the generation engines a local judge can answer through
 CLAIM_POLL = 0.5  # seconds between looks at the cache for judgements another process is making
 
 
@@ -70,10 +70,11 @@ class JudgeArgs(EndpointArgs):
         )
         if self.enabled and self.backend == "local":
             check_model_name(self.model, f"{where}.model")
-            if self.rating_mode == "generate" and self.engine not in LOCAL_ENGINES:
-                raise BabeltuneError(
-                    f"{where}.engine: {unknown_name_error('judge engine', self.engine, LOCAL_ENGINES)}"
-                )
+            if self.rating_mode == "generate":
+                check_names(where, engine=lambda: ENGINES.get(self.engine))
+                if not ENGINES.get(self.engine).local:
+                    raise BabeltuneError(f"{where}.engine: {self.engine} answers through an endpoint: for that "
+                                         f"set {where}.backend: openai")  # fmt: skip
         if self.enabled and self.backend == "openai" and not self.base_url:
             raise BabeltuneError(f"{where}.base_url: required when {where}.backend is 'openai'")
 
@@ -376,7 +377,6 @@ def loaded_engine(name: str, model: str, batch_size: int):
     the machine it ran on."""
     from babeltune.generate import GenerateArgs
     from babeltune.inference.decoding import Decoding
-    from babeltune.inference.engines import ENGINES
     from babeltune.inference.target import Target
 
     engine = ENGINES.get(name)(GenerateArgs(backend=name, batch_size=batch_size, precision="fp32"))

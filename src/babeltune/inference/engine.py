@@ -31,6 +31,7 @@ class Engine:
     """``settings`` is the generate stage's settings (the engine reads only its own plumbing from them)."""
 
     name = ""
+    local = True  # runs a model here (an endpoint's engine does not: a local judge cannot answer through it)
 
     def __init__(self, settings) -> None:
         self.settings = settings

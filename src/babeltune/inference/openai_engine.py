@@ -20,6 +20,7 @@ class OpenAIEngine(Engine):
     the model's own chat template. Requests run ``concurrency`` at a time, each answer kept as it arrives."""
 
     name = "openai"
+    local = False
 
     def refuses(self, decoding: Decoding) -> str | None:
         if decoding.num_beams > 1:
