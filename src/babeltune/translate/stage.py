@@ -191,84 +191,89 @@ def run(
     """Translate the ``src`` examples of ``examples_path`` into ``targets`` (filtered with the ``langid``
     settings); writes ``examples.jsonl`` and the rest. Items with a segment the backend never translated
     are the outcome's failures: the next run asks for exactly those segments."""
-    langid = langid or LangIdArgs()
     examples = [Example.from_dict(r) for r in read_jsonl(examples_path)]
     source = [e for e in examples if e.lang == src]
-    references = {(e.source_id, e.lang): e for e in examples if e.lang != src}
     parsed = [{name: Field.parse(getattr(e, name)) for name in FIELDS} for e in source]
     backend = BACKENDS.get(cfg.backend)(cfg)
     cache = ContentCache(cache_path)
-    index = {e.source_id: i for i, e in enumerate(source)}
-    kept, rejected, failed_rows, reports = list(source), [], [], {}
+    kept, rejected, unfinished, reports = list(source), [], [], {}
     try:
         for tgt in targets:
             rep = reports[tgt] = LanguageReport(items=len(source))
             rep.source_characters = sum(len(getattr(e, f)) for e in source for f in FIELDS)
             translations, failures = _translate_language(cfg, backend, cache, parsed, src, tgt, rep)
             start = time.perf_counter()
-            built = []
-            for ex, fields in zip(source, parsed, strict=True):
-                pieces = {name: f.assemble(translations) for name, f in fields.items()}
-                if any(p is None for p in pieces.values()):
-                    why = sorted(
-                        {
-                            failures.get(t, "not translated")
-                            for f in fields.values()
-                            for t in f.to_translate()
-                            if t not in translations
-                        }
-                    )
-                    failed_rows.append({"source_id": ex.source_id, "lang": tgt, "reasons": why})
-                    continue
-                built.append((ex, {n: p[0] for n, p in pieces.items()}, sum(p[1] for p in pieces.values())))
-            detected = detect([f"{o['instruction']} {o['output']}" for _, o, _ in built], langid)
-            for (ex, out, lost), det in zip(built, detected, strict=True):
-                new = Example(
-                    f"{ex.source_id}:{tgt}",
-                    ex.source_id,
-                    tgt,
-                    out["instruction"],
-                    out["input"],
-                    out["output"],
-                )
-                fields = parsed[index[ex.source_id]]
-                reasons = check(cfg, ex, fields, out, det.lang if det.lang != TOO_SHORT else None, tgt, lost)
-                if reasons:
-                    rejected.append(new.to_dict() | {"reasons": reasons})
-                    rep.reasons.update(reasons)
-                else:
-                    kept.append(new)
-            rep.failed = len(source) - len(built)
-            rep.rejected = len(built) - sum(1 for e in kept if e.lang == tgt)
-            rep.accepted = len(built) - rep.rejected
+            built, failed = assemble(source, parsed, translations, failures, tgt)
+            accepted, refused = accept(cfg, built, tgt, langid or LangIdArgs(), rep)
+            kept, rejected, unfinished = kept + accepted, rejected + refused, unfinished + failed
+            rep.failed, rep.rejected, rep.accepted = len(failed), len(refused), len(accepted)
             rep.seconds_checking = round(time.perf_counter() - start, 2)
     finally:
         cache.close()
+    references = {(e.source_id, e.lang): e for e in examples if e.lang != src}
+    write_outputs(out_dir, cfg, src, kept, rejected, unfinished, reports, backend.usage, references)
+    refuse_if_nothing_accepted(src, reports, out_dir)
+    return Outcome(failed=[f"{row['source_id']}:{row['lang']}" for row in unfinished])
 
+
+Built = tuple[Example, dict, dict[str, str], int]  # source, its parsed fields, the translated fields, lost
+
+
+def assemble(source: list[Example], parsed: list[dict], translations: dict[str, str],
+             failures: dict[str, str], tgt: str) -> tuple[list[Built], list[dict]]:  # fmt: skip
+    """Each source item's fields put back together from their translated segments; an item with a segment
+    never translated is a failed row, with why."""
+    built, failed = [], []
+    for ex, fields in zip(source, parsed, strict=True):
+        pieces = {name: f.assemble(translations) for name, f in fields.items()}
+        if any(p is None for p in pieces.values()):
+            why = {failures.get(t, "not translated") for f in fields.values() for t in f.to_translate()
+                   if t not in translations}  # fmt: skip
+            failed.append({"source_id": ex.source_id, "lang": tgt, "reasons": sorted(why)})
+            continue
+        built.append((ex, fields, {n: p[0] for n, p in pieces.items()}, sum(p[1] for p in pieces.values())))
+    return built, failed
+
+
+def accept(cfg: TranslateArgs, built: list[Built], tgt: str, langid: LangIdArgs,
+           rep: LanguageReport) -> tuple[list[Example], list[dict]]:  # fmt: skip
+    """The translations that pass the quality filters, and the rejected ones with their reasons."""
+    detected = detect([f"{out['instruction']} {out['output']}" for _, _, out, _ in built], langid)
+    accepted, rejected = [], []
+    for (ex, fields, out, lost), det in zip(built, detected, strict=True):
+        new = Example(
+            f"{ex.source_id}:{tgt}", ex.source_id, tgt, out["instruction"], out["input"], out["output"]
+        )
+        reasons = check(cfg, ex, fields, out, det.lang if det.lang != TOO_SHORT else None, tgt, lost)
+        if reasons:
+            rejected.append(new.to_dict() | {"reasons": reasons})
+            rep.reasons.update(reasons)
+        else:
+            accepted.append(new)
+    return accepted, rejected
+
+
+def write_outputs(out_dir: Path, cfg: TranslateArgs, src: str, kept: list[Example], rejected: list[dict],
+                  failed: list[dict], reports: dict[str, LanguageReport], usage, references: dict) -> None:  # fmt: skip
+    """The translated examples (one JSONL, and an Alpaca file per language), the rejected and failed items,
+    the report, and the translations' chrF against human-written versions where the data has them."""
     write_jsonl(out_dir / EXAMPLES, (e.to_dict() for e in kept))
     write_jsonl(out_dir / "rejected.jsonl", rejected)
-    write_jsonl(out_dir / "failed.jsonl", failed_rows)
-    for tgt in targets:
+    write_jsonl(out_dir / "failed.jsonl", failed)
+    for tgt in reports:
         write_json(
             out_dir / f"alpaca_{tgt}.json",
             [{f: getattr(e, f) for f in FIELDS} for e in kept if e.lang == tgt],
         )
-    write_json(
-        out_dir / REPORT,
-        {
-            "backend": cfg.backend,
-            "model": cfg.model,
-            "source_language": src,
-            "usage": backend.usage.as_dict() | {"cost": cfg.cost(backend.usage)},
-            "languages": {t: dict(vars(r)) for t, r in reports.items()},
-            "warnings": acceptance_warnings(cfg, src, reports, out_dir),
-        },
-    )
+    write_json(out_dir / REPORT, {
+        "backend": cfg.backend, "model": cfg.model, "source_language": src,
+        "usage": usage.as_dict() | {"cost": cfg.cost(usage)},
+        "languages": {t: dict(vars(r)) for t, r in reports.items()},
+        "warnings": acceptance_warnings(cfg, src, reports, out_dir),
+    })  # fmt: skip
     quality = mt_quality(kept + [Example.from_dict(r) for r in rejected], references)  # filters aside
     if quality:
         write_json(out_dir / "mt_quality.json", quality)
-    refuse_if_nothing_accepted(src, reports, out_dir)
-    return Outcome(failed=[f"{row['source_id']}:{row['lang']}" for row in failed_rows])
 
 
 def acceptance_warnings(cfg: TranslateArgs, src: str, reports: dict[str, LanguageReport], out_dir: Path):
