@@ -168,23 +168,45 @@ def chat_prompt(served: ServedModel, messages: list[Message]) -> str:
 
 
 def make_app(served: ServedModel, limits: Limits, api_key: str | None) -> Starlette:
-    # Each waiting request holds a thread while the model works: as many as may be batched, and more.
-    workers = ThreadPoolExecutor(max_workers=4 * served.max_batch, thread_name_prefix="babeltune-serve")
+    api = Api(served, limits, api_key)
+    routes = [
+        Route("/v1/models", api.models, methods=["GET"]),
+        Route("/v1/completions", api.completions, methods=["POST"]),
+        Route("/v1/chat/completions", api.chat, methods=["POST"]),
+    ]
+    handlers = {ApiError: api_error, HTTPException: http_error, Exception: server_error}
+    return Starlette(routes=routes, exception_handlers=handlers)
 
-    async def body_of(request: Request) -> dict:
-        if api_key and request.headers.get("authorization") != f"Bearer {api_key}":
+
+class Api:
+    """The endpoints of one served model: each checks the key and the request, then answers or says why not."""
+
+    def __init__(self, served: ServedModel, limits: Limits, api_key: str | None) -> None:
+        self.served, self.limits, self.api_key = served, limits, api_key
+        # Each waiting request holds a thread while the model works: as many as may be batched, and more.
+        self.workers = ThreadPoolExecutor(
+            max_workers=4 * served.max_batch, thread_name_prefix="babeltune-serve"
+        )
+
+    def check_key(self, request: Request) -> None:
+        if self.api_key and request.headers.get("authorization") != f"Bearer {self.api_key}":
             raise ApiError(
                 401, "invalid or missing API key (Authorization: Bearer ...)", "authentication_error"
             )
+
+    async def body_of(self, request: Request) -> dict:
+        """The request's JSON object, read within the size limit, for this server's model."""
+        self.check_key(request)
+        limit = self.limits.max_request_bytes
         size = request.headers.get("content-length")
-        if size is not None and (not size.isdigit() or int(size) > limits.max_request_bytes):
-            raise ApiError(413, f"request body over {limits.max_request_bytes} bytes")
+        if size is not None and (not size.isdigit() or int(size) > limit):
+            raise ApiError(413, f"request body over {limit} bytes")
         data = bytearray()
         try:
             async for chunk in request.stream():  # a chunked body has no length to check first
                 data += chunk
-                if len(data) > limits.max_request_bytes:
-                    raise ApiError(413, f"request body over {limits.max_request_bytes} bytes")
+                if len(data) > limit:
+                    raise ApiError(413, f"request body over {limit} bytes")
         except ClientDisconnect:
             raise ApiError(400, "the client went away before its request body ended") from None
         try:
@@ -193,27 +215,27 @@ def make_app(served: ServedModel, limits: Limits, api_key: str | None) -> Starle
             raise ApiError(400, f"request body is not valid JSON: {str(err)[:200]}") from None
         if not isinstance(body, dict):
             raise ApiError(400, "request body must be a JSON object")
-        if body.get("model") not in (None, served.name):
+        if body.get("model") not in (None, self.served.name):
             model = str(body.get("model"))[:100]
-            raise ApiError(404, f"model {model!r} not found; this server has {served.name!r}", "not_found_error",
-                           "model")  # fmt: skip
+            raise ApiError(404, f"model {model!r} not found; this server has {self.served.name!r}",
+                           "not_found_error", "model")  # fmt: skip
         return body
 
-    def prompt_tokens(prompts: list[str], param: str) -> int:
+    def prompt_tokens(self, prompts: list[str], param: str) -> int:
         """The prompts' tokens in all (the reply's usage), each prompt within --max-prompt-tokens."""
-        total = 0
+        total, limit = 0, self.limits.max_prompt_tokens
         for p in prompts:
-            n = len(served.tokenizer(p, add_special_tokens=False)["input_ids"])
-            if n > limits.max_prompt_tokens:
-                raise ApiError(400, f"the prompt is {n:,} tokens, over this server's limit of "
-                               f"{limits.max_prompt_tokens:,} (--max-prompt-tokens)", param=param)  # fmt: skip
+            n = len(self.served.tokenizer(p, add_special_tokens=False)["input_ids"])
+            if n > limit:
+                raise ApiError(400, f"the prompt is {n:,} tokens, over this server's limit of {limit:,} "
+                               "(--max-prompt-tokens)", param=param)  # fmt: skip
             total += n
         return total
 
-    async def answer(request: Request, prompts: list[str], gen: Decoding) -> list[tuple[str, int]]:
+    async def answer(self, request: Request, prompts: list[str], gen: Decoding) -> list[tuple[str, int]]:
         """The answers, made in a worker thread; a client that hangs up meanwhile stops its generation."""
         loop, gone = asyncio.get_running_loop(), threading.Event()
-        work = loop.run_in_executor(workers, served.complete, prompts, gen, None, gone)
+        work = loop.run_in_executor(self.workers, self.served.complete, prompts, gen, None, gone)
         while not work.done():
             await asyncio.wait({work}, timeout=DISCONNECT_POLL)
             if not work.done() and await request.is_disconnected():
@@ -227,79 +249,70 @@ def make_app(served: ServedModel, limits: Limits, api_key: str | None) -> Starle
                 500, f"generation failed: {type(err).__name__}: {str(err)[:200]}", "server_error"
             ) from None
 
-    def envelope(kind: str, choices: list, prompt_tokens: int, answers: list) -> JSONResponse:
+    def envelope(self, kind: str, choices: list, prompt_tokens: int, answers: list) -> JSONResponse:
         completion_tokens = sum(n for _, n in answers)
         return JSONResponse({
             "id": f"{'chatcmpl' if kind.startswith('chat') else 'cmpl'}-{uuid.uuid4().hex[:24]}",
-            "object": kind, "created": int(time.time()), "model": served.name, "choices": choices,
+            "object": kind, "created": int(time.time()), "model": self.served.name, "choices": choices,
             "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
                       "total_tokens": prompt_tokens + completion_tokens},
         })  # fmt: skip
 
-    def finish(stopped: bool, n_tokens: int, gen: Decoding) -> str:
-        return "length" if not stopped and n_tokens >= gen.max_new_tokens else "stop"
-
-    async def models(request: Request) -> JSONResponse:
-        if api_key and request.headers.get("authorization") != f"Bearer {api_key}":
-            raise ApiError(
-                401, "invalid or missing API key (Authorization: Bearer ...)", "authentication_error"
-            )
+    async def models(self, request: Request) -> JSONResponse:
+        self.check_key(request)
         return JSONResponse({"object": "list", "data": [
-            {"id": served.name, "object": "model", "created": 0, "owned_by": "babeltune"}]})  # fmt: skip
+            {"id": self.served.name, "object": "model", "created": 0, "owned_by": "babeltune"}]})  # fmt: skip
 
-    async def completions(request: Request):
-        req = parse(CompletionRequest, await body_of(request), limits)
-        gen = decoding(req, limits, list(template(served.template).stops))
-        if len(req.prompt) > limits.max_prompts:
-            raise ApiError(400, f"at most {limits.max_prompts} prompts per request", param="prompt")
-        n_prompt = prompt_tokens(req.prompt, "prompt")
+    async def completions(self, request: Request):
+        req = parse(CompletionRequest, await self.body_of(request), self.limits)
+        gen = decoding(req, self.limits, list(template(self.served.template).stops))
+        if len(req.prompt) > self.limits.max_prompts:
+            raise ApiError(400, f"at most {self.limits.max_prompts} prompts per request", param="prompt")
+        n_prompt = self.prompt_tokens(req.prompt, "prompt")
         if req.stream:
             if len(req.prompt) != 1:
                 raise ApiError(400, "streaming takes one prompt", param="prompt")
-            return stream(served, req.prompt[0], gen, chat=False)
-        answers = await answer(request, req.prompt, gen)
+            return stream(self.served, req.prompt[0], gen, chat=False)
+        answers = await self.answer(request, req.prompt, gen)
         choices = []
         for i, (text, n) in enumerate(answers):
             text, stopped = cut(text, gen.stop)
             choices.append(
                 {"index": i, "text": text, "logprobs": None, "finish_reason": finish(stopped, n, gen)}
             )
-        return envelope("text_completion", choices, n_prompt, answers)
+        return self.envelope("text_completion", choices, n_prompt, answers)
 
-    async def chat(request: Request):
-        req = parse(ChatRequest, await body_of(request), limits)
-        gen = decoding(req, limits, list(template(served.template).stops))
-        prompt = chat_prompt(served, req.messages)
-        n_prompt = prompt_tokens([prompt], "messages")
+    async def chat(self, request: Request):
+        req = parse(ChatRequest, await self.body_of(request), self.limits)
+        gen = decoding(req, self.limits, list(template(self.served.template).stops))
+        prompt = chat_prompt(self.served, req.messages)
+        n_prompt = self.prompt_tokens([prompt], "messages")
         if req.stream:
-            return stream(served, prompt, gen, chat=True)
-        answers = await answer(request, [prompt], gen)
+            return stream(self.served, prompt, gen, chat=True)
+        answers = await self.answer(request, [prompt], gen)
         text, stopped = cut(answers[0][0], gen.stop)
         choice = {"index": 0, "message": {"role": "assistant", "content": text.strip()},
                   "finish_reason": finish(stopped, answers[0][1], gen)}  # fmt: skip
-        return envelope("chat.completion", [choice], n_prompt, answers)
+        return self.envelope("chat.completion", [choice], n_prompt, answers)
 
-    async def api_error(request: Request, err: ApiError) -> JSONResponse:
-        return err.response()
 
-    async def http_error(request: Request, err: HTTPException) -> JSONResponse:
-        kind = {404: "not_found_error", 405: "invalid_request_error"}.get(
-            err.status_code, "invalid_request_error"
-        )
-        return ApiError(
-            err.status_code, f"{err.detail}: {request.method} {request.url.path}", kind
-        ).response()
+def finish(stopped: bool, n_tokens: int, gen: Decoding) -> str:
+    return "length" if not stopped and n_tokens >= gen.max_new_tokens else "stop"
 
-    async def server_error(request: Request, err: Exception) -> JSONResponse:
-        return ApiError(500, f"{type(err).__name__}: {str(err)[:200]}", "server_error").response()
 
-    routes = [
-        Route("/v1/models", models, methods=["GET"]),
-        Route("/v1/completions", completions, methods=["POST"]),
-        Route("/v1/chat/completions", chat, methods=["POST"]),
-    ]
-    handlers = {ApiError: api_error, HTTPException: http_error, Exception: server_error}
-    return Starlette(routes=routes, exception_handlers=handlers)
+async def api_error(request: Request, err: ApiError) -> JSONResponse:
+    return err.response()
+
+
+async def http_error(request: Request, err: HTTPException) -> JSONResponse:
+    kind = {404: "not_found_error", 405: "invalid_request_error"}.get(
+        err.status_code, "invalid_request_error"
+    )
+    return ApiError(err.status_code, f"{err.detail}: {request.method} {request.url.path}", kind).response()
+
+
+async def server_error(request: Request, err: Exception) -> JSONResponse:
+    return ApiError(500, f"{type(err).__name__}: {str(err)[:200]}", "server_error").response()
 
 
 def stream(served: ServedModel, prompt: str, gen: Decoding, chat: bool) -> StreamingResponse:
