@@ -65,6 +65,7 @@ def test_report_has_every_language_and_regime(quick_run):
     assert len(paired) == 5 and pairs == expected | {("multi-down", "mono-es", "es")}
     html = (report_dir / "report.html").read_text()
     assert "pipeline check, not a meaningful judge" in html
+    assert "<td class='num best'>" in html  # each language's best run, by the metrics' better side
     assert "report.html" in proc.stdout and "unseen in training" in proc.stdout
     # the console holds what a user can act on: no third-party deprecation notices (PEFT's, every training)
     assert not re.search(r"(Future|Deprecation)Warning", proc.stderr), proc.stderr[-2000:]

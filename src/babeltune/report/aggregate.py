@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from itertools import combinations
 from statistics import mean
 
@@ -34,9 +34,6 @@ class Cell:
         if key in values:
             return values[key]
         raise AttributeError(f"a cell has no {key!r}")
-
-    def with_values(self, **changed) -> Cell:
-        return replace(self, values=self.values | changed)
 
     def row(self) -> dict:
         """Its numbers flat, in the columns' order (the verdicts aside)."""

@@ -85,6 +85,12 @@ COLUMNS = [
 METRICS = [c for c in COLUMNS if c.per_row]  # the columns computed from each answer's score
 
 
+def per_answer(key: str) -> Callable[[Score], float | None]:
+    """A metric's value for one answer, as a float (the finding pairs and resamples these)."""
+    per_row = next(c.per_row for c in METRICS if c.key == key)
+    return lambda r: None if (v := per_row(r)) is None else float(v)
+
+
 def with_data(cells: list) -> tuple[list[Column], list[str]]:
     """The columns whose data is there, and one line for each reason others were left out. The columns
     that need one thing (a judge, references) go together: kept when one of their evidence columns has a

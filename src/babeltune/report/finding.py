@@ -14,14 +14,12 @@ from collections import defaultdict
 from statistics import mean
 
 from babeltune.records import Score
+from babeltune.report.columns import per_answer
 from babeltune.report.contrasts import DOWNSAMPLED, ENGLISH, MONO, MULTI, RunInfo, by_regime, neighbours
 from babeltune.report.stats import MIN_PAIRED, bootstrap_ci, hierarchical_ci, paired_ci, paired_permutation_p
 
 # What the finding measures per answer: fidelity always; the paper's score (judge x ok) when a judge ran.
-METRICS = {
-    "fidelity": lambda r: float(r.verdict == "ok"),
-    "score": lambda r: None if r.final_score is None else float(r.final_score),
-}
+METRICS = {"fidelity": per_answer("consistency"), "score": per_answer("score_mean")}  # the report's own
 
 
 def _values(rows: list[Score], metric: str) -> dict[tuple[str, str], float]:
