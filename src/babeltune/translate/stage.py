@@ -205,7 +205,9 @@ def run(
             start = time.perf_counter()
             built, failed = assemble(source, parsed, translations, failures, tgt)
             accepted, refused = accept(cfg, built, tgt, langid or LangIdArgs(), rep)
-            kept, rejected, unfinished = kept + accepted, rejected + refused, unfinished + failed
+            kept += accepted  # extended in place: a copy per language would copy every item again
+            rejected += refused
+            unfinished += failed
             rep.failed, rep.rejected, rep.accepted = len(failed), len(refused), len(accepted)
             rep.seconds_checking = round(time.perf_counter() - start, 2)
     finally:
